@@ -1,0 +1,538 @@
+//! Vault and OpenBao: login with the pod's service-account token, then read each
+//! object's path with the resulting Vault token.
+//!
+//! Logins are cached per identity and configuration until shortly before the
+//! token's TTL ends, and repeated once if a read is refused (the token may have
+//! been revoked). Identical requests of one mount are sent once, and a mount's
+//! distinct requests run concurrently.
+
+mod client;
+mod config;
+mod select;
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use rand::Rng as _;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub use config::{Flavor, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+
+use self::client::{Clients, Endpoint};
+use self::select::{SelectError, data_kind, select};
+use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
+use crate::identity::{CredentialCache, PodIdentity};
+use crate::secret::{SecretBytes, SecretString};
+
+/// Distinct requests of one mount in flight at once.
+const MAX_CONCURRENT_REQUESTS: usize = 16;
+/// Attempts per request on retryable failures (connect errors, 429, 5xx).
+const MAX_ATTEMPTS: u32 = 3;
+/// First retry delay; doubled per attempt, plus up to 50% jitter.
+const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+/// Largest response body accepted; a larger one is refused rather than buffered.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// A cached Vault token is dropped this long before its TTL ends, at most.
+const TOKEN_EXPIRY_MARGIN_MAX: Duration = Duration::from_secs(60);
+/// Reuse period for tokens that report no TTL (never cached forever).
+const NO_TTL_TOKEN_REUSE: Duration = Duration::from_secs(300);
+/// Longest Vault error text carried into a message.
+const MAX_VAULT_ERROR_CHARS: usize = 300;
+
+/// Cache key of a Vault token: the backend configuration plus the pod identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    address: String,
+    namespace: Option<String>,
+    mount: String,
+    role: String,
+    audience: String,
+    sa_namespace: String,
+    sa_name: String,
+    sa_uid: String,
+}
+
+/// The Vault/OpenBao backend: HTTP clients and the login cache.
+#[derive(Debug, Default)]
+pub struct VaultBackend {
+    clients: Clients,
+    tokens: CredentialCache<TokenKey, SecretString>,
+}
+
+impl VaultBackend {
+    /// Number of cached Vault tokens (for metrics).
+    #[must_use]
+    pub fn cached_logins(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Fetches `objects` as `identity`. The result is in the order of `objects`.
+    pub async fn fetch(
+        &self,
+        cfg: &VaultConfig,
+        identity: &PodIdentity,
+        objects: &[ObjectSpec],
+    ) -> Result<Vec<Fetched>, Error> {
+        let backend = cfg.flavor.name();
+        let jwt = identity.token(&cfg.audience).ok_or_else(|| {
+            let passed: Vec<&str> = identity.audiences().collect();
+            Error::new(
+                ErrorKind::Invalid,
+                backend,
+                format!(
+                    "the driver passed no service-account token for audience {:?} (tokens were passed for: {}); \
+                     add {{audience: {:?}}} to the CSIDriver's spec.tokenRequests, or set the SecretProviderClass \
+                     'audience' parameter to one of the passed audiences",
+                    cfg.audience,
+                    if passed.is_empty() { "none".to_owned() } else { format!("{passed:?}") },
+                    cfg.audience
+                ),
+            )
+        })?;
+        let session = Session {
+            backend: self,
+            cfg,
+            identity,
+            jwt,
+            endpoint: self.clients.endpoint(cfg).await?,
+            key: TokenKey {
+                address: cfg.address.clone(),
+                namespace: cfg.namespace.clone(),
+                mount: cfg.auth_mount.clone(),
+                role: cfg.role.clone(),
+                audience: cfg.audience.clone(),
+                sa_namespace: identity.namespace().to_owned(),
+                sa_name: identity.service_account().to_owned(),
+                sa_uid: identity.service_account_uid(),
+            },
+            current: Mutex::new(None),
+        };
+
+        // One request per distinct (path, query, method, args).
+        let mut unique: Vec<(&ObjectSpec, &VaultObject)> = Vec::new();
+        let mut slot_of = Vec::with_capacity(objects.len());
+        let mut keys: Vec<String> = Vec::new();
+        for spec in objects {
+            let ObjectSource::Vault(obj) = &spec.source;
+            let key = obj.request_key();
+            let slot = match keys.iter().position(|k| *k == key) {
+                Some(slot) => slot,
+                None => {
+                    keys.push(key);
+                    unique.push((spec, obj));
+                    keys.len() - 1
+                }
+            };
+            slot_of.push(slot);
+        }
+
+        session.token().await?;
+        let session = &session;
+        // The futures are built first so the stream's type holds no closure over
+        // borrowed items (which trips the Send check of the gRPC handler).
+        let reads: Vec<_> = unique
+            .iter()
+            .map(|&(spec, obj)| async move { session.read(obj).await.map_err(|e| e.for_object(spec)) })
+            .collect();
+        let responses: Vec<Result<Value, Error>> = futures::stream::iter(reads)
+            .buffered(MAX_CONCURRENT_REQUESTS)
+            .collect()
+            .await;
+        let mut bodies = Vec::with_capacity(responses.len());
+        for response in responses {
+            bodies.push(response?);
+        }
+
+        let mut fetched = Vec::with_capacity(objects.len());
+        for (spec, slot) in objects.iter().zip(slot_of) {
+            let ObjectSource::Vault(obj) = &spec.source;
+            let body = &bodies[slot];
+            let bytes = select(body, obj.secret_key.as_deref()).map_err(|e| {
+                let message = match e {
+                    SelectError::NoData => format!(
+                        "secretKey {:?}: the response of {} has no 'data' object (data is {})",
+                        obj.secret_key.as_deref().unwrap_or_default(),
+                        obj.path,
+                        data_kind(body)
+                    ),
+                    SelectError::MissingKey { key, available } => format!(
+                        "secretKey {key:?} does not exist at {}; keys there: {}",
+                        obj.path,
+                        if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+                    ),
+                };
+                Error::new(ErrorKind::NotFound, backend, message).for_object(spec)
+            })?;
+            fetched.push(Fetched { content: SecretBytes::new(bytes) });
+        }
+        Ok(fetched)
+    }
+}
+
+/// One mount's conversation with Vault.
+struct Session<'a> {
+    backend: &'a VaultBackend,
+    cfg: &'a VaultConfig,
+    identity: &'a PodIdentity,
+    jwt: &'a SecretString,
+    endpoint: Endpoint,
+    key: TokenKey,
+    /// The Vault token this mount uses; replaced at most once after a refusal.
+    current: Mutex<Option<SecretString>>,
+}
+
+/// Outcome of one HTTP attempt.
+enum Attempt {
+    Done(reqwest::StatusCode, Value),
+    Retry(String),
+}
+
+impl Session<'_> {
+    fn name(&self) -> &'static str {
+        self.cfg.flavor.name()
+    }
+
+    /// The mount's Vault token: cached, or from a fresh login.
+    async fn token(&self) -> Result<SecretString, Error> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref() {
+            return Ok(token.clone());
+        }
+        let token = match self.backend.tokens.get(&self.key) {
+            Some(token) => {
+                tracing::debug!(backend = self.name(), "using cached login");
+                token
+            }
+            None => self.login().await?,
+        };
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    /// After `refused` was refused: log in again, once per mount.
+    async fn relogin(&self, refused: &SecretString) -> Result<SecretString, Error> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref() {
+            if token != refused {
+                return Ok(token.clone());
+            }
+        }
+        self.backend.tokens.remove(&self.key);
+        let token = self.login().await?;
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn login(&self) -> Result<SecretString, Error> {
+        let path = format!("auth/{}/login", self.cfg.auth_mount);
+        let body = serde_json::json!({"role": self.cfg.role, "jwt": self.jwt.expose_secret()});
+        let started = std::time::Instant::now();
+        let (status, response) = self.send(reqwest::Method::POST, &path, None, Some(&body), None).await?;
+        if !status.is_success() {
+            return Err(Error::new(
+                ErrorKind::Denied,
+                self.name(),
+                format!(
+                    "login refused (HTTP {}) at auth/{}/login for role {:?} with the token for audience {:?} \
+                     of service account {}/{}: {}. Check that the role exists on auth mount {:?}, that it is \
+                     bound to this service account and namespace, that its bound audience is {:?}, and that \
+                     the auth method trusts the cluster's token issuer",
+                    status.as_u16(),
+                    self.cfg.auth_mount,
+                    self.cfg.role,
+                    self.cfg.audience,
+                    self.identity.namespace(),
+                    self.identity.service_account(),
+                    vault_errors(&response),
+                    self.cfg.auth_mount,
+                    self.cfg.audience,
+                ),
+            ));
+        }
+        let auth = response.get("auth");
+        let token = auth
+            .and_then(|a| a.get("client_token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    self.name(),
+                    format!("login at auth/{}/login returned no client token", self.cfg.auth_mount),
+                )
+            })?;
+        let token = SecretString::new(token.to_owned());
+        let ttl = auth.and_then(|a| a.get("lease_duration")).and_then(Value::as_u64).unwrap_or(0);
+        let reuse = token_reuse(Duration::from_secs(ttl));
+        self.backend.tokens.insert(self.key.clone(), token.clone(), reuse);
+        tracing::debug!(
+            backend = self.name(),
+            identity = %self.identity.log_label(),
+            ttl_s = ttl,
+            reuse_s = reuse.as_secs(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "logged in"
+        );
+        Ok(token)
+    }
+
+    /// Reads one object's path, logging in again once if the token is refused.
+    async fn read(&self, obj: &VaultObject) -> Result<Value, Error> {
+        let method = match obj.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Put => reqwest::Method::PUT,
+            Method::Post => reqwest::Method::POST,
+        };
+        let body = match obj.method {
+            Method::Get => None,
+            Method::Put | Method::Post => {
+                Some(Value::Object(obj.args.clone().unwrap_or_default()))
+            }
+        };
+        let mut token = self.token().await?;
+        let mut relogged = false;
+        loop {
+            let (status, response) = self
+                .send(method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token))
+                .await?;
+            let code = status.as_u16();
+            match code {
+                200..=299 if response.is_null() => {
+                    return Err(self.error(
+                        ErrorKind::NotFound,
+                        format!("{} {} returned no data (HTTP {code})", obj.method.as_str(), obj.path),
+                    ));
+                }
+                200..=299 => return Ok(response),
+                403 if !relogged => {
+                    relogged = true;
+                    token = self.relogin(&token).await?;
+                }
+                403 => {
+                    return Err(self.error(
+                        ErrorKind::Denied,
+                        format!(
+                            "{} {} refused (HTTP 403) for role {:?}: {}. Check that the role's token policies \
+                             grant {} on this path",
+                            obj.method.as_str(),
+                            obj.path,
+                            self.cfg.role,
+                            vault_errors(&response),
+                            capability(obj.method),
+                        ),
+                    ));
+                }
+                404 => {
+                    return Err(self.error(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{} not found (HTTP 404){}. Check secretPath (a KV v2 path reads <mount>/data/<name>) \
+                             and vaultNamespace",
+                            obj.path,
+                            optional_errors(&response)
+                        ),
+                    ));
+                }
+                _ => {
+                    return Err(self.error(
+                        ErrorKind::Invalid,
+                        format!(
+                            "{} {} was rejected (HTTP {code}): {}",
+                            obj.method.as_str(),
+                            obj.path,
+                            vault_errors(&response)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn error(&self, kind: ErrorKind, message: String) -> Error {
+        Error::new(kind, self.name(), message)
+    }
+
+    /// Sends one request with bounded, jittered retries on connect errors, 429 and 5xx.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&Value>,
+        token: Option<&SecretString>,
+    ) -> Result<(reqwest::StatusCode, Value), Error> {
+        let mut url = self.endpoint.base.join(path).map_err(|e| {
+            self.error(ErrorKind::Invalid, format!("path {path:?} does not form a URL: {e}"))
+        })?;
+        url.set_query(query);
+        let mut last = String::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let mut request = self.endpoint.http.request(method.clone(), url.clone());
+            request = request.header("X-Vault-Request", "true");
+            if let Some(ns) = &self.cfg.namespace {
+                request = request.header("X-Vault-Namespace", ns);
+            }
+            if let Some(token) = token {
+                let mut value = reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                    self.error(ErrorKind::Unavailable, "the server issued a token that is not a valid header".into())
+                })?;
+                value.set_sensitive(true);
+                request = request.header("X-Vault-Token", value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            match self.attempt(request).await {
+                Ok(Attempt::Done(status, value)) => return Ok((status, value)),
+                Ok(Attempt::Retry(why)) | Err(why) => {
+                    tracing::debug!(backend = self.name(), path, attempt, reason = %why, "retrying");
+                    last = why;
+                }
+            }
+        }
+        Err(self.error(
+            ErrorKind::Unavailable,
+            format!(
+                "{} {path} failed after {MAX_ATTEMPTS} attempts: {last}. Check that {} is reachable from the \
+                 node and unsealed",
+                method.as_str(),
+                self.cfg.address
+            ),
+        ))
+    }
+
+    async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Attempt, String> {
+        let mut response = request.send().await.map_err(|e| describe_transport_error(&e))?;
+        let status = response.status();
+        if status.as_u16() == 429 || (status.is_server_error() && status.as_u16() != 501) {
+            return Ok(Attempt::Retry(format!("HTTP {}", status.as_u16())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| describe_transport_error(&e))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = zeroize::Zeroizing::new(body);
+        let value = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                format!("HTTP {}: the response is not JSON ({:?} error)", status.as_u16(), e.classify())
+            })?
+        };
+        Ok(Attempt::Done(status, value))
+    }
+}
+
+/// How long to reuse a token with this TTL: until shortly before it ends.
+fn token_reuse(ttl: Duration) -> Duration {
+    if ttl.is_zero() {
+        return NO_TTL_TOKEN_REUSE;
+    }
+    let margin = (ttl / 5).min(TOKEN_EXPIRY_MARGIN_MAX);
+    ttl - margin
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = RETRY_BASE_DELAY * 2u32.saturating_pow(attempt.saturating_sub(1));
+    let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+    base + Duration::from_millis(jitter)
+}
+
+fn capability(method: Method) -> &'static str {
+    match method {
+        Method::Get => "the 'read' capability",
+        Method::Put | Method::Post => "the 'update' (or 'create') capability",
+    }
+}
+
+/// Vault's `errors` list, shortened; error texts name paths and roles, not secrets.
+fn vault_errors(response: &Value) -> String {
+    let errors: Vec<String> = response
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(|s| s.chars().take(MAX_VAULT_ERROR_CHARS).collect())
+                .collect()
+        })
+        .unwrap_or_default();
+    if errors.is_empty() { "no error text".to_owned() } else { errors.join("; ") }
+}
+
+fn optional_errors(response: &Value) -> String {
+    let text = vault_errors(response);
+    if text == "no error text" { String::new() } else { format!(": {text}") }
+}
+
+fn describe_transport_error(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "transport error".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_reused_until_shortly_before_their_ttl() {
+        assert_eq!(token_reuse(Duration::from_secs(3600)), Duration::from_secs(3540));
+        assert_eq!(token_reuse(Duration::from_secs(100)), Duration::from_secs(80));
+        assert_eq!(token_reuse(Duration::ZERO), NO_TTL_TOKEN_REUSE);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        for attempt in 1..MAX_ATTEMPTS {
+            let d = backoff(attempt);
+            let base = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
+            assert!(d >= base && d <= base + base / 2, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn vault_errors_are_joined_and_shortened() {
+        let long = "x".repeat(1000);
+        let v = serde_json::json!({"errors": ["permission denied", long]});
+        let text = vault_errors(&v);
+        assert!(text.starts_with("permission denied; "));
+        assert!(text.len() < 400);
+        assert_eq!(vault_errors(&serde_json::json!({})), "no error text");
+    }
+
+    #[test]
+    fn identical_requests_share_a_key() {
+        let a = VaultObject {
+            path: "pki/issue/web".into(),
+            query: None,
+            method: Method::Put,
+            args: serde_json::json!({"common_name": "a"}).as_object().cloned(),
+            secret_key: Some("certificate".into()),
+        };
+        let mut b = a.clone();
+        b.secret_key = Some("private_key".into());
+        assert_eq!(a.request_key(), b.request_key());
+        b.args = serde_json::json!({"common_name": "b"}).as_object().cloned();
+        assert_ne!(a.request_key(), b.request_key());
+    }
+}

@@ -1,0 +1,101 @@
+//! SecretProviderClass parameter parsers.
+//!
+//! The dialect is chosen by the socket a mount arrives on: `vault.sock` and
+//! `openbao.sock` take SecretProviderClasses written for those providers
+//! unchanged; every other name (`courier` by default) takes the native parameters,
+//! which are the same keys plus `backend`. A dialect turns the attributes into a
+//! [`MountPlan`]; every error names the parameter and object it is about.
+
+mod native;
+mod objects;
+mod vault;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::backend::{BackendConfig, ObjectSpec};
+use crate::backend::vault::Flavor;
+
+/// The most objects one mount may list.
+pub const MAX_OBJECTS: usize = 1000;
+
+/// Which parameter set a socket accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Courier's own parameters.
+    Native,
+    /// hashicorp/vault-csi-provider's parameters (both `vault*` and `openbao*` spellings).
+    Vault,
+    /// The OpenBao provider's parameters (both spellings; audience `openbao`).
+    OpenBao,
+}
+
+impl Dialect {
+    /// The dialect served on the socket named `provider_name`.
+    #[must_use]
+    pub fn for_provider(provider_name: &str) -> Self {
+        match provider_name {
+            "vault" => Self::Vault,
+            "openbao" => Self::OpenBao,
+            _ => Self::Native,
+        }
+    }
+
+    /// Name for logs.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Vault => "vault",
+            Self::OpenBao => "openbao",
+        }
+    }
+
+    /// Parses the mount's attributes.
+    pub fn parse(self, attributes: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
+        match self {
+            Self::Native => native::parse(attributes, defaults),
+            Self::Vault => vault::parse(attributes, Flavor::Vault, defaults),
+            Self::OpenBao => vault::parse(attributes, Flavor::OpenBao, defaults),
+        }
+    }
+}
+
+/// Provider-wide defaults a SecretProviderClass may override.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Vault address when the SecretProviderClass names none (`--vault-addr`).
+    pub vault_address: String,
+}
+
+/// What a mount fetches and from where.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    /// Backend configuration.
+    pub backend: BackendConfig,
+    /// The objects, in SecretProviderClass order.
+    pub objects: Vec<ObjectSpec>,
+}
+
+/// A parameter problem: which parameter (and object), and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// `roleName`, `objects`, `objects[2].secretPath`, ...
+    pub field: String,
+    /// What is wrong; never a secret value.
+    pub problem: String,
+}
+
+impl Error {
+    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { field: field.into(), problem: problem.into() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,208 @@
+//! The `objects` parameter: a YAML list of maps, read into JSON values so each
+//! field can be checked on its own and named in errors (`objects[2].method`).
+
+use serde_json::{Map, Value};
+
+use super::{Error, MAX_OBJECTS};
+use crate::object_path::ObjectPath;
+use crate::request::kind_of;
+
+/// Longest `objects` text accepted; far above any real SecretProviderClass.
+const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
+
+/// One entry of `objects`, with typed accessors that name the field on error.
+/// Its Debug shows field names only: values may be secret arguments.
+pub(super) struct RawObject {
+    pub(super) index: usize,
+    fields: Map<String, Value>,
+}
+
+/// Parses the `objects` YAML into its entries.
+pub(super) fn parse_list(yaml: &str) -> Result<Vec<RawObject>, Error> {
+    if yaml.len() > MAX_OBJECTS_YAML_BYTES {
+        return Err(Error::new("objects", format!("is {} bytes; at most {MAX_OBJECTS_YAML_BYTES}", yaml.len())));
+    }
+    if yaml.trim().is_empty() {
+        return Err(Error::new("objects", "is empty; list at least one object"));
+    }
+    let mut options = serde_saphyr::Options::default();
+    // `filePermission: 0600` must stay "0600" (octal, as the anchors read it), not
+    // become the decimal 600.
+    options.leading_zero_numbers_as_strings = true;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    let value: Value = serde_saphyr::from_str_with_options(yaml, options)
+        .map_err(|e| Error::new("objects", format!("is not valid YAML: {}", yaml_error(&e))))?;
+    let list = match value {
+        Value::Array(list) => list,
+        other => {
+            return Err(Error::new("objects", format!("expected a YAML list, found {}", kind_of(&other))));
+        }
+    };
+    if list.is_empty() {
+        return Err(Error::new("objects", "is an empty list; list at least one object"));
+    }
+    if list.len() > MAX_OBJECTS {
+        return Err(Error::new("objects", format!("lists {} objects; at most {MAX_OBJECTS}", list.len())));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(index, item)| match item {
+            Value::Object(fields) => Ok(RawObject { index, fields }),
+            other => Err(Error::new(format!("objects[{index}]"), format!("expected a map, found {}", kind_of(&other)))),
+        })
+        .collect()
+}
+
+/// The YAML error's first line, which names the position; the input is not quoted.
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("syntax error");
+    first.chars().take(200).collect()
+}
+
+impl std::fmt::Debug for RawObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawObject")
+            .field("index", &self.index)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl RawObject {
+    fn field(&self, name: &str) -> String {
+        format!("objects[{}].{name}", self.index)
+    }
+
+    /// An optional scalar read as text (numbers and booleans are accepted as text).
+    pub(super) fn string(&self, name: &str) -> Result<Option<String>, Error> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(other) => Err(Error::new(self.field(name), format!("expected a string, found {}", kind_of(other)))),
+        }
+    }
+
+    /// A required scalar read as text.
+    pub(super) fn required(&self, name: &str) -> Result<String, Error> {
+        self.string(name)?.ok_or_else(|| Error::new(self.field(name), "missing"))
+    }
+
+    /// An optional map.
+    pub(super) fn map(&self, name: &str) -> Result<Option<Map<String, Value>>, Error> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m.clone())),
+            Some(other) => Err(Error::new(self.field(name), format!("expected a map, found {}", kind_of(other)))),
+        }
+    }
+
+    /// The file path (`objectName`, or another field for other dialects).
+    pub(super) fn path(&self, name: &str) -> Result<ObjectPath, Error> {
+        let raw = self.required(name)?;
+        ObjectPath::parse(&raw).map_err(|e| Error::new(self.field(name), format!("{raw:?} {e}")))
+    }
+
+    /// `filePermission`: an octal string (`"0600"`, `"0o600"`) or an integer. A YAML
+    /// integer written with a leading zero is octal too, as in the anchors' manifests.
+    pub(super) fn file_mode(&self, name: &str) -> Result<Option<u32>, Error> {
+        let bad = |what: &str| Error::new(self.field(name), format!("{what}; expected a mode such as \"0644\" or 420"));
+        let mode = match self.fields.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| bad("not a non-negative integer"))?,
+            Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+            Some(Value::String(s)) => parse_mode_text(s.trim()).ok_or_else(|| bad(&format!("{s:?} is not a file mode")))?,
+            Some(other) => return Err(bad(&format!("found {}", kind_of(other)))),
+        };
+        if mode > 0o777 {
+            return Err(bad(&format!("{mode} (octal {mode:o}) has bits beyond 0777")));
+        }
+        Ok(Some(mode))
+    }
+
+    /// Field names present that `known` does not list (logged, not rejected, so
+    /// SecretProviderClasses stay portable across providers).
+    pub(super) fn unknown_fields(&self, known: &[&str]) -> Vec<String> {
+        self.fields.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect()
+    }
+
+    /// The entry as canonical JSON, folded into the object's version.
+    pub(super) fn canonical(&self) -> String {
+        Value::Object(self.fields.clone()).to_string()
+    }
+}
+
+/// `0644`, `0o644` and `644`-with-a-leading-zero are octal; plain digits are decimal.
+fn parse_mode_text(s: &str) -> Option<u32> {
+    if let Some(octal) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        return u32::from_str_radix(octal, 8).ok();
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return u32::from_str_radix(&s[1..], 8).ok();
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(yaml: &str) -> RawObject {
+        parse_list(yaml).expect("valid").into_iter().next().expect("one entry")
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(one("- filePermission: \"0600\"").file_mode("filePermission"), Ok(Some(0o600)));
+        assert_eq!(one("- filePermission: \"0o640\"").file_mode("filePermission"), Ok(Some(0o640)));
+        assert_eq!(one("- filePermission: 420").file_mode("filePermission"), Ok(Some(0o644)));
+        assert_eq!(one("- filePermission: 0600").file_mode("filePermission"), Ok(Some(0o600)));
+        assert_eq!(one("- {}").file_mode("filePermission"), Ok(None));
+        assert!(one("- filePermission: 01777").file_mode("filePermission").is_err());
+        assert!(one("- filePermission: rw").file_mode("filePermission").is_err());
+        assert!(one("- filePermission: -1").file_mode("filePermission").is_err());
+        assert!(one("- filePermission: [1]").file_mode("filePermission").is_err());
+    }
+
+    #[test]
+    fn list_shape_errors_name_the_field() {
+        for (yaml, field) in [
+            ("", "objects"),
+            ("[]", "objects"),
+            ("a: b", "objects"),
+            ("- a\n- b", "objects[0]"),
+            ("- [unclosed", "objects"),
+        ] {
+            let err = parse_list(yaml).err().expect("must fail");
+            assert_eq!(err.field, field, "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn scalars_read_as_text_and_maps_are_refused() {
+        let o = one("- objectName: 123\n  flag: true\n  m: {a: 1}");
+        assert_eq!(o.string("objectName"), Ok(Some("123".into())));
+        assert_eq!(o.string("flag"), Ok(Some("true".into())));
+        assert_eq!(o.string("m").expect_err("map").field, "objects[0].m");
+        assert_eq!(o.required("missing").expect_err("missing").problem, "missing");
+    }
+
+    #[test]
+    fn too_many_objects() {
+        let yaml = "- {objectName: a}\n".repeat(MAX_OBJECTS + 1);
+        assert!(parse_list(&yaml).expect_err("too many").problem.contains("at most"));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut yaml = String::from("- &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 { "a".to_owned() } else { format!("a{}", i - 1) };
+            yaml.push_str(&format!("- &a{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        assert!(parse_list(&yaml).is_err());
+    }
+}

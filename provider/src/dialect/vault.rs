@@ -1,0 +1,287 @@
+//! Parameters of hashicorp/vault-csi-provider and its OpenBao fork.
+//!
+//! Both sockets accept both spellings of every key (`vaultAddress` and
+//! `openbaoAddress`, ...); giving both spellings with different values is an error.
+//! Only the default token audience differs (`vault` or `openbao`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use super::objects::{RawObject, parse_list};
+use super::{Defaults, Error, MountPlan};
+use crate::backend::vault::{Flavor, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+use crate::backend::{BackendConfig, Encoding, ObjectSource, ObjectSpec};
+
+/// Auth mount used when the SecretProviderClass names none.
+const DEFAULT_AUTH_MOUNT: &str = "kubernetes";
+
+/// Object fields this dialect reads.
+const OBJECT_FIELDS: &[&str] =
+    &["objectName", "secretPath", "secretKey", "method", "secretArgs", "encoding", "filePermission"];
+
+/// A parameter known under a Vault and an OpenBao spelling.
+fn spellings(suffix: &str) -> [String; 2] {
+    [format!("vault{suffix}"), format!("openbao{suffix}")]
+}
+
+/// Reads a parameter given under any of `names`. Empty means unset.
+pub(super) fn param(attrs: &BTreeMap<String, String>, names: &[String]) -> Result<Option<String>, Error> {
+    let mut found: Option<(&str, &str)> = None;
+    for name in names {
+        let Some(value) = attrs.get(name.as_str()).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        match found {
+            Some((first, previous)) if previous != value => {
+                return Err(Error::new(
+                    name.clone(),
+                    format!("conflicts with {first}; set only one of them"),
+                ));
+            }
+            Some(_) => {}
+            None => found = Some((name.as_str(), value)),
+        }
+    }
+    Ok(found.map(|(_, v)| v.to_owned()))
+}
+
+fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    attrs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// Parses a vault-csi-provider SecretProviderClass for `flavor`.
+pub(super) fn parse(
+    attrs: &BTreeMap<String, String>,
+    flavor: Flavor,
+    defaults: &Defaults,
+) -> Result<MountPlan, Error> {
+    let role = single(attrs, "roleName").ok_or_else(|| {
+        Error::new("roleName", "missing; name the auth role to log in as")
+    })?;
+    let address = param(attrs, &spellings("Address"))?.unwrap_or_else(|| defaults.vault_address.clone());
+    let address = address.trim_end_matches('/').to_owned();
+    let namespace = param(attrs, &spellings("Namespace"))?;
+    let auth_mount = param(attrs, &spellings("AuthMountPath"))?;
+    let kubernetes_mount = param(attrs, &spellings("KubernetesMountPath"))?;
+    let auth_mount = match (auth_mount, kubernetes_mount) {
+        (Some(_), Some(_)) => {
+            return Err(Error::new(
+                "vaultAuthMountPath",
+                "and vaultKubernetesMountPath are mutually exclusive; set only one",
+            ));
+        }
+        (Some(m), None) | (None, Some(m)) => m,
+        (None, None) => DEFAULT_AUTH_MOUNT.to_owned(),
+    };
+    let auth_mount = auth_mount.trim_matches('/').trim_start_matches("auth/").to_owned();
+    if auth_mount.is_empty() || auth_mount.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(Error::new("vaultAuthMountPath", format!("{auth_mount:?} is not a valid mount path")));
+    }
+    let audience = single(attrs, "audience").unwrap_or_else(|| flavor.default_audience().to_owned());
+
+    let skip_verify = match param(attrs, &spellings("SkipTLSVerify"))? {
+        None => false,
+        Some(v) => v.parse::<bool>().map_err(|_| {
+            Error::new("vaultSkipTLSVerify", format!("{v:?} is not a boolean; use \"true\" or \"false\""))
+        })?,
+    };
+    let tls = TlsSettings {
+        ca_cert: param(attrs, &spellings("CACertPath"))?.map(PathBuf::from),
+        ca_dir: param(attrs, &spellings("CADirectory"))?.map(PathBuf::from),
+        server_name: param(attrs, &spellings("TLSServerName"))?,
+        client_cert: param(attrs, &spellings("TLSClientCertPath"))?.map(PathBuf::from),
+        client_key: param(attrs, &spellings("TLSClientKeyPath"))?.map(PathBuf::from),
+        verify: if skip_verify { TlsVerify::DangerousDisabled } else { TlsVerify::Enabled },
+    };
+    if tls.client_cert.is_some() != tls.client_key.is_some() {
+        return Err(Error::new(
+            "vaultTLSClientCertPath",
+            "and vaultTLSClientKeyPath must be set together",
+        ));
+    }
+
+    let objects_yaml = single(attrs, "objects").ok_or_else(|| Error::new("objects", "missing; list the secrets to mount"))?;
+    let backend_tag = format!("{}|{}|{}", flavor.name(), address, namespace.as_deref().unwrap_or(""));
+    let mut objects = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for raw in parse_list(&objects_yaml)? {
+        let spec = object(&raw, &backend_tag)?;
+        if !seen.insert(spec.path.as_str().to_owned()) {
+            let first = objects.iter().position(|o: &ObjectSpec| o.path == spec.path).unwrap_or(0);
+            return Err(Error::new(
+                format!("objects[{}].objectName", raw.index),
+                format!("{:?} is already used by objects[{first}]; file names must be unique", spec.path.as_str()),
+            ));
+        }
+        let unknown = raw.unknown_fields(OBJECT_FIELDS);
+        if !unknown.is_empty() {
+            tracing::debug!(object = raw.index, fields = ?unknown, "ignoring unknown object fields");
+        }
+        objects.push(spec);
+    }
+
+    Ok(MountPlan {
+        backend: BackendConfig::Vault(VaultConfig { flavor, address, namespace, auth_mount, role, audience, tls }),
+        objects,
+    })
+}
+
+fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
+    let i = raw.index;
+    let path = raw.path("objectName")?;
+    let secret_path = raw.required("secretPath")?;
+    let (api_path, query) = split_secret_path(&secret_path)
+        .map_err(|problem| Error::new(format!("objects[{i}].secretPath"), problem))?;
+    let method = match raw.string("method")?.map(|m| m.to_ascii_uppercase()) {
+        None => Method::Get,
+        Some(m) if m == "GET" => Method::Get,
+        Some(m) if m == "PUT" => Method::Put,
+        Some(m) if m == "POST" => Method::Post,
+        Some(m) => {
+            return Err(Error::new(format!("objects[{i}].method"), format!("{m:?} is not supported; use GET, PUT or POST")));
+        }
+    };
+    let args = raw.map("secretArgs")?;
+    if args.is_some() && method == Method::Get {
+        tracing::debug!(object = i, "secretArgs are only sent with PUT or POST; ignored for GET");
+    }
+    let encoding = match raw.string("encoding")?.map(|e| e.to_ascii_lowercase()) {
+        None => Encoding::Utf8,
+        Some(e) if e == "utf-8" || e == "utf8" => Encoding::Utf8,
+        Some(e) if e == "base64" => Encoding::Base64,
+        Some(e) if e == "hex" => Encoding::Hex,
+        Some(e) => {
+            return Err(Error::new(format!("objects[{i}].encoding"), format!("{e:?} is not supported; use utf-8, base64 or hex")));
+        }
+    };
+    let mode = raw.file_mode("filePermission")?;
+    Ok(ObjectSpec {
+        index: i,
+        path,
+        mode,
+        encoding,
+        descriptor: format!("{backend_tag}|{}", raw.canonical()),
+        source: ObjectSource::Vault(VaultObject {
+            path: api_path,
+            query,
+            method,
+            args,
+            secret_key: raw.string("secretKey")?,
+        }),
+    })
+}
+
+/// `v1/secret/data/app?version=2` -> (`secret/data/app`, `version=2`).
+fn split_secret_path(raw: &str) -> Result<(String, Option<String>), String> {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned()).filter(|q| !q.is_empty())),
+        None => (raw, None),
+    };
+    let path = path.trim_start_matches('/');
+    let path = path.strip_prefix("v1/").unwrap_or(path).trim_end_matches('/');
+    if path.is_empty() {
+        return Err(format!("{raw:?} names no path"));
+    }
+    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(format!("{raw:?} has an empty, '.' or '..' segment"));
+    }
+    if path.chars().any(|c| c.is_control() || c == '#') {
+        return Err(format!("{raw:?} has a control character or '#'"));
+    }
+    Ok((path.to_owned(), query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults { vault_address: "https://127.0.0.1:8200".into() }
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    const OBJECTS: &str = "- objectName: db\n  secretPath: secret/data/db\n  secretKey: password\n";
+
+    fn vault_cfg(plan: &MountPlan) -> &VaultConfig {
+        let BackendConfig::Vault(cfg) = &plan.backend;
+        cfg
+    }
+
+    #[test]
+    fn defaults_per_flavor() {
+        let a = attrs(&[("roleName", "app"), ("objects", OBJECTS)]);
+        let plan = parse(&a, Flavor::Vault, &defaults()).expect("valid");
+        let cfg = vault_cfg(&plan);
+        assert_eq!(cfg.audience, "vault");
+        assert_eq!(cfg.auth_mount, "kubernetes");
+        assert_eq!(cfg.address, "https://127.0.0.1:8200");
+        let plan = parse(&a, Flavor::OpenBao, &defaults()).expect("valid");
+        assert_eq!(vault_cfg(&plan).audience, "openbao");
+    }
+
+    #[test]
+    fn both_spellings_work_and_conflicts_are_named() {
+        let a = attrs(&[("roleName", "app"), ("objects", OBJECTS), ("openbaoAddress", "http://bao:8200/"), ("openbaoAuthMountPath", "jwt")]);
+        let plan = parse(&a, Flavor::Vault, &defaults()).expect("valid");
+        assert_eq!(vault_cfg(&plan).address, "http://bao:8200");
+        assert_eq!(vault_cfg(&plan).auth_mount, "jwt");
+
+        let a = attrs(&[("roleName", "app"), ("objects", OBJECTS), ("vaultAddress", "http://a"), ("openbaoAddress", "http://b")]);
+        assert_eq!(parse(&a, Flavor::OpenBao, &defaults()).expect_err("conflict").field, "openbaoAddress");
+    }
+
+    #[test]
+    fn mount_paths_are_exclusive() {
+        let a = attrs(&[("roleName", "r"), ("objects", OBJECTS), ("vaultAuthMountPath", "jwt"), ("vaultKubernetesMountPath", "k8s")]);
+        assert!(parse(&a, Flavor::Vault, &defaults()).expect_err("exclusive").problem.contains("mutually exclusive"));
+        let a = attrs(&[("roleName", "r"), ("objects", OBJECTS), ("vaultKubernetesMountPath", "auth/k8s/")]);
+        assert_eq!(vault_cfg(&parse(&a, Flavor::Vault, &defaults()).expect("valid")).auth_mount, "k8s");
+    }
+
+    #[test]
+    fn parameter_errors_name_the_field() {
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![("objects", OBJECTS)], "roleName"),
+            (vec![("roleName", "r")], "objects"),
+            (vec![("roleName", "r"), ("objects", OBJECTS), ("vaultSkipTLSVerify", "maybe")], "vaultSkipTLSVerify"),
+            (vec![("roleName", "r"), ("objects", OBJECTS), ("vaultTLSClientCertPath", "/c")], "vaultTLSClientCertPath"),
+            (vec![("roleName", "r"), ("objects", "- objectName: a\n")], "objects[0].secretPath"),
+            (vec![("roleName", "r"), ("objects", "- secretPath: a\n")], "objects[0].objectName"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, method: DELETE}")], "objects[0].method"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, encoding: rot13}")], "objects[0].encoding"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: ../x, secretPath: s}")], "objects[0].objectName"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: /abs, secretPath: s}")], "objects[0].objectName"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: '', secretPath: s}")], "objects[0].objectName"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s}\n- {objectName: a, secretPath: t}")], "objects[1].objectName"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: secret/../sys}")], "objects[0].secretPath"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, secretArgs: [1]}")], "objects[0].secretArgs"),
+        ];
+        for (pairs, field) in cases {
+            let err = parse(&attrs(&pairs), Flavor::Vault, &defaults()).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn secret_paths() {
+        assert_eq!(split_secret_path("v1/secret/data/app?version=2"), Ok(("secret/data/app".into(), Some("version=2".into()))));
+        assert_eq!(split_secret_path("/secret/app/"), Ok(("secret/app".into(), None)));
+        assert!(split_secret_path("v1/").is_err());
+        assert!(split_secret_path("a//b").is_err());
+    }
+
+    #[test]
+    fn objects_are_parsed() {
+        let yaml = "- objectName: cert\n  secretPath: pki/issue/web\n  method: put\n  secretArgs: {common_name: a.example}\n  encoding: BASE64\n  filePermission: 0600\n";
+        let plan = parse(&attrs(&[("roleName", "r"), ("objects", yaml)]), Flavor::Vault, &defaults()).expect("valid");
+        let o = &plan.objects[0];
+        assert_eq!(o.mode, Some(0o600));
+        assert_eq!(o.encoding, Encoding::Base64);
+        let ObjectSource::Vault(v) = &o.source;
+        assert_eq!(v.method, Method::Put);
+        assert_eq!(v.args.as_ref().and_then(|a| a.get("common_name")).and_then(|v| v.as_str()), Some("a.example"));
+    }
+}

@@ -1,0 +1,233 @@
+//! The pod's identity and the per-identity credential cache.
+//!
+//! Every backend call runs as the pod's own service account, with the token the
+//! driver passed for the backend's audience. Cached credentials are keyed by that
+//! identity plus the backend configuration, so no pod can ever read through
+//! another identity's credentials.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::secret::SecretString;
+
+/// Service-account tokens by audience.
+#[derive(Debug, Default)]
+pub struct TokenMap(BTreeMap<String, SecretString>);
+
+impl TokenMap {
+    /// Adds the token for `audience`.
+    pub fn insert(&mut self, audience: String, token: SecretString) {
+        self.0.insert(audience, token);
+    }
+
+    /// The audiences a token was passed for (names only).
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// Who a mount runs as.
+#[derive(Debug)]
+pub struct PodIdentity {
+    namespace: String,
+    pod_name: String,
+    pod_uid: String,
+    service_account: String,
+    tokens: TokenMap,
+}
+
+impl PodIdentity {
+    /// Builds an identity from kubelet's pod-info attributes and the tokens.
+    #[must_use]
+    pub fn new(
+        namespace: String,
+        pod_name: String,
+        pod_uid: String,
+        service_account: String,
+        tokens: TokenMap,
+    ) -> Self {
+        Self { namespace, pod_name, pod_uid, service_account, tokens }
+    }
+
+    /// The pod's namespace (also the service account's).
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The pod's name.
+    #[must_use]
+    pub fn pod_name(&self) -> &str {
+        &self.pod_name
+    }
+
+    /// The pod's UID.
+    #[must_use]
+    pub fn pod_uid(&self) -> &str {
+        &self.pod_uid
+    }
+
+    /// The service account's name.
+    #[must_use]
+    pub fn service_account(&self) -> &str {
+        &self.service_account
+    }
+
+    /// The token minted for `audience`, if the driver passed one.
+    #[must_use]
+    pub fn token(&self, audience: &str) -> Option<&SecretString> {
+        self.tokens.0.get(audience)
+    }
+
+    /// The audiences the driver passed tokens for.
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        self.tokens.audiences()
+    }
+
+    /// The service account's UID, read from the `kubernetes.io` claim of any of
+    /// the tokens. It separates a deleted-and-recreated service account of the
+    /// same name from the old one. The claim is only used as a cache key: the
+    /// token itself is what the backend verifies.
+    #[must_use]
+    pub fn service_account_uid(&self) -> String {
+        self.tokens
+            .0
+            .values()
+            .find_map(|t| sa_uid_claim(t.expose_secret()))
+            .unwrap_or_default()
+    }
+
+    /// A short, stable, non-reversible label for logs: never the token.
+    #[must_use]
+    pub fn log_label(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.namespace.as_bytes());
+        h.update([0]);
+        h.update(self.service_account.as_bytes());
+        h.update([0]);
+        h.update(self.service_account_uid().as_bytes());
+        let digest = h.finalize();
+        hex::encode(&digest[..6])
+    }
+}
+
+/// Reads `kubernetes.io.serviceaccount.uid` from a JWT's payload without verifying it.
+fn sa_uid_claim(jwt: &str) -> Option<String> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims
+        .get("kubernetes.io")?
+        .get("serviceaccount")?
+        .get("uid")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Upper bound on cached credentials, so a churn of identities cannot grow memory
+/// without limit; expired entries are dropped first.
+const MAX_CACHED_CREDENTIALS: usize = 10_000;
+
+/// Credentials that expire, keyed by identity plus backend configuration.
+#[derive(Debug)]
+pub struct CredentialCache<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Default for CredentialCache<K, V> {
+    fn default() -> Self {
+        Self { entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> CredentialCache<K, V> {
+    /// The cached value for `key`, unless it has expired.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match entries.get(key) {
+            Some((value, until)) if *until > Instant::now() => Some(value.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Caches `value` for `valid_for`.
+    pub fn insert(&self, key: K, value: V, valid_for: Duration) {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_CREDENTIALS {
+            entries.retain(|_, (_, until)| *until > now);
+            if entries.len() >= MAX_CACHED_CREDENTIALS {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (value, now + valid_for));
+    }
+
+    /// Drops the entry for `key` (after the backend refused it).
+    pub fn remove(&self, key: &K) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Number of entries, expired ones included.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt_with(claims: &serde_json::Value) -> String {
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.sig", enc.encode(b"{}"), enc.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn service_account_uid_comes_from_the_claim() {
+        let mut tokens = TokenMap::default();
+        let claims = serde_json::json!({"kubernetes.io": {"serviceaccount": {"name": "app", "uid": "sa-uid-7"}}});
+        tokens.insert("vault".into(), SecretString::new(jwt_with(&claims)));
+        let id = PodIdentity::new("ns".into(), "p".into(), "u".into(), "app".into(), tokens);
+        assert_eq!(id.service_account_uid(), "sa-uid-7");
+        assert!(!id.log_label().is_empty());
+    }
+
+    #[test]
+    fn unparseable_tokens_give_an_empty_uid() {
+        let mut tokens = TokenMap::default();
+        tokens.insert("vault".into(), SecretString::new("not-a-jwt".into()));
+        let id = PodIdentity::new("ns".into(), "p".into(), "u".into(), "app".into(), tokens);
+        assert_eq!(id.service_account_uid(), "");
+    }
+
+    #[test]
+    fn cache_expires_and_removes() {
+        let cache: CredentialCache<&str, u32> = CredentialCache::default();
+        cache.insert("a", 1, Duration::from_secs(60));
+        cache.insert("b", 2, Duration::ZERO);
+        assert_eq!(cache.get(&"a"), Some(1));
+        assert_eq!(cache.get(&"b"), None);
+        cache.remove(&"a");
+        assert_eq!(cache.get(&"a"), None);
+    }
+}

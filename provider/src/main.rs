@@ -1,0 +1,180 @@
+//! `courier-provider`: flags, logging, sockets, serving and shutdown. Wiring only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use courier_provider::dialect::Defaults;
+use courier_provider::socket::{self, BoundSocket};
+use courier_provider::telemetry::{self, Health, LogFormat};
+use courier_provider::version::Versioner;
+use courier_provider::{Core, ProviderName, ProviderService};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+/// Serves Vault/OpenBao secrets to Secrets Store CSI driver mounts, as the pod's own identity.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Directory the driver looks for provider sockets in; each name gets `<dir>/<name>.sock`.
+    #[arg(long, env = "COURIER_PROVIDERS_DIR", default_value = "/var/run/secrets-store-csi-providers")]
+    providers_dir: PathBuf,
+
+    /// Provider name to serve (repeatable). `vault` and `openbao` accept those providers'
+    /// SecretProviderClasses unchanged; any other name takes Courier's native parameters.
+    #[arg(long = "provider", env = "COURIER_PROVIDERS", value_delimiter = ',', default_value = "courier")]
+    providers: Vec<ProviderName>,
+
+    /// Vault/OpenBao address used when a SecretProviderClass sets no `vaultAddress`.
+    #[arg(long, env = "VAULT_ADDR", default_value = "https://127.0.0.1:8200")]
+    vault_addr: String,
+
+    /// Address for the HTTP health endpoints (`/healthz`, `/readyz`), e.g. `0.0.0.0:8080`. Off when unset.
+    #[arg(long, env = "COURIER_HEALTH_ADDR")]
+    health_addr: Option<SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log level or filter directive (`info`, `debug`, `courier_provider=trace,info`).
+    #[arg(long, env = "COURIER_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+
+    /// File holding the key for object versions (at least 16 bytes). Without it a random key is
+    /// made per process, so versions change once after a restart and the driver rewrites files once.
+    #[arg(long, env = "COURIER_HMAC_KEY_FILE")]
+    hmac_key_file: Option<PathBuf>,
+
+    /// Longest time one mount may take; kept well under kubelet's 2-minute limit so the error
+    /// names the slow backend.
+    #[arg(long, env = "COURIER_MOUNT_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
+    mount_timeout: Duration,
+
+    /// Longest time to finish in-flight mounts after SIGTERM.
+    #[arg(long, env = "COURIER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(args.log_format, &args.log_level)?;
+    if let Err(e) = run(args).await {
+        tracing::error!("{e:#}");
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut names = args.providers.clone();
+    names.sort();
+    names.dedup();
+    if names.len() != args.providers.len() {
+        bail!("--provider lists a name twice");
+    }
+    let versioner = match &args.hmac_key_file {
+        Some(path) => {
+            let key = std::fs::read(path).with_context(|| format!("--hmac-key-file {}", path.display()))?;
+            Versioner::with_key(key).with_context(|| format!("--hmac-key-file {}", path.display()))?
+        }
+        None => Versioner::random(),
+    };
+    let defaults = Defaults { vault_address: args.vault_addr.trim_end_matches('/').to_owned() };
+    let core = Arc::new(Core::new(versioner, defaults, args.mount_timeout));
+
+    std::fs::create_dir_all(&args.providers_dir)
+        .with_context(|| format!("--providers-dir {}", args.providers_dir.display()))?;
+    let mut bound: Vec<(ProviderName, BoundSocket, tokio::net::UnixListener)> = Vec::new();
+    for name in &args.providers {
+        let path = args.providers_dir.join(name.socket_file());
+        match socket::bind(&path) {
+            Ok((socket, listener)) => bound.push((name.clone(), socket, listener)),
+            Err(e) => {
+                for (_, socket, _) in &bound {
+                    socket.remove();
+                }
+                return Err(e.into());
+            }
+        }
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let health = Arc::new(Health::default());
+    if let Some(addr) = args.health_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--health-addr {addr}"))?;
+        let local = listener.local_addr().context("health listener address")?;
+        tracing::info!(address = %local, "health endpoints listening");
+        let router = telemetry::router(Arc::clone(&health));
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = &e as &dyn std::error::Error, "health endpoint failed");
+            }
+        });
+    }
+
+    let mut sockets = Vec::new();
+    let mut servers = tokio::task::JoinSet::new();
+    for (name, socket, listener) in bound {
+        tracing::info!(provider = %name, socket = %socket.path().display(), "serving");
+        let service = ProviderService::new(name.clone(), Arc::clone(&core));
+        let mut stop = stop_rx.clone();
+        servers.spawn(async move {
+            let result = service
+                .serve(listener, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            (name, result)
+        });
+        sockets.push(socket);
+    }
+    health.set_ready(true);
+    tracing::info!(providers = sockets.len(), "ready");
+
+    let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let failure = tokio::select! {
+        _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        Some(done) = servers.join_next() => Some(done),
+    };
+
+    // Stop taking new connections first and give the socket names back, so a
+    // successor can bind them while in-flight mounts finish here.
+    health.set_ready(false);
+    let _ = stop_tx.send(true);
+    for socket in &sockets {
+        socket.remove();
+    }
+    let drained = tokio::time::timeout(args.shutdown_timeout, async {
+        while let Some(done) = servers.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                tracing::error!(provider = %name, error = &e as &dyn std::error::Error, "server failed");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?args.shutdown_timeout, "in-flight mounts did not finish in time; exiting");
+    }
+    match failure {
+        Some(Ok((name, Err(e)))) => Err(anyhow::Error::new(e).context(format!("provider {name} stopped serving"))),
+        Some(Ok((name, Ok(())))) => bail!("provider {name} stopped serving unexpectedly"),
+        Some(Err(e)) => Err(anyhow::Error::new(e).context("a server task failed")),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
