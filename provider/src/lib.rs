@@ -11,16 +11,19 @@
 //! - [`identity`], [`backend`]: the pod's identity and the backends;
 //! - [`render`], [`version`]: files and object versions.
 
+pub mod audit;
 pub mod authority;
 pub mod backend;
 pub mod dialect;
 pub mod identity;
+pub mod metrics;
 pub mod object_path;
 pub mod provider_name;
 pub mod render;
 pub mod request;
 pub mod secret;
 pub mod server;
+pub mod singleflight;
 pub mod socket;
 pub mod telemetry;
 pub mod version;

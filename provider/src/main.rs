@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use courier_provider::backend::vault::{DEFAULT_BACKEND_CONCURRENCY, VaultSettings};
 use courier_provider::dialect::Defaults;
+use courier_provider::metrics::Metrics;
+use courier_provider::server::Settings;
 use courier_provider::socket::{self, BoundSocket};
 use courier_provider::telemetry::{self, Health, LogFormat};
 use courier_provider::version::Versioner;
@@ -35,6 +38,20 @@ struct Args {
     /// Address for the HTTP health endpoints (`/healthz`, `/readyz`), e.g. `0.0.0.0:8080`. Off when unset.
     #[arg(long, env = "COURIER_HEALTH_ADDR")]
     health_addr: Option<SocketAddr>,
+
+    /// Address for Prometheus metrics (`/metrics`), e.g. `0.0.0.0:8095`. Off when unset. May equal
+    /// `--health-addr`.
+    #[arg(long, env = "COURIER_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+
+    /// How long a static read (no lease) is reused for further mounts of the same identity; `0s`
+    /// disables reuse. Never shared across identities.
+    #[arg(long, env = "COURIER_STATIC_REUSE", default_value = "5s", value_parser = humantime::parse_duration)]
+    static_reuse: Duration,
+
+    /// Most concurrent HTTP requests to one backend address.
+    #[arg(long, env = "COURIER_BACKEND_CONCURRENCY", default_value_t = DEFAULT_BACKEND_CONCURRENCY)]
+    backend_concurrency: usize,
 
     /// Log format.
     #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -84,8 +101,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => Versioner::random(),
     };
-    let defaults = Defaults { vault_address: args.vault_addr.trim_end_matches('/').to_owned() };
-    let core = Arc::new(Core::new(versioner, defaults, args.mount_timeout));
+    if args.backend_concurrency == 0 {
+        bail!("--backend-concurrency must be at least 1");
+    }
+    let settings = Settings {
+        defaults: Defaults { vault_address: args.vault_addr.trim_end_matches('/').to_owned() },
+        mount_timeout: args.mount_timeout,
+        vault: VaultSettings { static_reuse: args.static_reuse, backend_concurrency: args.backend_concurrency },
+    };
+    let metrics = Metrics::shared();
+    let core = Arc::new(Core::new(versioner, settings, Arc::clone(&metrics)));
 
     std::fs::create_dir_all(&args.providers_dir)
         .with_context(|| format!("--providers-dir {}", args.providers_dir.display()))?;
@@ -105,11 +130,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let health = Arc::new(Health::default());
+    // Health and metrics share one listener when given the same address.
+    let mut endpoints: Vec<(SocketAddr, axum::Router)> = Vec::new();
     if let Some(addr) = args.health_addr {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--health-addr {addr}"))?;
-        let local = listener.local_addr().context("health listener address")?;
-        tracing::info!(address = %local, "health endpoints listening");
-        let router = telemetry::router(Arc::clone(&health));
+        endpoints.push((addr, telemetry::router(Arc::clone(&health))));
+    }
+    if let Some(addr) = args.metrics_addr {
+        let route = telemetry::metrics_router(Arc::clone(&metrics));
+        match endpoints.iter_mut().find(|(a, _)| *a == addr) {
+            Some((_, router)) => *router = router.clone().merge(route),
+            None => endpoints.push((addr, route)),
+        }
+    }
+    for (addr, router) in endpoints {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr().context("HTTP listener address")?;
+        tracing::info!(address = %local, "HTTP endpoints listening");
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, router)
@@ -118,7 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 })
                 .await;
             if let Err(e) = served {
-                tracing::error!(error = &e as &dyn std::error::Error, "health endpoint failed");
+                tracing::error!(error = &e as &dyn std::error::Error, "HTTP endpoint failed");
             }
         });
     }

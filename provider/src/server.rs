@@ -12,10 +12,12 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
+use crate::audit::AuditRecord;
 use crate::authority::AuthorityFix;
-use crate::backend::vault::VaultBackend;
+use crate::backend::vault::{VaultBackend, VaultSettings};
 use crate::backend::{self, BackendConfig, ErrorKind};
 use crate::dialect::{self, Defaults, Dialect};
+use crate::metrics::{Metrics, MountLabels, MountLatencyLabels};
 use crate::provider_name::ProviderName;
 use crate::render::{self, render};
 use crate::request::{self, MountContext};
@@ -33,13 +35,37 @@ pub struct Core {
     versioner: Versioner,
     defaults: Defaults,
     mount_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Provider-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Defaults a SecretProviderClass may override.
+    pub defaults: Defaults,
+    /// Longest time one mount may take.
+    pub mount_timeout: Duration,
+    /// Vault backend tunables.
+    pub vault: VaultSettings,
 }
 
 impl Core {
     /// A core with empty caches.
     #[must_use]
-    pub fn new(versioner: Versioner, defaults: Defaults, mount_timeout: Duration) -> Self {
-        Self { vault: VaultBackend::default(), versioner, defaults, mount_timeout }
+    pub fn new(versioner: Versioner, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            vault: VaultBackend::new(settings.vault, Arc::clone(&metrics)),
+            versioner,
+            defaults: settings.defaults,
+            mount_timeout: settings.mount_timeout,
+            metrics,
+        }
+    }
+
+    /// The metrics this core records.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 }
 
@@ -67,15 +93,24 @@ impl ProviderService {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
         let incoming = UnixListenerStream::new(listener).map_ok(AuthorityFix::new);
+        // grpc.health.v1 on the same socket, for probes that speak gRPC.
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<CsiDriverProviderServer<Self>>().await;
         tonic::transport::Server::builder()
+            .add_service(health)
             .add_service(CsiDriverProviderServer::new(self))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
 
-    async fn mount_inner(&self, req: MountRequest) -> Result<MountResponse, MountError> {
+    async fn mount_inner(&self, req: MountRequest, audit: &mut AuditRecord) -> Result<MountResponse, MountError> {
         let span = tracing::Span::current();
         let ctx = MountContext::decode(&req.attributes, &req.secrets, &req.permission)?;
+        audit.namespace = ctx.identity.namespace().to_owned();
+        audit.pod = ctx.identity.pod_name().to_owned();
+        audit.pod_uid = ctx.identity.pod_uid().to_owned();
+        audit.service_account = ctx.identity.service_account().to_owned();
+        audit.spc = ctx.spc.clone();
         span.record("pod.namespace", ctx.identity.namespace());
         span.record("pod.name", ctx.identity.pod_name());
         span.record("pod.uid", ctx.identity.pod_uid());
@@ -85,6 +120,8 @@ impl ProviderService {
         let plan = self.dialect.parse(&ctx.attributes, &self.core.defaults)?;
         let backend_name = plan.backend.name();
         span.record("backend", backend_name);
+        audit.backend = backend_name;
+        audit.objects = plan.objects.iter().map(|o| (o.path.as_str().to_owned(), None)).collect();
 
         let fetch = async {
             match &plan.backend {
@@ -96,8 +133,9 @@ impl ProviderService {
             .map_err(|_| MountError::Deadline { backend: backend_name, timeout: self.core.mount_timeout })??;
         let rendered = render(&plan.objects, fetched, ctx.default_mode, &self.core.versioner)?;
 
-        for v in &rendered.versions {
+        for (v, (_, served)) in rendered.versions.iter().zip(audit.objects.iter_mut()) {
             tracing::debug!(object.id = %v.id, object.version = %v.version, "object fetched");
+            *served = Some(v.version.clone());
         }
         Ok(MountResponse {
             object_version: rendered
@@ -138,16 +176,34 @@ impl CsiDriverProvider for ProviderService {
             backend = field::Empty,
         );
         let started = Instant::now();
-        let result = self.mount_inner(request.into_inner()).instrument(span.clone()).await;
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let mut audit = AuditRecord::default();
+        let result = self.mount_inner(request.into_inner(), &mut audit).instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_millis() as u64;
         let _entered = span.enter();
+        let backend = if audit.backend.is_empty() { "none" } else { audit.backend };
+        let metrics = &self.core.metrics;
+        metrics
+            .mount_seconds
+            .get_or_create(&MountLatencyLabels { provider: self.name.to_string(), backend })
+            .observe(elapsed.as_secs_f64());
+        let result_label = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        metrics
+            .mounts
+            .get_or_create(&MountLabels { provider: self.name.to_string(), backend, result: result_label })
+            .inc();
         match result {
             Ok(response) => {
+                audit.emit(self.name.as_str(), None, elapsed);
                 tracing::info!(objects = response.object_version.len(), duration_ms, "mount served");
                 Ok(Response::new(response))
             }
             Err(e) => {
                 let status = e.status();
+                audit.emit(self.name.as_str(), Some((e.label(), status.message())), elapsed);
                 tracing::warn!(code = ?status.code(), duration_ms, error = %status.message(), "mount failed");
                 Err(status)
             }
@@ -174,6 +230,15 @@ enum MountError {
 }
 
 impl MountError {
+    /// Bounded label for metrics and the audit trail.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Request(_) | Self::Dialect(_) | Self::Decode(_) => "invalid",
+            Self::Backend(e) => e.kind.label(),
+            Self::Deadline { .. } => "deadline",
+        }
+    }
+
     /// The status code of each failure, decided here and nowhere else.
     fn status(&self) -> Status {
         let code = match self {

@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use tracing_subscriber::EnvFilter;
 
+use crate::metrics::Metrics;
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -70,4 +72,20 @@ pub fn router(health: Arc<Health>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready.clone()))
         .route("/health/ready", get(ready))
+}
+
+/// `/metrics` in the Prometheus text format.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics.encode(),
+                )
+            }
+        }),
+    )
 }

@@ -176,7 +176,7 @@ mod tests {
             ("- a\n- b", "objects[0]"),
             ("- [unclosed", "objects"),
         ] {
-            let err = parse_list(yaml).err().expect("must fail");
+            let err = parse_list(yaml).expect_err("must fail");
             assert_eq!(err.field, field, "{yaml:?}: {err}");
         }
     }

@@ -5,17 +5,24 @@
 //! token's TTL ends, and repeated once if a read is refused (the token may have
 //! been revoked). Identical requests of one mount are sent once, and a mount's
 //! distinct requests run concurrently.
+//!
+//! Across mounts, and only ever within one identity: concurrent logins share one
+//! login, concurrent identical reads share one request (singleflight), and a
+//! static read (GET without a lease) is reused for a short window. A response
+//! that carries a lease is never handed to another pod.
 
 mod client;
 mod config;
 mod select;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use rand::Rng as _;
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 pub use config::{Flavor, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 
@@ -23,7 +30,9 @@ use self::client::{Clients, Endpoint};
 use self::select::{SelectError, data_kind, select};
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
 use crate::identity::{CredentialCache, PodIdentity};
+use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels, status_class};
 use crate::secret::{SecretBytes, SecretString};
+use crate::singleflight::{Flights, Role};
 
 /// Distinct requests of one mount in flight at once.
 const MAX_CONCURRENT_REQUESTS: usize = 16;
@@ -39,6 +48,10 @@ const TOKEN_EXPIRY_MARGIN_MAX: Duration = Duration::from_secs(60);
 const NO_TTL_TOKEN_REUSE: Duration = Duration::from_secs(300);
 /// Longest Vault error text carried into a message.
 const MAX_VAULT_ERROR_CHARS: usize = 300;
+/// Default reuse window of a static read within one identity.
+pub const DEFAULT_STATIC_REUSE: Duration = Duration::from_secs(5);
+/// Default bound on concurrent HTTP requests to one backend address.
+pub const DEFAULT_BACKEND_CONCURRENCY: usize = 64;
 
 /// Cache key of a Vault token: the backend configuration plus the pod identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,18 +66,65 @@ struct TokenKey {
     sa_uid: String,
 }
 
-/// The Vault/OpenBao backend: HTTP clients and the login cache.
-#[derive(Debug, Default)]
-pub struct VaultBackend {
+/// Cache and singleflight key of a read: the identity plus the exact request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ReadKey {
+    identity: TokenKey,
+    request: String,
+}
+
+/// Tunables of the Vault backend.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// How long a static read is reused within one identity; zero disables reuse.
+    pub static_reuse: Duration,
+    /// Concurrent HTTP requests allowed to one backend address.
+    pub backend_concurrency: usize,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self { static_reuse: DEFAULT_STATIC_REUSE, backend_concurrency: DEFAULT_BACKEND_CONCURRENCY }
+    }
+}
+
+type Shared<T> = Result<T, Error>;
+
+/// State shared by all mounts.
+#[derive(Debug)]
+struct State {
+    settings: VaultSettings,
+    metrics: Arc<Metrics>,
     clients: Clients,
     tokens: CredentialCache<TokenKey, SecretString>,
+    reads: CredentialCache<ReadKey, Arc<Value>>,
+    logins_inflight: Flights<TokenKey, Shared<SecretString>>,
+    reads_inflight: Flights<ReadKey, Shared<Arc<Value>>>,
+    limits: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// The Vault/OpenBao backend: HTTP clients, the login cache and shared reads.
+#[derive(Debug, Clone)]
+pub struct VaultBackend {
+    state: Arc<State>,
 }
 
 impl VaultBackend {
-    /// Number of cached Vault tokens (for metrics).
+    /// A backend with empty caches.
     #[must_use]
-    pub fn cached_logins(&self) -> usize {
-        self.tokens.len()
+    pub fn new(settings: VaultSettings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            state: Arc::new(State {
+                settings,
+                metrics,
+                clients: Clients::default(),
+                tokens: CredentialCache::default(),
+                reads: CredentialCache::default(),
+                logins_inflight: Flights::default(),
+                reads_inflight: Flights::default(),
+                limits: std::sync::Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// Fetches `objects` as `identity`. The result is in the order of `objects`.
@@ -90,12 +150,21 @@ impl VaultBackend {
                 ),
             )
         })?;
-        let session = Session {
-            backend: self,
-            cfg,
-            identity,
-            jwt,
-            endpoint: self.clients.endpoint(cfg).await?,
+        let limit = {
+            let mut limits = self.state.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                limits
+                    .entry(cfg.address.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.state.settings.backend_concurrency.max(1)))),
+            )
+        };
+        let session = Arc::new(Session {
+            state: Arc::clone(&self.state),
+            cfg: Arc::new(cfg.clone()),
+            jwt: jwt.clone(),
+            service_account: format!("{}/{}", identity.namespace(), identity.service_account()),
+            identity_label: identity.log_label(),
+            endpoint: self.state.clients.endpoint(cfg).await?,
             key: TokenKey {
                 address: cfg.address.clone(),
                 namespace: cfg.namespace.clone(),
@@ -106,8 +175,9 @@ impl VaultBackend {
                 sa_name: identity.service_account().to_owned(),
                 sa_uid: identity.service_account_uid(),
             },
+            limit,
             current: Mutex::new(None),
-        };
+        });
 
         // One request per distinct (path, query, method, args).
         let mut unique: Vec<(&ObjectSpec, &VaultObject)> = Vec::new();
@@ -128,17 +198,17 @@ impl VaultBackend {
         }
 
         session.token().await?;
-        let session = &session;
         // The futures are built first so the stream's type holds no closure over
         // borrowed items (which trips the Send check of the gRPC handler).
         let reads: Vec<_> = unique
             .iter()
-            .map(|&(spec, obj)| async move { session.read(obj).await.map_err(|e| e.for_object(spec)) })
+            .map(|&(spec, obj)| {
+                let session = Arc::clone(&session);
+                async move { session.read_object(obj).await.map_err(|e| e.for_object(spec)) }
+            })
             .collect();
-        let responses: Vec<Result<Value, Error>> = futures::stream::iter(reads)
-            .buffered(MAX_CONCURRENT_REQUESTS)
-            .collect()
-            .await;
+        let responses: Vec<Result<Arc<Value>, Error>> =
+            futures::stream::iter(reads).buffered(MAX_CONCURRENT_REQUESTS).collect().await;
         let mut bodies = Vec::with_capacity(responses.len());
         for response in responses {
             bodies.push(response?);
@@ -170,14 +240,17 @@ impl VaultBackend {
     }
 }
 
-/// One mount's conversation with Vault.
-struct Session<'a> {
-    backend: &'a VaultBackend,
-    cfg: &'a VaultConfig,
-    identity: &'a PodIdentity,
-    jwt: &'a SecretString,
+/// One mount's conversation with Vault. Owned, so shared work can run in spawned tasks.
+struct Session {
+    state: Arc<State>,
+    cfg: Arc<VaultConfig>,
+    jwt: SecretString,
+    /// `namespace/name`, for messages.
+    service_account: String,
+    identity_label: String,
     endpoint: Endpoint,
     key: TokenKey,
+    limit: Arc<Semaphore>,
     /// The Vault token this mount uses; replaced at most once after a refusal.
     current: Mutex<Option<SecretString>>,
 }
@@ -188,38 +261,63 @@ enum Attempt {
     Retry(String),
 }
 
-impl Session<'_> {
+fn aborted<T>(backend: &'static str) -> impl FnOnce() -> Shared<T> {
+    move || Err(Error::new(ErrorKind::Unavailable, backend, "a shared backend request was aborted"))
+}
+
+/// Whether a response carries a lease (dynamic secret): it belongs to one pod.
+fn has_lease(response: &Value) -> bool {
+    response.get("lease_id").and_then(Value::as_str).is_some_and(|id| !id.is_empty())
+}
+
+impl Session {
     fn name(&self) -> &'static str {
         self.cfg.flavor.name()
     }
 
-    /// The mount's Vault token: cached, or from a fresh login.
-    async fn token(&self) -> Result<SecretString, Error> {
+    /// The mount's Vault token: cached, or from a (shared) login.
+    async fn token(self: &Arc<Self>) -> Result<SecretString, Error> {
         let mut current = self.current.lock().await;
         if let Some(token) = current.as_ref() {
             return Ok(token.clone());
         }
-        let token = match self.backend.tokens.get(&self.key) {
+        let token = match self.state.tokens.get(&self.key) {
             Some(token) => {
-                tracing::debug!(backend = self.name(), "using cached login");
+                self.state.metrics.cache("login", "hit");
                 token
             }
-            None => self.login().await?,
+            None => self.shared_login().await?,
         };
         *current = Some(token.clone());
         Ok(token)
     }
 
+    async fn shared_login(self: &Arc<Self>) -> Result<SecretString, Error> {
+        let me = Arc::clone(self);
+        let (token, role) = self
+            .state
+            .logins_inflight
+            .run(self.key.clone(), || async move { me.login().await }, aborted(self.name()))
+            .await;
+        self.state.metrics.cache("login", if role == Role::Leader { "miss" } else { "shared" });
+        token
+    }
+
     /// After `refused` was refused: log in again, once per mount.
-    async fn relogin(&self, refused: &SecretString) -> Result<SecretString, Error> {
+    async fn relogin(self: &Arc<Self>, refused: &SecretString) -> Result<SecretString, Error> {
         let mut current = self.current.lock().await;
-        if let Some(token) = current.as_ref() {
-            if token != refused {
+        if let Some(token) = current.as_ref()
+            && token != refused {
                 return Ok(token.clone());
             }
-        }
-        self.backend.tokens.remove(&self.key);
-        let token = self.login().await?;
+        // Another mount of this identity may have logged in again already.
+        let token = match self.state.tokens.get(&self.key).filter(|t| t != refused) {
+            Some(token) => token,
+            None => {
+                self.state.tokens.remove(&self.key);
+                self.shared_login().await?
+            }
+        };
         *current = Some(token.clone());
         Ok(token)
     }
@@ -227,23 +325,31 @@ impl Session<'_> {
     async fn login(&self) -> Result<SecretString, Error> {
         let path = format!("auth/{}/login", self.cfg.auth_mount);
         let body = serde_json::json!({"role": self.cfg.role, "jwt": self.jwt.expose_secret()});
-        let started = std::time::Instant::now();
-        let (status, response) = self.send(reqwest::Method::POST, &path, None, Some(&body), None).await?;
+        let started = Instant::now();
+        let result = self.send("login", reqwest::Method::POST, &path, None, Some(&body), None).await;
+        let label = |result: &'static str| LoginLabels { backend: self.name(), result };
+        let (status, response) = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.state.metrics.logins.get_or_create(&label("error")).inc();
+                return Err(e);
+            }
+        };
         if !status.is_success() {
+            self.state.metrics.logins.get_or_create(&label("denied")).inc();
             return Err(Error::new(
                 ErrorKind::Denied,
                 self.name(),
                 format!(
                     "login refused (HTTP {}) at auth/{}/login for role {:?} with the token for audience {:?} \
-                     of service account {}/{}: {}. Check that the role exists on auth mount {:?}, that it is \
+                     of service account {}: {}. Check that the role exists on auth mount {:?}, that it is \
                      bound to this service account and namespace, that its bound audience is {:?}, and that \
                      the auth method trusts the cluster's token issuer",
                     status.as_u16(),
                     self.cfg.auth_mount,
                     self.cfg.role,
                     self.cfg.audience,
-                    self.identity.namespace(),
-                    self.identity.service_account(),
+                    self.service_account,
                     vault_errors(&response),
                     self.cfg.auth_mount,
                     self.cfg.audience,
@@ -251,24 +357,24 @@ impl Session<'_> {
             ));
         }
         let auth = response.get("auth");
-        let token = auth
-            .and_then(|a| a.get("client_token"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    self.name(),
-                    format!("login at auth/{}/login returned no client token", self.cfg.auth_mount),
-                )
-            })?;
+        let Some(token) = auth.and_then(|a| a.get("client_token")).and_then(Value::as_str).filter(|t| !t.is_empty())
+        else {
+            self.state.metrics.logins.get_or_create(&label("error")).inc();
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                self.name(),
+                format!("login at auth/{}/login returned no client token", self.cfg.auth_mount),
+            ));
+        };
+        self.state.metrics.logins.get_or_create(&label("ok")).inc();
         let token = SecretString::new(token.to_owned());
         let ttl = auth.and_then(|a| a.get("lease_duration")).and_then(Value::as_u64).unwrap_or(0);
         let reuse = token_reuse(Duration::from_secs(ttl));
-        self.backend.tokens.insert(self.key.clone(), token.clone(), reuse);
+        self.state.tokens.insert(self.key.clone(), token.clone(), reuse);
+        self.state.metrics.tokens_cached.set(i64::try_from(self.state.tokens.len()).unwrap_or(i64::MAX));
         tracing::debug!(
             backend = self.name(),
-            identity = %self.identity.log_label(),
+            identity = %self.identity_label,
             ttl_s = ttl,
             reuse_s = reuse.as_secs(),
             duration_ms = started.elapsed().as_millis() as u64,
@@ -277,24 +383,55 @@ impl Session<'_> {
         Ok(token)
     }
 
+    /// Reads one object, sharing static reads within the identity.
+    async fn read_object(self: &Arc<Self>, obj: &VaultObject) -> Result<Arc<Value>, Error> {
+        if obj.method != Method::Get {
+            // Writes issue something new (a certificate, a credential): never shared.
+            return self.read(obj).await.map(Arc::new);
+        }
+        let key = ReadKey { identity: self.key.clone(), request: obj.request_key() };
+        let reuse = self.state.settings.static_reuse;
+        if !reuse.is_zero()
+            && let Some(found) = self.state.reads.get(&key) {
+                self.state.metrics.cache("read", "hit");
+                return Ok(found);
+            }
+        let me = Arc::clone(self);
+        let owned = obj.clone();
+        let (result, role) = self
+            .state
+            .reads_inflight
+            .run(key.clone(), || async move { me.read(&owned).await.map(Arc::new) }, aborted(self.name()))
+            .await;
+        self.state.metrics.cache("read", if role == Role::Leader { "miss" } else { "shared" });
+        let response = result?;
+        if has_lease(&response) {
+            if role == Role::Follower {
+                // A dynamic secret another pod's request issued: get our own.
+                return self.read(obj).await.map(Arc::new);
+            }
+        } else if !reuse.is_zero() && role == Role::Leader {
+            self.state.reads.insert(key, Arc::clone(&response), reuse);
+        }
+        Ok(response)
+    }
+
     /// Reads one object's path, logging in again once if the token is refused.
-    async fn read(&self, obj: &VaultObject) -> Result<Value, Error> {
-        let method = match obj.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Put => reqwest::Method::PUT,
-            Method::Post => reqwest::Method::POST,
+    async fn read(self: &Arc<Self>, obj: &VaultObject) -> Result<Value, Error> {
+        let (method, operation) = match obj.method {
+            Method::Get => (reqwest::Method::GET, "read"),
+            Method::Put => (reqwest::Method::PUT, "write"),
+            Method::Post => (reqwest::Method::POST, "write"),
         };
         let body = match obj.method {
             Method::Get => None,
-            Method::Put | Method::Post => {
-                Some(Value::Object(obj.args.clone().unwrap_or_default()))
-            }
+            Method::Put | Method::Post => Some(Value::Object(obj.args.clone().unwrap_or_default())),
         };
         let mut token = self.token().await?;
         let mut relogged = false;
         loop {
             let (status, response) = self
-                .send(method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token))
+                .send(operation, method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token))
                 .await?;
             let code = status.as_u16();
             match code {
@@ -356,6 +493,7 @@ impl Session<'_> {
     /// Sends one request with bounded, jittered retries on connect errors, 429 and 5xx.
     async fn send(
         &self,
+        operation: &'static str,
         method: reqwest::Method,
         path: &str,
         query: Option<&str>,
@@ -386,7 +524,25 @@ impl Session<'_> {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            match self.attempt(request).await {
+            let started = Instant::now();
+            let outcome = {
+                let _permit = self.limit.acquire().await.map_err(|_| {
+                    self.error(ErrorKind::Unavailable, "the provider is shutting down".into())
+                })?;
+                self.attempt(request).await
+            };
+            let status = match &outcome {
+                Ok(Attempt::Done(status, _)) => status_class(status.as_u16()),
+                Ok(Attempt::Retry(_)) => "5xx",
+                Err(_) => "error",
+            };
+            let metrics = &self.state.metrics;
+            metrics.backend_requests.get_or_create(&RequestLabels { backend: self.name(), operation, status }).inc();
+            metrics
+                .backend_seconds
+                .get_or_create(&OperationLabels { backend: self.name(), operation })
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
                 Ok(Attempt::Done(status, value)) => return Ok((status, value)),
                 Ok(Attempt::Retry(why)) | Err(why) => {
                     tracing::debug!(backend = self.name(), path, attempt, reason = %why, "retrying");

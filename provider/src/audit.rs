@@ -1,0 +1,57 @@
+//! The audit trail: one structured line per mount (target `audit`), answering
+//! "which pod read which secret, when". It names objects and versions, never values.
+
+use std::time::Duration;
+
+/// What a mount did, filled in as the mount proceeds.
+#[derive(Debug, Default)]
+pub struct AuditRecord {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Pod UID.
+    pub pod_uid: String,
+    /// Service account name.
+    pub service_account: String,
+    /// SecretProviderClass name.
+    pub spc: String,
+    /// Backend, once known.
+    pub backend: &'static str,
+    /// Object ids, with their version once served.
+    pub objects: Vec<(String, Option<String>)>,
+}
+
+impl AuditRecord {
+    /// Writes the record. `failure` is the error kind label and message of a failed mount.
+    pub fn emit(&self, provider: &str, failure: Option<(&'static str, &str)>, duration: Duration) {
+        let outcome = failure.map_or("ok", |(kind, _)| kind);
+        let objects: Vec<serde_json::Value> = self
+            .objects
+            .iter()
+            .map(|(id, version)| {
+                serde_json::json!({
+                    "id": id,
+                    "version": version,
+                    "outcome": if version.is_some() { "served" } else { "not_served" },
+                })
+            })
+            .collect();
+        let objects = serde_json::Value::Array(objects).to_string();
+        tracing::info!(
+            target: "audit",
+            pod_namespace = %self.namespace,
+            pod_name = %self.pod,
+            pod_uid = %self.pod_uid,
+            service_account = %self.service_account,
+            spc = %self.spc,
+            provider = provider,
+            backend = if self.backend.is_empty() { "none" } else { self.backend },
+            outcome,
+            error = failure.map_or("", |(_, message)| message),
+            objects = %objects,
+            duration_ms = duration.as_millis() as u64,
+            "mount"
+        );
+    }
+}

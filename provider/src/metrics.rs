@@ -1,0 +1,192 @@
+//! Prometheus metrics. Labels are bounded `&'static str` kinds and the configured
+//! provider names, never object names, paths or values.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a mount.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MountLabels {
+    /// The socket's provider name (from the bounded set of `--provider` names).
+    pub provider: String,
+    /// `vault`, `openbao`, or `none` when parsing failed before a backend was known.
+    pub backend: &'static str,
+    /// `ok`, or the error kind.
+    pub result: &'static str,
+}
+
+/// Labels of a mount's latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MountLatencyLabels {
+    /// The socket's provider name.
+    pub provider: String,
+    /// The backend.
+    pub backend: &'static str,
+}
+
+/// Labels of one backend HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The backend.
+    pub backend: &'static str,
+    /// `login`, `read` (GET) or `write` (PUT/POST).
+    pub operation: &'static str,
+    /// `2xx`, `4xx`, `5xx`, `other` or `error` (no HTTP answer).
+    pub status: &'static str,
+}
+
+/// Labels of a backend request's latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The backend.
+    pub backend: &'static str,
+    /// `login`, `read` or `write`.
+    pub operation: &'static str,
+}
+
+/// Labels of a login.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    /// The backend.
+    pub backend: &'static str,
+    /// `ok`, `denied` or `error`.
+    pub result: &'static str,
+}
+
+/// Labels of a cache lookup.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `login` (backend tokens) or `read` (static reads in their reuse window).
+    pub cache: &'static str,
+    /// `hit`, `miss`, or `shared` (joined a request already in flight).
+    pub result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric the provider exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Mounts served, by result.
+    pub mounts: Family<MountLabels, Counter>,
+    /// Mount latency.
+    pub mount_seconds: HistogramFamily<MountLatencyLabels>,
+    /// Backend HTTP requests, by status class.
+    pub backend_requests: Family<RequestLabels, Counter>,
+    /// Backend HTTP latency.
+    pub backend_seconds: HistogramFamily<OperationLabels>,
+    /// Logins, by result.
+    pub logins: Family<LoginLabels, Counter>,
+    /// Cache lookups, by result.
+    pub cache_lookups: Family<CacheLabels, Counter>,
+    /// Backend tokens currently cached.
+    pub tokens_cached: Gauge,
+    /// Dynamic-secret leases currently held for reuse.
+    pub leases_held: Gauge,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("courier");
+        let mounts = Family::<MountLabels, Counter>::default();
+        registry.register("mounts", "Mount requests served, by provider, backend and result", mounts.clone());
+        let mount_seconds: HistogramFamily<MountLatencyLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register("mount_duration_seconds", "Time to serve a mount", mount_seconds.clone());
+        let backend_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "backend_requests",
+            "HTTP requests sent to backends, by operation and status class",
+            backend_requests.clone(),
+        );
+        let backend_seconds: HistogramFamily<OperationLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register("backend_request_duration_seconds", "Backend HTTP request latency", backend_seconds.clone());
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register("logins", "Logins to backends with pod tokens, by result", logins.clone());
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register("cache_lookups", "Identity-keyed cache lookups, by cache and result", cache_lookups.clone());
+        let tokens_cached = Gauge::default();
+        registry.register("backend_tokens_cached", "Backend tokens cached per identity", tokens_cached.clone());
+        let leases_held = Gauge::default();
+        registry.register("leases_held", "Dynamic-secret leases held for reuse", leases_held.clone());
+        Self {
+            registry,
+            mounts,
+            mount_seconds,
+            backend_requests,
+            backend_seconds,
+            logins,
+            cache_lookups,
+            tokens_cached,
+            leases_held,
+        }
+    }
+}
+
+impl Metrics {
+    /// A shared, empty set of metrics.
+    #[must_use]
+    pub fn shared() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Counts a cache lookup.
+    pub fn cache(&self, cache: &'static str, result: &'static str) {
+        self.cache_lookups.get_or_create(&CacheLabels { cache, result }).inc();
+    }
+
+    /// The text exposition format.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Status class label of an HTTP status.
+#[must_use]
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_registered_families() {
+        let m = Metrics::default();
+        m.mounts.get_or_create(&MountLabels { provider: "courier".into(), backend: "vault", result: "ok" }).inc();
+        m.cache("login", "hit");
+        m.mount_seconds.get_or_create(&MountLatencyLabels { provider: "courier".into(), backend: "vault" }).observe(0.01);
+        let text = m.encode();
+        assert!(text.contains("courier_mounts_total{provider=\"courier\",backend=\"vault\",result=\"ok\"} 1"), "{text}");
+        assert!(text.contains("courier_cache_lookups_total{cache=\"login\",result=\"hit\"} 1"), "{text}");
+        assert!(text.contains("# TYPE courier_mount_duration_seconds histogram"), "{text}");
+    }
+}
