@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use courier_provider::backend::vault::{DEFAULT_BACKEND_CONCURRENCY, VaultSettings};
+use courier_provider::backend::vault::{
+    DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings,
+};
 use courier_provider::dialect::Defaults;
 use courier_provider::metrics::Metrics;
 use courier_provider::server::Settings;
@@ -52,6 +54,24 @@ struct Args {
     /// Most concurrent HTTP requests to one backend address.
     #[arg(long, env = "COURIER_BACKEND_CONCURRENCY", default_value_t = DEFAULT_BACKEND_CONCURRENCY)]
     backend_concurrency: usize,
+
+    /// Share of a dynamic secret's lifetime (lease or certificate validity) after which it is
+    /// renewed or re-issued; until then mounts of the same pod get the same secret.
+    #[arg(long, env = "COURIER_LEASE_REUSE_FRACTION", default_value_t = DEFAULT_LEASE_REUSE_FRACTION)]
+    lease_reuse_fraction: f64,
+
+    /// Renew renewable leases at that point instead of issuing fresh secrets (`false`: re-issue).
+    #[arg(long, env = "COURIER_LEASE_RENEW", default_value_t = true, action = clap::ArgAction::Set)]
+    lease_renew: bool,
+
+    /// How often expired leases are dropped and idle `revokeOnUnmount` leases revoked.
+    #[arg(long, env = "COURIER_LEASE_SWEEP_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    lease_sweep_interval: Duration,
+
+    /// With `revokeOnUnmount`, a lease no mount or republish has used for this long is revoked.
+    /// Keep it well above the driver's rotation poll interval.
+    #[arg(long, env = "COURIER_LEASE_REVOKE_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    lease_revoke_grace: Duration,
 
     /// Log format.
     #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -101,13 +121,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => Versioner::random(),
     };
+    if !(args.lease_reuse_fraction > 0.0 && args.lease_reuse_fraction <= 1.0) {
+        bail!("--lease-reuse-fraction must be in (0, 1]");
+    }
     if args.backend_concurrency == 0 {
         bail!("--backend-concurrency must be at least 1");
     }
     let settings = Settings {
         defaults: Defaults { vault_address: args.vault_addr.trim_end_matches('/').to_owned() },
         mount_timeout: args.mount_timeout,
-        vault: VaultSettings { static_reuse: args.static_reuse, backend_concurrency: args.backend_concurrency },
+        vault: VaultSettings {
+            static_reuse: args.static_reuse,
+            backend_concurrency: args.backend_concurrency,
+            lease_reuse_fraction: args.lease_reuse_fraction,
+            renew_leases: args.lease_renew,
+            lease_sweep_interval: args.lease_sweep_interval,
+            lease_revoke_grace: args.lease_revoke_grace,
+        },
     };
     let metrics = Metrics::shared();
     let core = Arc::new(Core::new(versioner, settings, Arc::clone(&metrics)));

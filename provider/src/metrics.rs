@@ -69,6 +69,13 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// Labels of a lease event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    /// `issued`, `reused`, `renewed`, `renew_failed`, `revoked` or `expired`.
+    pub event: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -95,6 +102,8 @@ pub struct Metrics {
     pub tokens_cached: Gauge,
     /// Dynamic-secret leases currently held for reuse.
     pub leases_held: Gauge,
+    /// Lease events.
+    pub leases: Family<LeaseLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -126,6 +135,8 @@ impl Default for Metrics {
         registry.register("backend_tokens_cached", "Backend tokens cached per identity", tokens_cached.clone());
         let leases_held = Gauge::default();
         registry.register("leases_held", "Dynamic-secret leases held for reuse", leases_held.clone());
+        let leases = Family::<LeaseLabels, Counter>::default();
+        registry.register("lease_events", "Dynamic-secret lease events", leases.clone());
         Self {
             registry,
             mounts,
@@ -136,6 +147,7 @@ impl Default for Metrics {
             cache_lookups,
             tokens_cached,
             leases_held,
+            leases,
         }
     }
 }
@@ -150,6 +162,11 @@ impl Metrics {
     /// Counts a cache lookup.
     pub fn cache(&self, cache: &'static str, result: &'static str) {
         self.cache_lookups.get_or_create(&CacheLabels { cache, result }).inc();
+    }
+
+    /// Counts a lease event.
+    pub fn lease(&self, event: &'static str) {
+        self.leases.get_or_create(&LeaseLabels { event }).inc();
     }
 
     /// The text exposition format.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan};
-use crate::backend::vault::{Flavor, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+use crate::backend::vault::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 use crate::backend::{BackendConfig, Encoding, ObjectSource, ObjectSpec};
 
 /// Auth mount used when the SecretProviderClass names none.
@@ -43,6 +43,13 @@ pub(super) fn param(attrs: &BTreeMap<String, String>, names: &[String]) -> Resul
         }
     }
     Ok(found.map(|(_, v)| v.to_owned()))
+}
+
+/// A `"true"`/`"false"` parameter; anything else is an error naming it.
+fn boolean(attrs: &BTreeMap<String, String>, name: &str) -> Result<Option<bool>, Error> {
+    single(attrs, name)
+        .map(|v| v.parse::<bool>().map_err(|_| Error::new(name, format!("{v:?} is not a boolean; use \"true\" or \"false\""))))
+        .transpose()
 }
 
 fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
@@ -100,6 +107,11 @@ pub(super) fn parse(
         ));
     }
 
+    let leases = LeasePolicy {
+        share: boolean(attrs, "shareLeases")?.unwrap_or(false),
+        revoke_on_unmount: boolean(attrs, "revokeOnUnmount")?.unwrap_or(false),
+    };
+
     let objects_yaml = single(attrs, "objects").ok_or_else(|| Error::new("objects", "missing; list the secrets to mount"))?;
     let backend_tag = format!("{}|{}|{}", flavor.name(), address, namespace.as_deref().unwrap_or(""));
     let mut objects = Vec::new();
@@ -121,7 +133,7 @@ pub(super) fn parse(
     }
 
     Ok(MountPlan {
-        backend: BackendConfig::Vault(VaultConfig { flavor, address, namespace, auth_mount, role, audience, tls }),
+        backend: BackendConfig::Vault(VaultConfig { flavor, address, namespace, auth_mount, role, audience, tls, leases }),
         objects,
     })
 }
@@ -247,6 +259,8 @@ mod tests {
             (vec![("objects", OBJECTS)], "roleName"),
             (vec![("roleName", "r")], "objects"),
             (vec![("roleName", "r"), ("objects", OBJECTS), ("vaultSkipTLSVerify", "maybe")], "vaultSkipTLSVerify"),
+            (vec![("roleName", "r"), ("objects", OBJECTS), ("shareLeases", "yes")], "shareLeases"),
+            (vec![("roleName", "r"), ("objects", OBJECTS), ("revokeOnUnmount", "1")], "revokeOnUnmount"),
             (vec![("roleName", "r"), ("objects", OBJECTS), ("vaultTLSClientCertPath", "/c")], "vaultTLSClientCertPath"),
             (vec![("roleName", "r"), ("objects", "- objectName: a\n")], "objects[0].secretPath"),
             (vec![("roleName", "r"), ("objects", "- secretPath: a\n")], "objects[0].objectName"),

@@ -54,6 +54,15 @@ pub struct TlsSettings {
     pub verify: TlsVerify,
 }
 
+/// How a SecretProviderClass wants its dynamic secrets kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LeasePolicy {
+    /// `shareLeases`: pods of the same identity may share one lease.
+    pub share: bool,
+    /// `revokeOnUnmount`: revoke leases no mount has used for the grace period.
+    pub revoke_on_unmount: bool,
+}
+
 /// Where and how a mount logs in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VaultConfig {
@@ -71,6 +80,8 @@ pub struct VaultConfig {
     pub audience: String,
     /// TLS settings.
     pub tls: TlsSettings,
+    /// Dynamic-secret policy.
+    pub leases: LeasePolicy,
 }
 
 /// HTTP method of an object's request.

@@ -13,6 +13,7 @@
 
 mod client;
 mod config;
+mod lease;
 mod select;
 
 use std::collections::HashMap;
@@ -24,9 +25,10 @@ use rand::Rng as _;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
-pub use config::{Flavor, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+pub use config::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 
 use self::client::{Clients, Endpoint};
+use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts, now_unix};
 use self::select::{SelectError, data_kind, select};
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
 use crate::identity::{CredentialCache, PodIdentity};
@@ -52,6 +54,12 @@ const MAX_VAULT_ERROR_CHARS: usize = 300;
 pub const DEFAULT_STATIC_REUSE: Duration = Duration::from_secs(5);
 /// Default bound on concurrent HTTP requests to one backend address.
 pub const DEFAULT_BACKEND_CONCURRENCY: usize = 64;
+/// Default share of a dynamic secret's lifetime after which it is renewed or re-issued.
+pub const DEFAULT_LEASE_REUSE_FRACTION: f64 = 2.0 / 3.0;
+/// Default interval of the sweep that drops expired leases and revokes idle ones.
+pub const DEFAULT_LEASE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time without a mount after which `revokeOnUnmount` leases are revoked.
+pub const DEFAULT_LEASE_REVOKE_GRACE: Duration = Duration::from_secs(600);
 
 /// Cache key of a Vault token: the backend configuration plus the pod identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,11 +88,26 @@ pub struct VaultSettings {
     pub static_reuse: Duration,
     /// Concurrent HTTP requests allowed to one backend address.
     pub backend_concurrency: usize,
+    /// Share of a dynamic secret's lifetime after which it is renewed or re-issued.
+    pub lease_reuse_fraction: f64,
+    /// Renew renewable leases at that point instead of issuing fresh ones.
+    pub renew_leases: bool,
+    /// How often expired leases are dropped and idle `revokeOnUnmount` leases revoked.
+    pub lease_sweep_interval: Duration,
+    /// Time without any mount using a `revokeOnUnmount` lease before it is revoked.
+    pub lease_revoke_grace: Duration,
 }
 
 impl Default for VaultSettings {
     fn default() -> Self {
-        Self { static_reuse: DEFAULT_STATIC_REUSE, backend_concurrency: DEFAULT_BACKEND_CONCURRENCY }
+        Self {
+            static_reuse: DEFAULT_STATIC_REUSE,
+            backend_concurrency: DEFAULT_BACKEND_CONCURRENCY,
+            lease_reuse_fraction: DEFAULT_LEASE_REUSE_FRACTION,
+            renew_leases: true,
+            lease_sweep_interval: DEFAULT_LEASE_SWEEP_INTERVAL,
+            lease_revoke_grace: DEFAULT_LEASE_REVOKE_GRACE,
+        }
     }
 }
 
@@ -101,6 +124,7 @@ struct State {
     logins_inflight: Flights<TokenKey, Shared<SecretString>>,
     reads_inflight: Flights<ReadKey, Shared<Arc<Value>>>,
     limits: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    leases: Leases,
 }
 
 /// The Vault/OpenBao backend: HTTP clients, the login cache and shared reads.
@@ -113,18 +137,28 @@ impl VaultBackend {
     /// A backend with empty caches.
     #[must_use]
     pub fn new(settings: VaultSettings, metrics: Arc<Metrics>) -> Self {
-        Self {
-            state: Arc::new(State {
-                settings,
-                metrics,
-                clients: Clients::default(),
-                tokens: CredentialCache::default(),
-                reads: CredentialCache::default(),
-                logins_inflight: Flights::default(),
-                reads_inflight: Flights::default(),
-                limits: std::sync::Mutex::new(HashMap::new()),
-            }),
+        let leases = Leases::new(settings.lease_reuse_fraction, settings.renew_leases);
+        let state = Arc::new(State {
+            settings,
+            metrics,
+            clients: Clients::default(),
+            tokens: CredentialCache::default(),
+            reads: CredentialCache::default(),
+            logins_inflight: Flights::default(),
+            reads_inflight: Flights::default(),
+            limits: std::sync::Mutex::new(HashMap::new()),
+            leases,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_leases(Arc::downgrade(&state)));
         }
+        Self { state }
+    }
+
+    /// Dynamic secrets held for reuse.
+    #[must_use]
+    pub fn leases_held(&self) -> usize {
+        self.state.leases.len()
     }
 
     /// Fetches `objects` as `identity`. The result is in the order of `objects`.
@@ -163,6 +197,7 @@ impl VaultBackend {
             cfg: Arc::new(cfg.clone()),
             jwt: jwt.clone(),
             service_account: format!("{}/{}", identity.namespace(), identity.service_account()),
+            pod_uid: identity.pod_uid().to_owned(),
             identity_label: identity.log_label(),
             endpoint: self.state.clients.endpoint(cfg).await?,
             key: TokenKey {
@@ -247,6 +282,8 @@ struct Session {
     jwt: SecretString,
     /// `namespace/name`, for messages.
     service_account: String,
+    /// Dynamic secrets are kept per pod unless the SecretProviderClass shares them.
+    pod_uid: String,
     identity_label: String,
     endpoint: Endpoint,
     key: TokenKey,
@@ -383,8 +420,75 @@ impl Session {
         Ok(token)
     }
 
-    /// Reads one object, sharing static reads within the identity.
+    /// Reads one object: a kept dynamic secret if one is still fresh, else from the
+    /// backend (static reads shared within the identity).
     async fn read_object(self: &Arc<Self>, obj: &VaultObject) -> Result<Arc<Value>, Error> {
+        let key = LeaseKey {
+            identity: self.key.clone(),
+            pod_uid: if self.cfg.leases.share { None } else { Some(self.pod_uid.clone()) },
+            request: obj.request_key(),
+        };
+        let leases = &self.state.leases;
+        match leases.lookup(&key, Instant::now()) {
+            Lookup::Reuse(response) => {
+                self.lease_event(lease::Event::Reused, obj);
+                return Ok(response);
+            }
+            Lookup::Renew { lease_id, increment, response } => match self.renew(&lease_id, increment).await {
+                Ok(granted) if leases.renewed(&key, granted, Instant::now()) => {
+                    self.lease_event(lease::Event::Renewed, obj);
+                    return Ok(response);
+                }
+                Ok(_) => self.lease_event(lease::Event::RenewFailed, obj),
+                Err(e) => {
+                    leases.forget(&key);
+                    self.lease_event(lease::Event::RenewFailed, obj);
+                    tracing::debug!(backend = self.name(), path = %obj.path, error = %e, "lease renewal failed; issuing a fresh one");
+                }
+            },
+            Lookup::Miss => {}
+        }
+        let response = self.fetch_object(obj).await?;
+        if let Some(facts) = lease_facts(&response, now_unix()) {
+            let revoke = if self.cfg.leases.revoke_on_unmount && facts.lease_id.is_some() {
+                self.token().await.ok().map(|token| Revoker {
+                    endpoint: self.endpoint.clone(),
+                    cfg: Arc::clone(&self.cfg),
+                    token,
+                })
+            } else {
+                None
+            };
+            leases.store(key, Arc::clone(&response), facts, revoke, Instant::now());
+            self.lease_event(lease::Event::Issued, obj);
+        }
+        Ok(response)
+    }
+
+    fn lease_event(&self, event: lease::Event, obj: &VaultObject) {
+        self.state.metrics.lease(event.label());
+        self.state.metrics.leases_held.set(i64::try_from(self.state.leases.len()).unwrap_or(i64::MAX));
+        tracing::debug!(backend = self.name(), path = %obj.path, lease.event = event.label(), "dynamic secret");
+    }
+
+    /// Renews a lease; returns the duration granted.
+    async fn renew(self: &Arc<Self>, lease_id: &str, increment: Duration) -> Result<Duration, Error> {
+        let token = self.token().await?;
+        let body = serde_json::json!({"lease_id": lease_id, "increment": increment.as_secs()});
+        let (status, response) =
+            self.send("renew", reqwest::Method::PUT, "sys/leases/renew", None, Some(&body), Some(&token)).await?;
+        let granted = response.get("lease_duration").and_then(Value::as_u64).unwrap_or(0);
+        if !status.is_success() || granted == 0 {
+            return Err(self.error(
+                ErrorKind::Denied,
+                format!("lease renewal refused (HTTP {}): {}", status.as_u16(), vault_errors(&response)),
+            ));
+        }
+        Ok(Duration::from_secs(granted))
+    }
+
+    /// Reads from the backend, sharing static reads within the identity.
+    async fn fetch_object(self: &Arc<Self>, obj: &VaultObject) -> Result<Arc<Value>, Error> {
         if obj.method != Method::Get {
             // Writes issue something new (a certificate, a credential): never shared.
             return self.read(obj).await.map(Arc::new);
@@ -392,10 +496,11 @@ impl Session {
         let key = ReadKey { identity: self.key.clone(), request: obj.request_key() };
         let reuse = self.state.settings.static_reuse;
         if !reuse.is_zero()
-            && let Some(found) = self.state.reads.get(&key) {
-                self.state.metrics.cache("read", "hit");
-                return Ok(found);
-            }
+            && let Some(found) = self.state.reads.get(&key)
+        {
+            self.state.metrics.cache("read", "hit");
+            return Ok(found);
+        }
         let me = Arc::clone(self);
         let owned = obj.clone();
         let (result, role) = self
@@ -406,7 +511,7 @@ impl Session {
         self.state.metrics.cache("read", if role == Role::Leader { "miss" } else { "shared" });
         let response = result?;
         if has_lease(&response) {
-            if role == Role::Follower {
+            if role == Role::Follower && !self.cfg.leases.share {
                 // A dynamic secret another pod's request issued: get our own.
                 return self.read(obj).await.map(Arc::new);
             }
@@ -584,6 +689,55 @@ impl Session {
         };
         Ok(Attempt::Done(status, value))
     }
+}
+
+/// Drops expired leases and revokes `revokeOnUnmount` leases no mount has used
+/// for the grace period. Stops when the backend is dropped.
+async fn sweep_leases(state: std::sync::Weak<State>) {
+    let Some(interval) = state.upgrade().map(|s| s.settings.lease_sweep_interval) else { return };
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let (expired, idle) = state.leases.sweep(Instant::now(), state.settings.lease_revoke_grace);
+        for _ in 0..expired {
+            state.metrics.lease(lease::Event::Expired.label());
+        }
+        for (lease_id, revoker) in idle {
+            let backend = revoker.cfg.flavor.name();
+            match revoke(&revoker, &lease_id).await {
+                Ok(()) => {
+                    state.metrics.lease(lease::Event::Revoked.label());
+                    tracing::info!(backend, "revoked a dynamic secret no mount has used for the grace period");
+                }
+                Err(why) => tracing::warn!(
+                    backend,
+                    reason = %why,
+                    "could not revoke an idle dynamic secret (the role's policy needs 'update' on sys/leases/revoke); it expires on its own"
+                ),
+            }
+        }
+        state.metrics.leases_held.set(i64::try_from(state.leases.len()).unwrap_or(i64::MAX));
+    }
+}
+
+async fn revoke(revoker: &Revoker, lease_id: &str) -> Result<(), String> {
+    let url = revoker.endpoint.base.join("sys/leases/revoke").map_err(|e| e.to_string())?;
+    let mut token = reqwest::header::HeaderValue::from_str(revoker.token.expose_secret()).map_err(|e| e.to_string())?;
+    token.set_sensitive(true);
+    let mut request = revoker
+        .endpoint
+        .http
+        .put(url)
+        .header("X-Vault-Request", "true")
+        .header("X-Vault-Token", token)
+        .json(&serde_json::json!({"lease_id": lease_id}));
+    if let Some(ns) = &revoker.cfg.namespace {
+        request = request.header("X-Vault-Namespace", ns);
+    }
+    let response = request.send().await.map_err(|e| describe_transport_error(&e))?;
+    if response.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", response.status().as_u16())) }
 }
 
 /// How long to reuse a token with this TTL: until shortly before it ends.

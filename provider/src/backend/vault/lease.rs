@@ -1,0 +1,314 @@
+//! Dynamic secrets kept for reuse: leased responses (database credentials, PKI
+//! with `generate_lease`) and certificates without a lease.
+//!
+//! A kept response is handed back to later mounts and republishes of the same pod
+//! (or of the same identity, with `shareLeases`) until a fraction of its lifetime
+//! has passed (2/3 by default). Then a renewable lease is renewed, so the content
+//! (and the object version) stays the same; otherwise a fresh one is issued.
+//!
+//! Entries live in memory only: a provider restart forgets them, and the next
+//! mount simply issues a fresh secret (the old lease runs out on its own).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::TokenKey;
+use super::client::Endpoint;
+use super::config::VaultConfig;
+use crate::secret::SecretString;
+
+/// Most entries kept; past this, expired entries go first, then the oldest.
+const MAX_ENTRIES: usize = 10_000;
+/// A renewal that gives back less than this share of the original duration means
+/// the lease is near its max TTL: issue a fresh one instead.
+const MIN_RENEWED_SHARE: f64 = 1.0 / 3.0;
+
+/// Who may reuse an entry: one pod, or (with `shareLeases`) every pod of the identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct LeaseKey {
+    pub(super) identity: TokenKey,
+    /// `None` when the SecretProviderClass shares leases across pods of the identity.
+    pub(super) pod_uid: Option<String>,
+    pub(super) request: String,
+}
+
+/// What a response says about its lifetime.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct LeaseFacts {
+    /// The lease id, when the server issued a lease.
+    pub(super) lease_id: Option<String>,
+    /// Whether the lease can be renewed.
+    pub(super) renewable: bool,
+    /// Lifetime from now.
+    pub(super) duration: Duration,
+}
+
+/// Reads the lease facts of a response: a lease (`lease_id` with a duration), or
+/// a certificate's own expiry (`data.expiration`, PKI without a lease). `None`
+/// for static data. KV v1's `lease_duration` without a `lease_id` is a refresh
+/// hint, not a lease, and is treated as static so changes show up promptly.
+pub(super) fn lease_facts(response: &Value, now_unix: u64) -> Option<LeaseFacts> {
+    let lease_id = response.get("lease_id").and_then(Value::as_str).filter(|id| !id.is_empty());
+    if let Some(id) = lease_id {
+        let seconds = response.get("lease_duration").and_then(Value::as_u64).unwrap_or(0);
+        if seconds == 0 {
+            return None;
+        }
+        return Some(LeaseFacts {
+            lease_id: Some(id.to_owned()),
+            renewable: response.get("renewable").and_then(Value::as_bool).unwrap_or(false),
+            duration: Duration::from_secs(seconds),
+        });
+    }
+    let data = response.get("data")?;
+    data.get("certificate")?;
+    let expiration = data.get("expiration").and_then(Value::as_u64)?;
+    let remaining = expiration.checked_sub(now_unix).filter(|s| *s > 0)?;
+    Some(LeaseFacts { lease_id: None, renewable: false, duration: Duration::from_secs(remaining) })
+}
+
+/// Seconds since the epoch.
+pub(super) fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What is needed to revoke a lease after its pod is gone.
+#[derive(Debug, Clone)]
+pub(super) struct Revoker {
+    pub(super) endpoint: Endpoint,
+    pub(super) cfg: Arc<VaultConfig>,
+    pub(super) token: SecretString,
+}
+
+#[derive(Debug)]
+struct Entry {
+    response: Arc<Value>,
+    facts: LeaseFacts,
+    original: Duration,
+    reuse_until: Instant,
+    expires_at: Instant,
+    last_used: Instant,
+    revoke: Option<Revoker>,
+}
+
+/// The outcome of looking up a kept response.
+#[derive(Debug)]
+pub(super) enum Lookup {
+    /// Nothing kept (or it ran out): issue one.
+    Miss,
+    /// Hand this back.
+    Reuse(Arc<Value>),
+    /// Past the reuse point but renewable: renew this lease, then hand the response back.
+    Renew { lease_id: String, increment: Duration, response: Arc<Value> },
+}
+
+/// Events counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Event {
+    Issued,
+    Reused,
+    Renewed,
+    RenewFailed,
+    Revoked,
+    Expired,
+}
+
+impl Event {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Self::Issued => "issued",
+            Self::Reused => "reused",
+            Self::Renewed => "renewed",
+            Self::RenewFailed => "renew_failed",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// The kept responses.
+#[derive(Debug)]
+pub(super) struct Leases {
+    entries: Mutex<HashMap<LeaseKey, Entry>>,
+    reuse_fraction: f64,
+    renew: bool,
+}
+
+impl Leases {
+    /// `reuse_fraction` of a lifetime may pass before a renewal or a fresh issue.
+    pub(super) fn new(reuse_fraction: f64, renew: bool) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), reuse_fraction: reuse_fraction.clamp(0.0, 1.0), renew }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseKey, Entry>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Entries held.
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Looks `key` up at `now`.
+    pub(super) fn lookup(&self, key: &LeaseKey, now: Instant) -> Lookup {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(key) else { return Lookup::Miss };
+        if now >= entry.expires_at {
+            entries.remove(key);
+            return Lookup::Miss;
+        }
+        entry.last_used = now;
+        if now < entry.reuse_until {
+            return Lookup::Reuse(Arc::clone(&entry.response));
+        }
+        match (&entry.facts.lease_id, entry.facts.renewable && self.renew) {
+            (Some(id), true) => Lookup::Renew {
+                lease_id: id.clone(),
+                increment: entry.original,
+                response: Arc::clone(&entry.response),
+            },
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// Keeps a freshly issued response.
+    pub(super) fn store(&self, key: LeaseKey, response: Arc<Value>, facts: LeaseFacts, revoke: Option<Revoker>, now: Instant) {
+        let entry = Entry {
+            reuse_until: now + facts.duration.mul_f64(self.reuse_fraction),
+            expires_at: now + facts.duration,
+            original: facts.duration,
+            last_used: now,
+            response,
+            facts,
+            revoke,
+        };
+        let mut entries = self.lock();
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, e| e.expires_at > now);
+            if entries.len() >= MAX_ENTRIES {
+                let oldest = entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
+            }
+        }
+        entries.insert(key, entry);
+    }
+
+    /// Records a renewal that granted `granted`. Returns false (and forgets the
+    /// entry) when the renewal is too short to be worth keeping.
+    pub(super) fn renewed(&self, key: &LeaseKey, granted: Duration, now: Instant) -> bool {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(key) else { return false };
+        if granted.as_secs_f64() < entry.original.as_secs_f64() * MIN_RENEWED_SHARE {
+            entries.remove(key);
+            return false;
+        }
+        entry.reuse_until = now + granted.mul_f64(self.reuse_fraction);
+        entry.expires_at = now + granted;
+        entry.facts.duration = granted;
+        true
+    }
+
+    /// Forgets `key` (a renewal failed).
+    pub(super) fn forget(&self, key: &LeaseKey) {
+        self.lock().remove(key);
+    }
+
+    /// Removes expired entries, and returns the leases with a revoker that no
+    /// mount has used for `grace` (their pod is taken to be gone), removing them.
+    pub(super) fn sweep(&self, now: Instant, grace: Duration) -> (usize, Vec<(String, Revoker)>) {
+        let mut entries = self.lock();
+        let before = entries.len();
+        entries.retain(|_, e| e.expires_at > now);
+        let expired = before - entries.len();
+        let idle: Vec<LeaseKey> = entries
+            .iter()
+            .filter(|(_, e)| e.revoke.is_some() && e.facts.lease_id.is_some() && now.duration_since(e.last_used) >= grace)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut revoke = Vec::new();
+        for key in idle {
+            if let Some(entry) = entries.remove(&key)
+                && let (Some(id), Some(revoker)) = (entry.facts.lease_id, entry.revoke) {
+                    revoke.push((id, revoker));
+                }
+        }
+        (expired, revoke)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(pod: Option<&str>) -> LeaseKey {
+        LeaseKey {
+            identity: TokenKey {
+                address: "a".into(),
+                namespace: None,
+                mount: "m".into(),
+                role: "r".into(),
+                audience: "vault".into(),
+                sa_namespace: "ns".into(),
+                sa_name: "sa".into(),
+                sa_uid: "u".into(),
+            },
+            pod_uid: pod.map(str::to_owned),
+            request: "GET database/creds/app".into(),
+        }
+    }
+
+    fn facts(id: Option<&str>, renewable: bool, secs: u64) -> LeaseFacts {
+        LeaseFacts { lease_id: id.map(str::to_owned), renewable, duration: Duration::from_secs(secs) }
+    }
+
+    #[test]
+    fn facts_from_responses() {
+        let db = json!({"lease_id": "database/creds/app/x", "lease_duration": 300, "renewable": true, "data": {}});
+        assert_eq!(lease_facts(&db, 0), Some(facts(Some("database/creds/app/x"), true, 300)));
+        let kv1 = json!({"lease_id": "", "lease_duration": 2_764_800, "data": {"a": "b"}});
+        assert_eq!(lease_facts(&kv1, 0), None, "KV v1's refresh hint is not a lease");
+        let pki = json!({"lease_id": "", "lease_duration": 0, "data": {"certificate": "c", "expiration": 1_000_300}});
+        assert_eq!(lease_facts(&pki, 1_000_000), Some(facts(None, false, 300)));
+        assert_eq!(lease_facts(&pki, 2_000_000), None, "already expired");
+        assert_eq!(lease_facts(&json!({"data": {"x": 1}}), 0), None);
+    }
+
+    #[test]
+    fn reuse_then_renew_then_expire() {
+        let leases = Leases::new(2.0 / 3.0, true);
+        let t0 = Instant::now();
+        let k = key(Some("pod-1"));
+        leases.store(k.clone(), Arc::new(json!({"v": 1})), facts(Some("id"), true, 300), None, t0);
+        assert!(matches!(leases.lookup(&k, t0 + Duration::from_secs(199)), Lookup::Reuse(_)));
+        assert!(matches!(leases.lookup(&key(Some("pod-2")), t0), Lookup::Miss), "pods are independent");
+        let Lookup::Renew { increment, .. } = leases.lookup(&k, t0 + Duration::from_secs(201)) else {
+            panic!("expected a renewal")
+        };
+        assert_eq!(increment, Duration::from_secs(300));
+        assert!(leases.renewed(&k, Duration::from_secs(300), t0 + Duration::from_secs(201)));
+        assert!(matches!(leases.lookup(&k, t0 + Duration::from_secs(300)), Lookup::Reuse(_)));
+        assert!(matches!(leases.lookup(&k, t0 + Duration::from_secs(600)), Lookup::Miss), "expired");
+    }
+
+    #[test]
+    fn no_renewal_when_disabled_or_not_renewable_or_too_short() {
+        let t0 = Instant::now();
+        let k = key(None);
+        let off = Leases::new(2.0 / 3.0, false);
+        off.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 300), None, t0);
+        assert!(matches!(off.lookup(&k, t0 + Duration::from_secs(250)), Lookup::Miss));
+        let pki = Leases::new(2.0 / 3.0, true);
+        pki.store(k.clone(), Arc::new(json!({})), facts(None, false, 300), None, t0);
+        assert!(matches!(pki.lookup(&k, t0 + Duration::from_secs(250)), Lookup::Miss));
+        let capped = Leases::new(2.0 / 3.0, true);
+        capped.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 300), None, t0);
+        assert!(!capped.renewed(&k, Duration::from_secs(20), t0 + Duration::from_secs(250)));
+        assert_eq!(capped.len(), 0);
+    }
+}
