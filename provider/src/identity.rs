@@ -116,6 +116,90 @@ impl PodIdentity {
     }
 }
 
+/// A token whose claims were checked against the pod's identity.
+#[derive(Debug)]
+pub struct CheckedToken<'a> {
+    /// The token, to present to the backend.
+    pub token: &'a SecretString,
+    /// The service account UID from its claims (empty if the claim is absent).
+    pub service_account_uid: String,
+}
+
+/// Why the token passed for an audience cannot be used for this pod.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    /// The driver passed no token for the audience.
+    #[error("no token was passed for this audience")]
+    Missing,
+    /// The token is not a JWT.
+    #[error("the token is not a JWT")]
+    NotJwt,
+    /// The token names another service account.
+    #[error("the token belongs to {found:?}, not to this pod's service account {expected:?}")]
+    WrongSubject {
+        /// `system:serviceaccount:<ns>:<name>` of the pod.
+        expected: String,
+        /// What the token says.
+        found: String,
+    },
+    /// The token is for other audiences.
+    #[error("the token's audiences are {found:?}")]
+    WrongAudience {
+        /// The token's `aud`.
+        found: Vec<String>,
+    },
+    /// The token has expired.
+    #[error("the token expired {0} seconds ago")]
+    Expired(u64),
+}
+
+impl PodIdentity {
+    /// The token for `audience`, after checking its claims name this pod's service
+    /// account and audience and that it has not expired. The signature is the
+    /// backend's to verify; this check keeps a token for another identity (or an
+    /// expired one) from riding on a login cached for this identity.
+    pub fn checked_token(&self, audience: &str, now_unix: u64) -> Result<CheckedToken<'_>, TokenProblem> {
+        let token = self.token(audience).ok_or(TokenProblem::Missing)?;
+        let claims = jwt_claims(token.expose_secret()).ok_or(TokenProblem::NotJwt)?;
+        let expected = format!("system:serviceaccount:{}:{}", self.namespace, self.service_account);
+        let subject = claims.get("sub").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if subject != expected {
+            return Err(TokenProblem::WrongSubject { expected, found: subject.to_owned() });
+        }
+        let audiences: Vec<String> = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => vec![a.clone()],
+            Some(serde_json::Value::Array(list)) => {
+                list.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect()
+            }
+            _ => Vec::new(),
+        };
+        if !audiences.iter().any(|a| a == audience) {
+            return Err(TokenProblem::WrongAudience { found: audiences });
+        }
+        if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64)
+            && exp <= now_unix {
+                return Err(TokenProblem::Expired(now_unix - exp));
+            }
+        let service_account_uid = claims
+            .get("kubernetes.io")
+            .and_then(|k| k.get("serviceaccount"))
+            .and_then(|sa| sa.get("uid"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(CheckedToken { token, service_account_uid })
+    }
+}
+
+/// A JWT's payload, decoded without verification.
+fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
+    let mut parts = jwt.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.is_object().then_some(claims)
+}
+
 /// Reads `kubernetes.io.serviceaccount.uid` from a JWT's payload without verifying it.
 fn sa_uid_claim(jwt: &str) -> Option<String> {
     let payload = jwt.split('.').nth(1)?;
@@ -210,6 +294,35 @@ mod tests {
         let id = PodIdentity::new("ns".into(), "p".into(), "u".into(), "app".into(), tokens);
         assert_eq!(id.service_account_uid(), "sa-uid-7");
         assert!(!id.log_label().is_empty());
+    }
+
+    #[test]
+    fn token_claims_are_checked_against_the_identity() {
+        let now = 1_000_000;
+        let id = |claims: serde_json::Value| {
+            let mut tokens = TokenMap::default();
+            tokens.insert("vault".into(), SecretString::new(jwt_with(&claims)));
+            PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens)
+        };
+        let good = serde_json::json!({
+            "sub": "system:serviceaccount:team-a:app", "aud": ["vault"], "exp": now + 60,
+            "kubernetes.io": {"serviceaccount": {"uid": "sa-1"}}
+        });
+        assert_eq!(id(good.clone()).checked_token("vault", now).expect("ok").service_account_uid, "sa-1");
+        assert_eq!(id(good.clone()).checked_token("other", now).err(), Some(TokenProblem::Missing));
+        let mut other_sa = good.clone();
+        other_sa["sub"] = "system:serviceaccount:team-b:app".into();
+        assert!(matches!(id(other_sa).checked_token("vault", now), Err(TokenProblem::WrongSubject { .. })));
+        let mut wrong_aud = good.clone();
+        wrong_aud["aud"] = "sts.amazonaws.com".into();
+        assert!(matches!(id(wrong_aud).checked_token("vault", now), Err(TokenProblem::WrongAudience { .. })));
+        let mut expired = good;
+        expired["exp"] = (now - 5).into();
+        assert_eq!(id(expired).checked_token("vault", now).err(), Some(TokenProblem::Expired(5)));
+        let mut tokens = TokenMap::default();
+        tokens.insert("vault".into(), SecretString::new("opaque".into()));
+        let opaque = PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens);
+        assert_eq!(opaque.checked_token("vault", now).err(), Some(TokenProblem::NotJwt));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub(super) fn parse(
         (Some(_), Some(_)) => {
             return Err(Error::new(
                 "vaultAuthMountPath",
-                "and vaultKubernetesMountPath are mutually exclusive; set only one",
+                "cannot be combined with vaultKubernetesMountPath (they are mutually exclusive); set only one",
             ));
         }
         (Some(m), None) | (None, Some(m)) => m,

@@ -31,7 +31,7 @@ use self::client::{Clients, Endpoint};
 use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts, now_unix};
 use self::select::{SelectError, data_kind, select};
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
-use crate::identity::{CredentialCache, PodIdentity};
+use crate::identity::{CredentialCache, PodIdentity, TokenProblem};
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels, status_class};
 use crate::secret::{SecretBytes, SecretString};
 use crate::singleflight::{Flights, Role};
@@ -169,21 +169,34 @@ impl VaultBackend {
         objects: &[ObjectSpec],
     ) -> Result<Vec<Fetched>, Error> {
         let backend = cfg.flavor.name();
-        let jwt = identity.token(&cfg.audience).ok_or_else(|| {
-            let passed: Vec<&str> = identity.audiences().collect();
-            Error::new(
-                ErrorKind::Invalid,
+        let checked = identity.checked_token(&cfg.audience, now_unix()).map_err(|problem| match problem {
+            TokenProblem::Missing => {
+                let passed: Vec<&str> = identity.audiences().collect();
+                Error::new(
+                    ErrorKind::Invalid,
+                    backend,
+                    format!(
+                        "the driver passed no service-account token for audience {:?} (tokens were passed for: {}); \
+                         add {{audience: {:?}}} to the CSIDriver's spec.tokenRequests, or set the SecretProviderClass \
+                         'audience' parameter to one of the passed audiences",
+                        cfg.audience,
+                        if passed.is_empty() { "none".to_owned() } else { format!("{passed:?}") },
+                        cfg.audience
+                    ),
+                )
+            }
+            other => Error::new(
+                ErrorKind::Denied,
                 backend,
                 format!(
-                    "the driver passed no service-account token for audience {:?} (tokens were passed for: {}); \
-                     add {{audience: {:?}}} to the CSIDriver's spec.tokenRequests, or set the SecretProviderClass \
-                     'audience' parameter to one of the passed audiences",
+                    "the service-account token for audience {:?} cannot be used for pod {}/{}: {other}",
                     cfg.audience,
-                    if passed.is_empty() { "none".to_owned() } else { format!("{passed:?}") },
-                    cfg.audience
+                    identity.namespace(),
+                    identity.pod_name()
                 ),
-            )
+            ),
         })?;
+        let jwt = checked.token;
         let limit = {
             let mut limits = self.state.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(
@@ -208,7 +221,7 @@ impl VaultBackend {
                 audience: cfg.audience.clone(),
                 sa_namespace: identity.namespace().to_owned(),
                 sa_name: identity.service_account().to_owned(),
-                sa_uid: identity.service_account_uid(),
+                sa_uid: checked.service_account_uid.clone(),
             },
             limit,
             current: Mutex::new(None),
@@ -296,6 +309,8 @@ struct Session {
 enum Attempt {
     Done(reqwest::StatusCode, Value),
     Retry(String),
+    /// A failure retrying cannot fix (the server's certificate is not trusted).
+    Fatal(String),
 }
 
 fn aborted<T>(backend: &'static str) -> impl FnOnce() -> Shared<T> {
@@ -639,7 +654,7 @@ impl Session {
             let status = match &outcome {
                 Ok(Attempt::Done(status, _)) => status_class(status.as_u16()),
                 Ok(Attempt::Retry(_)) => "5xx",
-                Err(_) => "error",
+                Ok(Attempt::Fatal(_)) | Err(_) => "error",
             };
             let metrics = &self.state.metrics;
             metrics.backend_requests.get_or_create(&RequestLabels { backend: self.name(), operation, status }).inc();
@@ -649,6 +664,17 @@ impl Session {
                 .observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(Attempt::Done(status, value)) => return Ok((status, value)),
+                Ok(Attempt::Fatal(why)) => {
+                    return Err(self.error(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "TLS verification of {} failed: {why}. Set vaultCACertPath or vaultCADirectory to the CA \
+                             that signed the server's certificate, or vaultTLSServerName to a name the certificate \
+                             holds",
+                            self.cfg.address
+                        ),
+                    ));
+                }
                 Ok(Attempt::Retry(why)) | Err(why) => {
                     tracing::debug!(backend = self.name(), path, attempt, reason = %why, "retrying");
                     last = why;
@@ -667,7 +693,11 @@ impl Session {
     }
 
     async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Attempt, String> {
-        let mut response = request.send().await.map_err(|e| describe_transport_error(&e))?;
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if is_certificate_error(&e) => return Ok(Attempt::Fatal(describe_transport_error(&e))),
+            Err(e) => return Err(describe_transport_error(&e)),
+        };
         let status = response.status();
         if status.as_u16() == 429 || (status.is_server_error() && status.as_u16() != 501) {
             return Ok(Attempt::Retry(format!("HTTP {}", status.as_u16())));
@@ -762,24 +792,47 @@ fn capability(method: Method) -> &'static str {
     }
 }
 
-/// Vault's `errors` list, shortened; error texts name paths and roles, not secrets.
+/// Vault's `errors` list, on one line and shortened; error texts name paths and
+/// roles, not secrets. Vault wraps some as "1 error occurred:\n\t* permission denied".
 fn vault_errors(response: &Value) -> String {
     let errors: Vec<String> = response
         .get("errors")
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(|s| s.chars().take(MAX_VAULT_ERROR_CHARS).collect())
-                .collect()
-        })
+        .map(|list| list.iter().filter_map(Value::as_str).map(one_line).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     if errors.is_empty() { "no error text".to_owned() } else { errors.join("; ") }
+}
+
+fn one_line(text: &str) -> String {
+    let mut parts: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("* ").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if parts.len() > 1 && parts[0].ends_with("occurred:") {
+        parts.remove(0);
+    }
+    let joined = parts.join("; ");
+    joined.chars().take(MAX_VAULT_ERROR_CHARS).collect()
 }
 
 fn optional_errors(response: &Value) -> String {
     let text = vault_errors(response);
     if text == "no error text" { String::new() } else { format!(": {text}") }
+}
+
+/// Whether a transport error is the server's certificate being refused.
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("NotValidForName") {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn describe_transport_error(e: &reqwest::Error) -> String {
@@ -818,6 +871,14 @@ mod tests {
             let base = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
             assert!(d >= base && d <= base + base / 2, "{d:?}");
         }
+    }
+
+    #[test]
+    fn vault_errors_are_put_on_one_line() {
+        let v = serde_json::json!({"errors": ["1 error occurred:\n\t* permission denied\n\n"]});
+        assert_eq!(vault_errors(&v), "permission denied");
+        let v = serde_json::json!({"errors": ["2 errors occurred:\n\t* a\n\t* b\n"]});
+        assert_eq!(vault_errors(&v), "a; b");
     }
 
     #[test]

@@ -18,9 +18,16 @@ pub(super) enum SelectError {
 }
 
 /// Returns the bytes to write for `secret_key` from `response`.
+///
+/// The whole response is written without its `request_id`, which differs on
+/// every read and would make an unchanged secret look changed.
 pub(super) fn select(response: &Value, secret_key: Option<&str>) -> Result<Vec<u8>, SelectError> {
     let Some(key) = secret_key else {
-        return Ok(response.to_string().into_bytes());
+        let mut whole = response.clone();
+        if let Value::Object(map) = &mut whole {
+            map.remove("request_id");
+        }
+        return Ok(whole.to_string().into_bytes());
     };
     let Some(Value::Object(data)) = response.get("data") else {
         return Err(SelectError::NoData);
@@ -64,6 +71,8 @@ mod tests {
     fn whole_response_without_key() {
         let r = json!({"data": {"a": "b"}, "lease_duration": 0});
         assert_eq!(select(&r, None).expect("ok"), r.to_string().into_bytes());
+        let with_id = json!({"request_id": "r-1", "data": {"a": "b"}, "lease_duration": 0});
+        assert_eq!(select(&with_id, None).expect("ok"), r.to_string().into_bytes(), "request_id is dropped");
     }
 
     #[test]

@@ -1,0 +1,330 @@
+//! A real OpenBao dev server on 127.0.0.1, and the API calls tests use to configure it.
+//!
+//! `bao server -dev` keeps everything in memory, unseals itself and accepts the root token `root`. It listens on
+//! the API port and also on API port + 1 (the cluster port), so both must be free; a port can still be taken
+//! between our check and the server's bind, so a start that fails with "address already in use" is retried on new
+//! ports.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::Method;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::tools;
+use crate::watchdog::ExitWatchdog;
+
+mod setup;
+
+pub use setup::{JwtRole, KubernetesRole};
+
+/// The dev server's root token; tests configure the server with it, the provider never sees it.
+pub const ROOT_TOKEN: &str = "root";
+
+/// A dev server answers health checks in about 0.2 s when idle; 30 s leaves room for a machine busy compiling.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often readiness is polled: short, because every test binary waits on it.
+const READY_POLL: Duration = Duration::from_millis(25);
+/// New port pairs tried when the server loses a race for its ports.
+const PORT_ATTEMPTS: usize = 5;
+/// Every configuration call is local and quick; a stuck server must not hang a test forever.
+const API_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How to start the server.
+#[derive(Debug, Clone, Default)]
+pub struct OpenBaoOptions {
+    tls: bool,
+}
+
+impl OpenBaoOptions {
+    /// Serve HTTPS with a self-made CA (`-dev-tls`); [`OpenBao::ca_path`] names the CA certificate.
+    #[must_use]
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+}
+
+/// A running `bao server -dev`, killed on drop.
+#[derive(Debug)]
+pub struct OpenBao {
+    child: Child,
+    _watchdog: ExitWatchdog,
+    port: u16,
+    ca_path: Option<PathBuf>,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+/// Why one start attempt failed: only a lost port race is worth another attempt.
+enum StartError {
+    PortTaken(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl OpenBao {
+    /// Starts a plain-HTTP dev server.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(OpenBaoOptions::default()).await
+    }
+
+    /// Starts a dev server with `options`, retrying on new ports when the chosen ones were taken meanwhile.
+    pub async fn start_with(options: OpenBaoOptions) -> anyhow::Result<Self> {
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port_pair()?;
+            match Self::try_start(port, &options).await {
+                Ok(server) => return Ok(server),
+                Err(StartError::PortTaken(error)) => last_error = Some(error),
+                Err(StartError::Fatal(error)) => return Err(error),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| anyhow!("no attempt was made"))
+            .context(format!(
+                "OpenBao did not start after {PORT_ATTEMPTS} attempts on fresh ports"
+            )))
+    }
+
+    async fn try_start(port: u16, options: &OpenBaoOptions) -> Result<Self, StartError> {
+        let fatal = StartError::Fatal;
+        let bao = tools::bao_program().map_err(fatal)?;
+        let dir = tempfile::Builder::new()
+            .prefix("courier-openbao-")
+            .tempdir()
+            .context("cannot create a temporary directory for OpenBao")
+            .map_err(fatal)?;
+        let log_path = dir.path().join("bao.log");
+        let log = File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))
+            .map_err(fatal)?;
+        let log_err = log
+            .try_clone()
+            .context("cannot duplicate the log file handle")
+            .map_err(fatal)?;
+
+        let mut command = Command::new(&bao);
+        command
+            .args(["server", "-dev"])
+            .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            // The dev server stores its CLI token under $HOME; keep it out of the developer's home.
+            .env("HOME", dir.path())
+            .env_remove("BAO_ADDR")
+            .env_remove("VAULT_ADDR")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let ca_path = if options.tls {
+            let cert_dir = dir.path().join("tls");
+            std::fs::create_dir(&cert_dir)
+                .with_context(|| format!("cannot create {}", cert_dir.display()))
+                .map_err(fatal)?;
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", cert_dir.display()));
+            Some(cert_dir.join("vault-ca.pem"))
+        } else {
+            None
+        };
+
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot run {}", bao.display()))
+            .map_err(fatal)?;
+        let watchdog = match ExitWatchdog::watch(child.id()) {
+            Ok(watchdog) => watchdog,
+            Err(error) => {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fatal(
+                    anyhow!(error).context("cannot start the OpenBao exit watchdog"),
+                ));
+            }
+        };
+        // From here on, Drop cleans up whatever happens.
+        let mut server = Self {
+            child,
+            _watchdog: watchdog,
+            port,
+            ca_path,
+            log_path,
+            _dir: dir,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last_probe = String::from("no health check answered yet");
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| StartError::Fatal(e.into()))?
+            {
+                return Err(self.exited_early(status));
+            }
+            // The CA file appears a moment after the process starts; until then there is nothing to trust.
+            let ca_ready = self.ca_path.as_deref().is_none_or(Path::exists);
+            if ca_ready {
+                match self.health().await {
+                    Ok(()) => {
+                        // A server that lost its port races still answers nothing of ours; make sure it is alive.
+                        if let Some(status) = self
+                            .child
+                            .try_wait()
+                            .map_err(|e| StartError::Fatal(e.into()))?
+                        {
+                            return Err(self.exited_early(status));
+                        }
+                        return Ok(());
+                    }
+                    Err(error) => last_probe = format!("{error:#}"),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Fatal(anyhow!(
+                    "OpenBao on 127.0.0.1:{} not ready after {READY_TIMEOUT:?} (last probe: {last_probe}); log:\n{}",
+                    self.port,
+                    self.logs()
+                )));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    fn exited_early(&self, status: ExitStatus) -> StartError {
+        let logs = self.logs();
+        let error = anyhow!("OpenBao exited during start-up with {status}; log:\n{logs}");
+        if logs.contains("address already in use") {
+            StartError::PortTaken(error)
+        } else {
+            StartError::Fatal(error)
+        }
+    }
+
+    async fn health(&self) -> anyhow::Result<()> {
+        let response = self
+            .http_client()?
+            .get(format!("{}/v1/sys/health", self.addr()))
+            .send()
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            bail!("sys/health answered {}", response.status())
+        }
+    }
+
+    /// The API address, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
+    pub fn addr(&self) -> String {
+        let scheme = if self.ca_path.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The API port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA certificate of a TLS server (`vault-ca.pem`), `None` for plain HTTP.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca_path.as_deref()
+    }
+
+    /// Everything the server has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+    }
+
+    // A fresh client per call: a pooled connection belongs to the tokio runtime that opened it, and a shared server
+    // outlives the per-test runtimes of `#[tokio::test]`.
+    fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(API_TIMEOUT)
+            .pool_max_idle_per_host(0);
+        if let Some(ca_path) = &self.ca_path {
+            let pem = std::fs::read(ca_path)
+                .with_context(|| format!("cannot read {}", ca_path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .context("OpenBao's CA is not a PEM certificate")?;
+            builder = builder.tls_certs_only([ca]);
+        }
+        builder.build().context("cannot build an HTTP client")
+    }
+
+    /// Calls `/v1/<path>` with the root token. Returns the JSON body (`Null` when empty) and fails on a non-2xx
+    /// status with the body's text.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let path = path.trim_start_matches('/');
+        let url = format!("{}/v1/{path}", self.addr());
+        let mut request = self
+            .http_client()?
+            .request(method.clone(), &url)
+            .header("X-Vault-Token", ROOT_TOKEN);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: reading the body"))?;
+        if !status.is_success() {
+            bail!("{method} {url} answered {status}: {text}");
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .with_context(|| format!("{method} {url}: body is not JSON: {text}"))
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        // `bao` execs the server binary, so this pid is the server itself.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Picks a port whose successor (the dev server's cluster port) is free too.
+fn free_port_pair() -> anyhow::Result<u16> {
+    for _ in 0..20 {
+        let api = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+        let port = api
+            .local_addr()
+            .context("bound socket has no address")?
+            .port();
+        let Some(cluster_port) = port.checked_add(1) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", cluster_port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("found no free pair of adjacent ports on 127.0.0.1")
+}

