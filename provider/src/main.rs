@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use courier_provider::backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
 use courier_provider::backend::vault::{
     DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings,
 };
@@ -73,6 +74,15 @@ struct Args {
     #[arg(long, env = "COURIER_LEASE_REVOKE_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
     lease_revoke_grace: Duration,
 
+    /// AWS region used when a SecretProviderClass sets no `region`.
+    #[arg(long, env = "AWS_REGION")]
+    aws_region: Option<String>,
+
+    /// URL of the EKS Pod Identity agent (default: its link-local address, IPv4 or IPv6 as the
+    /// SecretProviderClass prefers).
+    #[arg(long, env = "COURIER_POD_IDENTITY_AGENT_URL")]
+    pod_identity_agent_url: Option<String>,
+
     /// Log format.
     #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -128,7 +138,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("--backend-concurrency must be at least 1");
     }
     let settings = Settings {
-        defaults: Defaults { vault_address: args.vault_addr.trim_end_matches('/').to_owned() },
+        defaults: Defaults {
+            vault_address: args.vault_addr.trim_end_matches('/').to_owned(),
+            aws_region: args.aws_region.clone().filter(|r| !r.is_empty()),
+        },
         mount_timeout: args.mount_timeout,
         vault: VaultSettings {
             static_reuse: args.static_reuse,
@@ -137,6 +150,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             renew_leases: args.lease_renew,
             lease_sweep_interval: args.lease_sweep_interval,
             lease_revoke_grace: args.lease_revoke_grace,
+        },
+        aws: AwsSettings {
+            default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
+            pod_identity_agent_url: args.pod_identity_agent_url.clone(),
+            role_cache: DEFAULT_ROLE_CACHE,
         },
     };
     let metrics = Metrics::shared();

@@ -14,6 +14,7 @@ use tracing::{Instrument as _, field};
 
 use crate::audit::AuditRecord;
 use crate::authority::AuthorityFix;
+use crate::backend::aws::{AwsBackend, AwsSettings};
 use crate::backend::vault::{VaultBackend, VaultSettings};
 use crate::backend::{self, BackendConfig, ErrorKind};
 use crate::dialect::{self, Defaults, Dialect};
@@ -32,6 +33,7 @@ const API_VERSION: &str = "v1alpha1";
 #[derive(Debug)]
 pub struct Core {
     vault: VaultBackend,
+    aws: AwsBackend,
     versioner: Versioner,
     defaults: Defaults,
     mount_timeout: Duration,
@@ -47,6 +49,8 @@ pub struct Settings {
     pub mount_timeout: Duration,
     /// Vault backend tunables.
     pub vault: VaultSettings,
+    /// AWS backend tunables.
+    pub aws: AwsSettings,
 }
 
 impl Core {
@@ -55,6 +59,7 @@ impl Core {
     pub fn new(versioner: Versioner, settings: Settings, metrics: Arc<Metrics>) -> Self {
         Self {
             vault: VaultBackend::new(settings.vault, Arc::clone(&metrics)),
+            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics)),
             versioner,
             defaults: settings.defaults,
             mount_timeout: settings.mount_timeout,
@@ -126,6 +131,7 @@ impl ProviderService {
         let fetch = async {
             match &plan.backend {
                 BackendConfig::Vault(cfg) => self.core.vault.fetch(cfg, &ctx.identity, &plan.objects).await,
+                BackendConfig::Aws(cfg) => self.core.aws.fetch(cfg, &ctx.identity, &plan.objects).await,
             }
         };
         let fetched = tokio::time::timeout(self.core.mount_timeout, fetch)
@@ -133,9 +139,9 @@ impl ProviderService {
             .map_err(|_| MountError::Deadline { backend: backend_name, timeout: self.core.mount_timeout })??;
         let rendered = render(&plan.objects, fetched, ctx.default_mode, &self.core.versioner)?;
 
-        for (v, (_, served)) in rendered.versions.iter().zip(audit.objects.iter_mut()) {
+        audit.objects = rendered.versions.iter().map(|v| (v.id.clone(), Some(v.version.clone()))).collect();
+        for v in &rendered.versions {
             tracing::debug!(object.id = %v.id, object.version = %v.version, "object fetched");
-            *served = Some(v.version.clone());
         }
         Ok(MountResponse {
             object_version: rendered

@@ -4,6 +4,7 @@
 //! selected bytes of each object, or an [`Error`] whose [`ErrorKind`] the server
 //! maps to a status code in one place.
 
+pub mod aws;
 pub mod vault;
 
 use std::fmt;
@@ -47,8 +48,21 @@ pub struct ObjectSpec {
     pub encoding: Encoding,
     /// Canonical description of the object's configuration, folded into its version.
     pub descriptor: String,
+    /// Further files cut out of this object's value (AWS `jmesPath`).
+    pub derived: Vec<Derived>,
     /// Backend-specific request.
     pub source: ObjectSource,
+}
+
+/// A file cut out of an object's JSON value.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    /// File path below the mount; also its object id.
+    pub path: ObjectPath,
+    /// File mode, if set.
+    pub mode: Option<u32>,
+    /// JMESPath expression selecting a string from the value.
+    pub jmes_path: String,
 }
 
 /// The backend-specific part of an object.
@@ -56,6 +70,8 @@ pub struct ObjectSpec {
 pub enum ObjectSource {
     /// A Vault/OpenBao request.
     Vault(vault::VaultObject),
+    /// An AWS Secrets Manager secret or SSM parameter.
+    Aws(aws::AwsObject),
 }
 
 /// Backend configuration of a mount.
@@ -63,6 +79,8 @@ pub enum ObjectSource {
 pub enum BackendConfig {
     /// Vault or OpenBao.
     Vault(vault::VaultConfig),
+    /// AWS Secrets Manager and SSM Parameter Store.
+    Aws(aws::AwsConfig),
 }
 
 impl BackendConfig {
@@ -71,6 +89,7 @@ impl BackendConfig {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Vault(cfg) => cfg.flavor.name(),
+            Self::Aws(_) => "aws",
         }
     }
 }
@@ -148,4 +167,6 @@ impl std::error::Error for Error {}
 pub struct Fetched {
     /// The selected value.
     pub content: SecretBytes,
+    /// The backend's own version id (Secrets Manager VersionId, SSM version), if it has one.
+    pub version_id: Option<String>,
 }

@@ -6,6 +6,7 @@
 //! which are the same keys plus `backend`. A dialect turns the attributes into a
 //! [`MountPlan`]; every error names the parameter and object it is about.
 
+mod aws;
 mod native;
 mod objects;
 mod vault;
@@ -28,6 +29,8 @@ pub enum Dialect {
     Vault,
     /// The OpenBao provider's parameters (both spellings; audience `openbao`).
     OpenBao,
+    /// aws/secrets-store-csi-driver-provider-aws's parameters.
+    Aws,
 }
 
 impl Dialect {
@@ -37,6 +40,7 @@ impl Dialect {
         match provider_name {
             "vault" => Self::Vault,
             "openbao" => Self::OpenBao,
+            "aws" => Self::Aws,
             _ => Self::Native,
         }
     }
@@ -48,6 +52,7 @@ impl Dialect {
             Self::Native => "native",
             Self::Vault => "vault",
             Self::OpenBao => "openbao",
+            Self::Aws => "aws",
         }
     }
 
@@ -57,6 +62,7 @@ impl Dialect {
             Self::Native => native::parse(attributes, defaults),
             Self::Vault => vault::parse(attributes, Flavor::Vault, defaults),
             Self::OpenBao => vault::parse(attributes, Flavor::OpenBao, defaults),
+            Self::Aws => aws::parse(attributes, aws::Flavor::Compatible, defaults),
         }
     }
 }
@@ -66,6 +72,8 @@ impl Dialect {
 pub struct Defaults {
     /// Vault address when the SecretProviderClass names none (`--vault-addr`).
     pub vault_address: String,
+    /// AWS region when the SecretProviderClass names none (`AWS_REGION`).
+    pub aws_region: Option<String>,
 }
 
 /// What a mount fetches and from where.

@@ -1,9 +1,11 @@
-//! Courier's native parameters: the vault-csi-provider keys (both spellings) plus
-//! `backend`, which picks the backend (`vault`, the default, or `openbao`).
+//! Courier's native parameters: `backend` picks the backend (`vault`, the default,
+//! `openbao` or `aws`); the other keys are those of the chosen backend's provider
+//! (vault-csi-provider keys in both spellings, or the AWS provider's keys plus
+//! `roleArn`).
 
 use std::collections::BTreeMap;
 
-use super::{Defaults, Error, MountPlan, vault};
+use super::{Defaults, Error, MountPlan, aws, vault};
 use crate::backend::vault::Flavor;
 
 pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
@@ -11,8 +13,9 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Re
     let flavor = match backend.as_deref() {
         None | Some("vault") => Flavor::Vault,
         Some("openbao") => Flavor::OpenBao,
+        Some("aws") => return aws::parse(attrs, aws::Flavor::Native, defaults),
         Some(other) => {
-            return Err(Error::new("backend", format!("{other:?} is not supported; use vault or openbao")));
+            return Err(Error::new("backend", format!("{other:?} is not supported; use vault, openbao or aws")));
         }
     };
     vault::parse(attrs, flavor, defaults)
@@ -29,15 +32,17 @@ mod tests {
 
     #[test]
     fn backend_selects_the_flavor() {
-        let d = Defaults { vault_address: "http://127.0.0.1:8200".into() };
+        let d = Defaults { vault_address: "http://127.0.0.1:8200".into(), aws_region: Some("us-east-1".into()) };
         let base = [("roleName", "r"), ("objects", "- {objectName: a, secretPath: s}")];
         let mut a = attrs(&base);
         a.insert("backend".into(), "openbao".into());
-        let BackendConfig::Vault(cfg) = parse(&a, &d).expect("valid").backend;
+        let BackendConfig::Vault(cfg) = parse(&a, &d).expect("valid").backend else { panic!("vault") };
         assert_eq!(cfg.audience, "openbao");
         a.insert("backend".into(), "gcp".into());
         assert_eq!(parse(&a, &d).expect_err("unknown").field, "backend");
-        let BackendConfig::Vault(cfg) = parse(&attrs(&base), &d).expect("valid").backend;
+        let BackendConfig::Vault(cfg) = parse(&attrs(&base), &d).expect("valid").backend else { panic!("vault") };
         assert_eq!(cfg.audience, "vault");
+        let aws_attrs = attrs(&[("backend", "aws"), ("objects", "- {objectName: a, objectType: ssmparameter}")]);
+        assert!(matches!(parse(&aws_attrs, &d).expect("valid").backend, BackendConfig::Aws(_)));
     }
 }

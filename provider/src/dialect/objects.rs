@@ -91,6 +91,11 @@ impl RawObject {
         self.string(name)?.ok_or_else(|| Error::new(self.field(name), "missing"))
     }
 
+    /// The raw value of a field.
+    pub(super) fn value(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
     /// An optional map.
     pub(super) fn map(&self, name: &str) -> Result<Option<Map<String, Value>>, Error> {
         match self.fields.get(name) {
@@ -133,6 +138,11 @@ impl RawObject {
     pub(super) fn canonical(&self) -> String {
         Value::Object(self.fields.clone()).to_string()
     }
+}
+
+/// A file mode written as text, at most 0777.
+pub(super) fn parse_mode(s: &str) -> Option<u32> {
+    parse_mode_text(s).filter(|m| *m <= 0o777)
 }
 
 /// `0644`, `0o644` and `644`-with-a-leading-zero are octal; plain digits are decimal.

@@ -173,6 +173,7 @@ fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
         mode,
         encoding,
         descriptor: format!("{backend_tag}|{}", raw.canonical()),
+        derived: Vec::new(),
         source: ObjectSource::Vault(VaultObject {
             path: api_path,
             query,
@@ -208,7 +209,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> Defaults {
-        Defaults { vault_address: "https://127.0.0.1:8200".into() }
+        Defaults { vault_address: "https://127.0.0.1:8200".into(), aws_region: None }
     }
 
     fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -218,8 +219,10 @@ mod tests {
     const OBJECTS: &str = "- objectName: db\n  secretPath: secret/data/db\n  secretKey: password\n";
 
     fn vault_cfg(plan: &MountPlan) -> &VaultConfig {
-        let BackendConfig::Vault(cfg) = &plan.backend;
-        cfg
+        match &plan.backend {
+            BackendConfig::Vault(cfg) => cfg,
+            BackendConfig::Aws(_) => panic!("expected vault"),
+        }
     }
 
     #[test]
@@ -294,7 +297,7 @@ mod tests {
         let o = &plan.objects[0];
         assert_eq!(o.mode, Some(0o600));
         assert_eq!(o.encoding, Encoding::Base64);
-        let ObjectSource::Vault(v) = &o.source;
+        let ObjectSource::Vault(v) = &o.source else { panic!("expected a Vault object") };
         assert_eq!(v.method, Method::Put);
         assert_eq!(v.args.as_ref().and_then(|a| a.get("common_name")).and_then(|v| v.as_str()), Some("a.example"));
     }

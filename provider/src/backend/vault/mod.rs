@@ -231,8 +231,12 @@ impl VaultBackend {
         let mut unique: Vec<(&ObjectSpec, &VaultObject)> = Vec::new();
         let mut slot_of = Vec::with_capacity(objects.len());
         let mut keys: Vec<String> = Vec::new();
+        let mut vault_objects: Vec<&VaultObject> = Vec::with_capacity(objects.len());
         for spec in objects {
-            let ObjectSource::Vault(obj) = &spec.source;
+            let ObjectSource::Vault(obj) = &spec.source else {
+                return Err(Error::new(ErrorKind::Invalid, backend, "a non-Vault object reached the Vault backend"));
+            };
+            vault_objects.push(obj);
             let key = obj.request_key();
             let slot = match keys.iter().position(|k| *k == key) {
                 Some(slot) => slot,
@@ -263,8 +267,7 @@ impl VaultBackend {
         }
 
         let mut fetched = Vec::with_capacity(objects.len());
-        for (spec, slot) in objects.iter().zip(slot_of) {
-            let ObjectSource::Vault(obj) = &spec.source;
+        for ((spec, slot), obj) in objects.iter().zip(slot_of).zip(vault_objects) {
             let body = &bodies[slot];
             let bytes = select(body, obj.secret_key.as_deref()).map_err(|e| {
                 let message = match e {
@@ -282,7 +285,7 @@ impl VaultBackend {
                 };
                 Error::new(ErrorKind::NotFound, backend, message).for_object(spec)
             })?;
-            fetched.push(Fetched { content: SecretBytes::new(bytes) });
+            fetched.push(Fetched { content: SecretBytes::new(bytes), version_id: None });
         }
         Ok(fetched)
     }

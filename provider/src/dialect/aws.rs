@@ -1,0 +1,398 @@
+//! Parameters of aws/secrets-store-csi-driver-provider-aws, accepted unchanged,
+//! with the same checks (and the same combinations rejected).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+
+use super::objects::{RawObject, parse_list};
+use super::{Defaults, Error, MountPlan};
+use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, Service, VersionSelector};
+use crate::backend::{BackendConfig, Derived, Encoding, ObjectSource, ObjectSpec};
+use crate::object_path::ObjectPath;
+use crate::request::kind_of;
+
+/// Object fields this dialect reads.
+const OBJECT_FIELDS: &[&str] = &[
+    "objectName",
+    "objectType",
+    "objectAlias",
+    "objectVersion",
+    "objectVersionLabel",
+    "filePermission",
+    "jmesPath",
+    "failoverObject",
+    "encoding",
+    "objectEncoding",
+];
+
+/// Whether the native dialect may override the role (`roleArn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flavor {
+    /// The AWS provider's parameters exactly.
+    Compatible,
+    /// Courier's native parameters: also `roleArn`.
+    Native,
+}
+
+fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    attrs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// Parses an AWS-provider SecretProviderClass.
+pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: &Defaults) -> Result<MountPlan, Error> {
+    let region = single(attrs, "region").or_else(|| defaults.aws_region.clone()).ok_or_else(|| {
+        Error::new(
+            "region",
+            "no region is known: set the SecretProviderClass 'region' parameter, or AWS_REGION (--aws-region) on the provider",
+        )
+    })?;
+    let failover_region = single(attrs, "failoverRegion");
+    if failover_region.as_deref() == Some(region.as_str()) {
+        return Err(Error::new("failoverRegion", format!("{region:?} must differ from the primary region")));
+    }
+    let translate = match single(attrs, "pathTranslation") {
+        None => Some('_'),
+        Some(t) if t.eq_ignore_ascii_case("false") => None,
+        Some(t) if t.chars().count() == 1 => t.chars().next(),
+        Some(t) => {
+            return Err(Error::new("pathTranslation", format!("{t:?} must be 'False' or a single character")));
+        }
+    };
+    let use_pod_identity = match single(attrs, "usePodIdentity") {
+        None => false,
+        Some(v) => v.parse::<bool>().map_err(|_| {
+            Error::new("usePodIdentity", format!("{v:?} is not a boolean; use \"true\" or \"false\""))
+        })?,
+    };
+    let prefer_ipv6 = match single(attrs, "preferredAddressType").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "ipv4" || v == "auto" => false,
+        Some(v) if v == "ipv6" => true,
+        Some(v) => return Err(Error::new("preferredAddressType", format!("{v:?} must be ipv4, ipv6 or auto"))),
+    };
+    let role_arn = match flavor {
+        Flavor::Native => single(attrs, "roleArn"),
+        Flavor::Compatible => None,
+    };
+    if let Some(arn) = &role_arn
+        && (!arn.starts_with("arn:") || arn.split(':').count() < 6) {
+            return Err(Error::new("roleArn", format!("{arn:?} is not an IAM role ARN")));
+        }
+    let auth = if use_pod_identity {
+        if role_arn.is_some() {
+            return Err(Error::new("roleArn", "cannot be combined with usePodIdentity: \"true\""));
+        }
+        AwsAuth::PodIdentity { prefer_ipv6 }
+    } else {
+        AwsAuth::Irsa { role_arn }
+    };
+
+    let yaml = single(attrs, "objects").ok_or_else(|| Error::new("objects", "missing; list the secrets to mount"))?;
+    let mut names: HashSet<String> = HashSet::new();
+    let mut paths: HashSet<String> = HashSet::new();
+    let mut objects = Vec::new();
+    for raw in parse_list(&yaml)? {
+        let spec = object(&raw, &region, failover_region.as_deref(), translate)?;
+        claim(&mut names, &raw, "objectName", &raw.required("objectName")?)?;
+        if let Some(alias) = raw.string("objectAlias")? {
+            claim(&mut names, &raw, "objectAlias", &alias)?;
+        }
+        for (j, derived) in spec.derived.iter().enumerate() {
+            claim(&mut names, &raw, &format!("jmesPath[{j}].objectAlias"), derived.path.as_str())?;
+        }
+        for path in std::iter::once(&spec.path).chain(spec.derived.iter().map(|d| &d.path)) {
+            if !paths.insert(path.as_str().to_owned()) {
+                return Err(Error::new(
+                    format!("objects[{}]", raw.index),
+                    format!("file {:?} is written by another object too; names must be unique", path.as_str()),
+                ));
+            }
+        }
+        let unknown = raw.unknown_fields(OBJECT_FIELDS);
+        if !unknown.is_empty() {
+            tracing::debug!(object = raw.index, fields = ?unknown, "ignoring unknown object fields");
+        }
+        objects.push(spec);
+    }
+    Ok(MountPlan { backend: BackendConfig::Aws(AwsConfig { region, failover_region, auth }), objects })
+}
+
+fn claim(names: &mut HashSet<String>, raw: &RawObject, field: &str, name: &str) -> Result<(), Error> {
+    if names.insert(name.to_owned()) {
+        Ok(())
+    } else {
+        Err(Error::new(format!("objects[{}].{field}", raw.index), format!("name {name:?} is already in use")))
+    }
+}
+
+fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translate: Option<char>) -> Result<ObjectSpec, Error> {
+    let i = raw.index;
+    let field = |f: &str| format!("objects[{i}].{f}");
+    let name = raw.required("objectName")?;
+    let declared = raw.string("objectType")?;
+    let service = service_of(&name, declared.as_deref(), region).map_err(|p| Error::new(field("objectName"), p))?;
+    let selector = VersionSelector { version: raw.string("objectVersion")?, label: raw.string("objectVersionLabel")? };
+    if service == Service::Ssm && selector.version.is_some() && selector.label.is_some() {
+        return Err(Error::new(
+            field("objectVersionLabel"),
+            "SSM parameters cannot set both objectVersion and objectVersionLabel",
+        ));
+    }
+    let alias = raw.string("objectAlias")?;
+
+    let failover = match raw.map("failoverObject")? {
+        None => None,
+        Some(map) => {
+            let get = |k: &str| -> Result<Option<String>, Error> {
+                match map.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if s.is_empty() => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                    Some(other) => Err(Error::new(field(&format!("failoverObject.{k}")), format!("expected a string, found {}", kind_of(other)))),
+                }
+            };
+            let Some(failover_name) = get("objectName")? else {
+                return Err(Error::new(field("failoverObject.objectName"), "missing"));
+            };
+            if alias.is_none() {
+                return Err(Error::new(field("objectAlias"), "must be set for objects with a failoverObject"));
+            }
+            let Some(fregion) = failover_region else {
+                return Err(Error::new(field("failoverObject"), "is allowed only when failoverRegion is set"));
+            };
+            let fservice = service_of(&failover_name, declared.as_deref(), fregion)
+                .map_err(|p| Error::new(field("failoverObject.objectName"), p))?;
+            if fservice != service {
+                return Err(Error::new(field("failoverObject.objectName"), "names another service than objectName"));
+            }
+            let fselector = VersionSelector { version: get("objectVersion")?, label: get("objectVersionLabel")? };
+            if service == Service::Ssm && fselector.version.is_some() && fselector.label.is_some() {
+                return Err(Error::new(
+                    field("failoverObject.objectVersionLabel"),
+                    "SSM parameters cannot set both objectVersion and objectVersionLabel",
+                ));
+            }
+            if fselector.version != selector.version {
+                return Err(Error::new(
+                    field("failoverObject.objectVersion"),
+                    "must equal objectVersion (versions must match between the primary and failover regions)",
+                ));
+            }
+            Some((failover_name, fselector))
+        }
+    };
+
+    let file = file_name(alias.as_deref().unwrap_or(&name), translate);
+    let path = ObjectPath::parse(&file).map_err(|e| {
+        let f = if alias.is_some() { "objectAlias" } else { "objectName" };
+        Error::new(field(f), format!("file name {file:?} {e}"))
+    })?;
+    let mode = raw.file_mode("filePermission")?;
+    let encoding = encoding(raw)?;
+
+    let mut derived = Vec::new();
+    match raw.value("jmesPath") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(entries)) => {
+            for (j, entry) in entries.iter().enumerate() {
+                let jf = |f: &str| field(&format!("jmesPath[{j}].{f}"));
+                let Value::Object(entry) = entry else {
+                    return Err(Error::new(field(&format!("jmesPath[{j}]")), format!("expected a map, found {}", kind_of(entry))));
+                };
+                let text = |k: &str| entry.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+                let expression = text("path").ok_or_else(|| Error::new(jf("path"), "missing"))?;
+                jmespath::compile(expression)
+                    .map_err(|e| Error::new(jf("path"), format!("{expression:?} is not a JMESPath expression: {}", first_line(&e.to_string()))))?;
+                let alias = text("objectAlias").ok_or_else(|| Error::new(jf("objectAlias"), "missing"))?;
+                let djfile = file_name(alias, translate);
+                let dpath = ObjectPath::parse(&djfile).map_err(|e| Error::new(jf("objectAlias"), format!("{djfile:?} {e}")))?;
+                let dmode = match entry.get("filePermission") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if s.trim().is_empty() => None,
+                    Some(Value::String(s)) => Some(
+                        super::objects::parse_mode(s.trim()).ok_or_else(|| Error::new(jf("filePermission"), format!("{s:?} is not a file mode such as \"0644\"")))?,
+                    ),
+                    Some(Value::Number(n)) => Some(
+                        n.as_u64()
+                            .and_then(|v| u32::try_from(v).ok())
+                            .filter(|v| *v <= 0o777)
+                            .ok_or_else(|| Error::new(jf("filePermission"), "is not a file mode"))?,
+                    ),
+                    Some(other) => return Err(Error::new(jf("filePermission"), format!("expected a string, found {}", kind_of(other)))),
+                };
+                derived.push(Derived { path: dpath, mode: dmode, jmes_path: expression.to_owned() });
+            }
+        }
+        Some(other) => return Err(Error::new(field("jmesPath"), format!("expected a list, found {}", kind_of(other)))),
+    }
+
+    Ok(ObjectSpec {
+        index: i,
+        path,
+        mode,
+        encoding,
+        descriptor: format!("aws|{region}|{}", raw.canonical()),
+        derived,
+        source: ObjectSource::Aws(AwsObject { service, name, selector, failover }),
+    })
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().chars().take(200).collect()
+}
+
+/// `encoding` or `objectEncoding` (utf-8, base64, hex).
+pub(super) fn encoding(raw: &RawObject) -> Result<Encoding, Error> {
+    let a = raw.string("encoding")?;
+    let b = raw.string("objectEncoding")?;
+    let (field, value) = match (a, b) {
+        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(&b) => {
+            return Err(Error::new(format!("objects[{}].objectEncoding", raw.index), "conflicts with encoding; set one"));
+        }
+        (Some(a), _) => ("encoding", a),
+        (None, Some(b)) => ("objectEncoding", b),
+        (None, None) => return Ok(Encoding::Utf8),
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "utf-8" | "utf8" => Ok(Encoding::Utf8),
+        "base64" => Ok(Encoding::Base64),
+        "hex" => Ok(Encoding::Hex),
+        other => Err(Error::new(
+            format!("objects[{}].{field}", raw.index),
+            format!("{other:?} is not supported; use utf-8, base64 or hex"),
+        )),
+    }
+}
+
+/// The file an object is written to: alias or name, with `/` translated (or a
+/// leading `/` stripped when translation is off), as the AWS provider does.
+fn file_name(name: &str, translate: Option<char>) -> String {
+    match translate {
+        Some(c) => name.replace('/', &c.to_string()),
+        None => name.trim_start_matches('/').to_owned(),
+    }
+}
+
+/// The service of `name` (a name with `objectType`, or an ARN), checking the ARN's region.
+fn service_of(name: &str, declared: Option<&str>, region: &str) -> Result<Service, String> {
+    let declared = match declared.map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("secretsmanager") => Some(Service::SecretsManager),
+        Some("ssmparameter") => Some(Service::Ssm),
+        Some(other) => return Err(format!("objectType {other:?} is not supported; use secretsmanager or ssmparameter")),
+    };
+    if !name.starts_with("arn:") {
+        return declared.ok_or_else(|| format!("{name:?}: set objectType (secretsmanager or ssmparameter) or use a full ARN"));
+    }
+    let parts: Vec<&str> = name.splitn(6, ':').collect();
+    if parts.len() < 6 || parts[2].is_empty() || parts[5].is_empty() {
+        return Err(format!("{name:?} is not a valid ARN"));
+    }
+    if parts[3] != region {
+        return Err(format!("the ARN's region {:?} must match the region {region:?}", parts[3]));
+    }
+    let from_arn = match parts[2] {
+        "secretsmanager" => Service::SecretsManager,
+        "ssm" => Service::Ssm,
+        other => return Err(format!("ARN service {other:?} is not supported (secretsmanager or ssm)")),
+    };
+    match declared {
+        Some(d) if d != from_arn => Err(format!("objectType {:?} does not match the ARN's service", d.as_str())),
+        _ => Ok(from_arn),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Defaults {
+        Defaults { vault_address: String::new(), aws_region: Some("us-east-1".into()) }
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn aws(plan: &MountPlan) -> &AwsConfig {
+        match &plan.backend {
+            BackendConfig::Aws(cfg) => cfg,
+            BackendConfig::Vault(_) => panic!("expected aws"),
+        }
+    }
+
+    #[test]
+    fn names_aliases_and_translation() {
+        let yaml = "- {objectName: app/db, objectType: secretsmanager}\n- {objectName: /team/key, objectType: ssmparameter, objectAlias: key}\n- {objectName: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf', objectAlias: x}";
+        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
+        let paths: Vec<&str> = plan.objects.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["app_db", "key", "x"]);
+        assert_eq!(aws(&plan).region, "us-east-1");
+        assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: None });
+        let plan = parse(&attrs(&[("objects", "- {objectName: /a/b, objectType: ssmparameter}"), ("pathTranslation", "False")]), Flavor::Compatible, &defaults()).expect("valid");
+        assert_eq!(plan.objects[0].path.as_str(), "a/b");
+        let plan = parse(&attrs(&[("objects", "- {objectName: a/b, objectType: ssmparameter}"), ("pathTranslation", "-")]), Flavor::Compatible, &defaults()).expect("valid");
+        assert_eq!(plan.objects[0].path.as_str(), "a-b");
+    }
+
+    #[test]
+    fn rejected_combinations_name_the_field() {
+        let d = defaults();
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![("objects", "- {objectName: a}")], "objects[0].objectName"),
+            (vec![("objects", "- {objectName: a, objectType: vault}")], "objects[0].objectName"),
+            (vec![("objects", "- {objectName: a, objectType: ssmparameter, objectVersion: '1', objectVersionLabel: l}")], "objects[0].objectVersionLabel"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager}\n- {objectName: b, objectType: secretsmanager, objectAlias: a}")], "objects[1].objectAlias"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: ssmparameter}")], "objects[1].objectName"),
+            (vec![("objects", "- {objectName: 'arn:aws:secretsmanager:eu-west-1:1:secret:x', objectAlias: x}")], "objects[0].objectName"),
+            (vec![("objects", "- {objectName: 'arn:aws:secretsmanager:us-east-1:1:secret:x', objectType: ssmparameter}")], "objects[0].objectName"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: user}]}")], "objects[0].jmesPath[0].objectAlias"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: '[[', objectAlias: u}]}")], "objects[0].jmesPath[0].path"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, failoverObject: {objectName: b}}"), ("failoverRegion", "us-west-2")], "objects[0].objectAlias"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: a1, failoverObject: {objectName: b}}")], "objects[0].failoverObject"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: a1, objectVersion: v1, failoverObject: {objectName: b}}"), ("failoverRegion", "us-west-2")], "objects[0].failoverObject.objectVersion"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager}"), ("failoverRegion", "us-east-1")], "failoverRegion"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager}"), ("pathTranslation", "ab")], "pathTranslation"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager}"), ("usePodIdentity", "yes")], "usePodIdentity"),
+            (vec![("objects", "- {objectName: ../x, objectType: secretsmanager}"), ("pathTranslation", "False")], "objects[0].objectName"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, encoding: rot13}")], "objects[0].encoding"),
+        ];
+        for (pairs, field) in cases {
+            let err = parse(&attrs(&pairs), Flavor::Compatible, &d).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn region_must_be_known() {
+        let none = Defaults { vault_address: String::new(), aws_region: None };
+        let err = parse(&attrs(&[("objects", "- {objectName: a, objectType: ssmparameter}")]), Flavor::Compatible, &none).expect_err("no region");
+        assert_eq!(err.field, "region");
+        let plan = parse(&attrs(&[("objects", "- {objectName: a, objectType: ssmparameter}"), ("region", "eu-west-1")]), Flavor::Compatible, &none).expect("valid");
+        assert_eq!(aws(&plan).region, "eu-west-1");
+    }
+
+    #[test]
+    fn identity_choices() {
+        let d = defaults();
+        let o = ("objects", "- {objectName: a, objectType: ssmparameter}");
+        let plan = parse(&attrs(&[o, ("usePodIdentity", "true")]), Flavor::Compatible, &d).expect("valid");
+        assert_eq!(aws(&plan).auth, AwsAuth::PodIdentity { prefer_ipv6: false });
+        let arn = "arn:aws:iam::123456789012:role/app";
+        let plan = parse(&attrs(&[o, ("roleArn", arn)]), Flavor::Native, &d).expect("valid");
+        assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: Some(arn.into()) });
+        let plan = parse(&attrs(&[o, ("roleArn", arn)]), Flavor::Compatible, &d).expect("valid");
+        assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: None }, "the AWS provider has no roleArn");
+    }
+
+    #[test]
+    fn jmes_paths_become_derived_files() {
+        let yaml = "- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n    - {path: username, objectAlias: user}\n    - {path: password, objectAlias: pass, filePermission: \"0600\"}\n";
+        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
+        let d = &plan.objects[0].derived;
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[1].path.as_str(), d[1].mode, d[1].jmes_path.as_str()), ("pass", Some(0o600), "password"));
+    }
+}
