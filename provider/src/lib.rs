@@ -26,6 +26,7 @@ pub mod server;
 pub mod singleflight;
 pub mod socket;
 pub mod telemetry;
+pub mod template;
 pub mod version;
 
 pub use provider_name::ProviderName;

@@ -1,8 +1,12 @@
-//! Fetched objects to files: decoding, modes and versions.
+//! Fetched objects to files: decoding, key fan-out, jmesPath, templates, modes,
+//! path conflicts and versions.
 
 use base64::Engine as _;
 
 use crate::backend::{Derived, Encoding, Fetched, ObjectSpec};
+use crate::object_path::ObjectPath;
+use crate::request::kind_of;
+use crate::template::{TemplateError, TemplateSpec, render_all};
 use crate::secret::SecretBytes;
 use crate::version::Versioner;
 
@@ -37,7 +41,7 @@ pub struct Rendered {
 
 /// An object's value cannot be turned into its files.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub enum RenderError {
     /// The value does not decode as its `encoding` says.
     #[error("objects[{index}] {path:?}: the value is not valid {encoding} (encoding: {encoding}); store it encoded or remove 'encoding'")]
     Encoding {
@@ -62,47 +66,184 @@ pub enum DecodeError {
         /// What went wrong (never the value).
         problem: String,
     },
+    /// `expandKeys` cannot be applied.
+    #[error("objects[{index}] {path:?}: expandKeys: {problem}")]
+    Expand {
+        /// Object index.
+        index: usize,
+        /// Object path.
+        path: String,
+        /// What went wrong (key names and types, never values).
+        problem: String,
+        /// The secret holds nothing to expand.
+        empty: bool,
+    },
+    /// A template failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Two outputs want the same file, or a file where another needs a directory.
+    #[error("{first:?} and {second:?} cannot both be written: {why}; rename one (objectAlias, objectName or the template path)")]
+    Conflict {
+        /// One path.
+        first: String,
+        /// The other.
+        second: String,
+        /// Why they clash.
+        why: &'static str,
+    },
+    /// Every object has `render: false` and there are no templates.
+    #[error("nothing would be written: every object has render: false and no templates are listed")]
+    Nothing,
 }
 
-/// Turns fetched objects into files and versions.
+impl RenderError {
+    /// Whether the failure means the secret holds nothing (rather than bad input).
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Expand { empty: true, .. })
+    }
+}
+
+/// Turns fetched objects into files and versions, then renders the templates.
 pub fn render(
     specs: &[ObjectSpec],
     fetched: Vec<Fetched>,
+    templates: &[TemplateSpec],
     default_mode: u32,
     versioner: &Versioner,
-) -> Result<Rendered, DecodeError> {
+) -> Result<Rendered, RenderError> {
     let mut files = Vec::with_capacity(specs.len());
     let mut versions = Vec::with_capacity(specs.len());
+    let mut inputs: Vec<(String, SecretBytes)> = Vec::with_capacity(specs.len());
+    let mut push = |path: &str, mode: u32, descriptor: &str, contents: SecretBytes| {
+        versions.push(ObjectVersion { id: path.to_owned(), version: versioner.version(descriptor, contents.expose_secret()) });
+        files.push(File { path: path.to_owned(), mode, contents });
+    };
     for (spec, fetched) in specs.iter().zip(fetched) {
-        let contents = decode(spec, fetched.content)?;
         // A backend version id (AWS) is keyed into the HMAC like the rest, so it stays opaque.
         let descriptor = match &fetched.version_id {
             Some(id) => format!("{}|version={id}", spec.descriptor),
             None => spec.descriptor.clone(),
         };
+        let mode = spec.mode.unwrap_or(default_mode);
+        let expand_err = |problem: String, empty: bool| RenderError::Expand {
+            index: spec.index,
+            path: spec.path.as_str().to_owned(),
+            problem,
+            empty,
+        };
+
+        if let Some(entries) = fetched.entries {
+            // An SSM path the backend expanded.
+            if entries.is_empty() {
+                return Err(expand_err("the path holds no parameters".to_owned(), true));
+            }
+            let base = spec.expand.as_ref().and_then(|e| e.base.clone());
+            let mut map = serde_json::Map::new();
+            for entry in entries {
+                let path = join(base.as_ref(), &entry.name)
+                    .map_err(|e| expand_err(format!("parameter {:?} is not a safe file name: {e}", entry.name), false))?;
+                let value = decode(spec, entry.content)?;
+                map.insert(entry.name.clone(), String::from_utf8_lossy(value.expose_secret()).into_owned().into());
+                if spec.write {
+                    let d = format!("{descriptor}|entry={}|version={}", entry.name, entry.version_id.unwrap_or_default());
+                    push(path.as_str(), mode, &d, value);
+                }
+            }
+            inputs.push((spec.name.clone(), SecretBytes::new(serde_json::Value::Object(map).to_string().into_bytes())));
+            continue;
+        }
+
+        if let Some(expand) = &spec.expand {
+            let json: serde_json::Value = serde_json::from_slice(fetched.content.expose_secret())
+                .map_err(|_| expand_err("needs a JSON object, and the value is not JSON".to_owned(), false))?;
+            let serde_json::Value::Object(map) = json else {
+                return Err(expand_err(format!("needs a JSON object, and the value is {}", kind_of(&json)), false));
+            };
+            if map.is_empty() {
+                return Err(expand_err("the secret has no keys".to_owned(), true));
+            }
+            for (key, value) in &map {
+                if key.contains('/') {
+                    return Err(expand_err(format!("key {key:?} is not a safe file name: it contains '/'"), false));
+                }
+                let path = join(expand.base.as_ref(), key)
+                    .map_err(|e| expand_err(format!("key {key:?} is not a safe file name: {e}"), false))?;
+                let bytes = match value {
+                    serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                    other => other.to_string().into_bytes(),
+                };
+                let value = decode(spec, SecretBytes::new(bytes))?;
+                if spec.write {
+                    push(path.as_str(), mode, &format!("{descriptor}|key={key}"), value);
+                }
+            }
+            for derived in &spec.derived {
+                let value = jmes(spec, derived, fetched.content.expose_secret())?;
+                push(derived.path.as_str(), derived.mode.or(spec.mode).unwrap_or(default_mode), &format!("{descriptor}|jmes={}", derived.jmes_path), value);
+            }
+            inputs.push((spec.name.clone(), fetched.content));
+            continue;
+        }
+
+        let contents = decode(spec, fetched.content)?;
+        if spec.write {
+            push(spec.path.as_str(), mode, &descriptor, contents.clone());
+        }
         for derived in &spec.derived {
             let value = jmes(spec, derived, contents.expose_secret())?;
-            versions.push(ObjectVersion {
-                id: derived.path.as_str().to_owned(),
-                version: versioner.version(&format!("{descriptor}|jmes={}", derived.jmes_path), value.expose_secret()),
-            });
-            files.push(File { path: derived.path.as_str().to_owned(), mode: derived.mode.or(spec.mode).unwrap_or(default_mode), contents: value });
+            push(derived.path.as_str(), derived.mode.or(spec.mode).unwrap_or(default_mode), &format!("{descriptor}|jmes={}", derived.jmes_path), value);
         }
-        versions.insert(
-            versions.len() - spec.derived.len(),
-            ObjectVersion { id: spec.path.as_str().to_owned(), version: versioner.version(&descriptor, contents.expose_secret()) },
-        );
-        files.insert(
-            files.len() - spec.derived.len(),
-            File { path: spec.path.as_str().to_owned(), mode: spec.mode.unwrap_or(default_mode), contents },
-        );
+        inputs.push((spec.name.clone(), contents));
+    }
+
+    let refs: Vec<(String, &SecretBytes)> = inputs.iter().map(|(n, c)| (n.clone(), c)).collect();
+    let outputs = render_all(templates, &refs)?;
+    for (template, output) in templates.iter().zip(outputs) {
+        push(template.path.as_str(), template.mode.unwrap_or(default_mode), &format!("template|{}", template.source), output);
+    }
+
+    check_conflicts(&files)?;
+    if versions.is_empty() {
+        return Err(RenderError::Nothing);
     }
     Ok(Rendered { files, versions })
 }
 
+fn join(base: Option<&ObjectPath>, name: &str) -> Result<ObjectPath, crate::object_path::PathError> {
+    match base {
+        Some(base) => ObjectPath::parse(&format!("{}/{}", base.as_str(), name.trim_start_matches('/'))),
+        None => ObjectPath::parse(name.trim_start_matches('/')),
+    }
+}
+
+/// No two files may share a path, and no file may sit where another needs a directory.
+fn check_conflicts(files: &[File]) -> Result<(), RenderError> {
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for f in files {
+        if let Some(first) = seen.insert(f.path.as_str(), f.path.as_str()) {
+            return Err(RenderError::Conflict { first: first.to_owned(), second: f.path.clone(), why: "they are the same file" });
+        }
+    }
+    for f in files {
+        let mut prefix = f.path.as_str();
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if seen.contains_key(parent) {
+                return Err(RenderError::Conflict {
+                    first: parent.to_owned(),
+                    second: f.path.clone(),
+                    why: "the first is a file and the second needs it as a directory",
+                });
+            }
+            prefix = parent;
+        }
+    }
+    Ok(())
+}
+
 /// Applies a `jmesPath` entry; the result must be a string, as the AWS provider requires.
-fn jmes(spec: &ObjectSpec, derived: &Derived, value: &[u8]) -> Result<SecretBytes, DecodeError> {
-    let fail = |problem: String| DecodeError::JmesPath {
+fn jmes(spec: &ObjectSpec, derived: &Derived, value: &[u8]) -> Result<SecretBytes, RenderError> {
+    let fail = |problem: String| RenderError::JmesPath {
         index: spec.index,
         path: spec.path.as_str().to_owned(),
         expression: derived.jmes_path.clone(),
@@ -135,8 +276,8 @@ fn variable_kind(v: &jmespath::Variable) -> &'static str {
     }
 }
 
-fn decode(spec: &ObjectSpec, raw: SecretBytes) -> Result<SecretBytes, DecodeError> {
-    let err = || DecodeError::Encoding { index: spec.index, path: spec.path.as_str().to_owned(), encoding: spec.encoding.as_str() };
+fn decode(spec: &ObjectSpec, raw: SecretBytes) -> Result<SecretBytes, RenderError> {
+    let err = || RenderError::Encoding { index: spec.index, path: spec.path.as_str().to_owned(), encoding: spec.encoding.as_str() };
     match spec.encoding {
         Encoding::Utf8 => Ok(raw),
         Encoding::Base64 => {
@@ -161,12 +302,14 @@ mod tests {
     use super::*;
     use crate::backend::ObjectSource;
     use crate::backend::vault::{Method, VaultObject};
-    use crate::object_path::ObjectPath;
 
     fn spec(name: &str, encoding: Encoding, mode: Option<u32>) -> ObjectSpec {
         ObjectSpec {
             index: 0,
+            name: name.to_owned(),
             path: ObjectPath::parse(name).expect("path"),
+            write: true,
+            expand: None,
             mode,
             encoding,
             descriptor: name.to_owned(),
@@ -177,19 +320,20 @@ mod tests {
                 method: Method::Get,
                 args: None,
                 secret_key: None,
+                expand: false,
             }),
         }
     }
 
     fn fetched(bytes: &[u8]) -> Fetched {
-        Fetched { content: SecretBytes::new(bytes.to_vec()), version_id: None }
+        Fetched::value(SecretBytes::new(bytes.to_vec()), None)
     }
 
     #[test]
     fn decodes_and_sets_modes() {
         let v = Versioner::random();
         let specs = [spec("a", Encoding::Base64, Some(0o600)), spec("b", Encoding::Hex, None), spec("c", Encoding::Utf8, None)];
-        let out = render(&specs, vec![fetched(b"aGVsbG8=\n"), fetched(b"68690a"), fetched(b"raw")], 0o644, &v).expect("ok");
+        let out = render(&specs, vec![fetched(b"aGVsbG8=\n"), fetched(b"68690a"), fetched(b"raw")], &[], 0o644, &v).expect("ok");
         assert_eq!(out.files[0].contents.expose_secret(), b"hello");
         assert_eq!(out.files[0].mode, 0o600);
         assert_eq!(out.files[1].contents.expose_secret(), b"hi\n");
@@ -207,7 +351,7 @@ mod tests {
             Derived { path: ObjectPath::parse("host").expect("p"), mode: None, jmes_path: "conn.host".into() },
         ];
         let body = br#"{"username":"u1","port":5432,"conn":{"host":"db.internal"}}"#;
-        let out = render(&[s.clone()], vec![fetched(body)], 0o644, &v).expect("ok");
+        let out = render(&[s.clone()], vec![fetched(body)], &[], 0o644, &v).expect("ok");
         let names: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(names, ["db", "user", "host"]);
         assert_eq!(out.files[1].contents.expose_secret(), b"u1");
@@ -216,10 +360,10 @@ mod tests {
         assert_eq!(out.versions.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(), ["db", "user", "host"]);
 
         s.derived = vec![Derived { path: ObjectPath::parse("port").expect("p"), mode: None, jmes_path: "port".into() }];
-        let err = render(&[s.clone()], vec![fetched(body)], 0o644, &v).expect_err("number").to_string();
+        let err = render(&[s.clone()], vec![fetched(body)], &[], 0o644, &v).expect_err("number").to_string();
         assert!(err.contains("a number, not a string") && err.contains("objects[0]"), "{err}");
         assert!(!err.contains("5432"));
-        let err = render(&[s], vec![fetched(b"not json secret")], 0o644, &v).expect_err("not json").to_string();
+        let err = render(&[s], vec![fetched(b"not json secret")], &[], 0o644, &v).expect_err("not json").to_string();
         assert!(err.contains("not JSON") && !err.contains("not json secret"), "{err}");
     }
 
@@ -228,8 +372,8 @@ mod tests {
         let v = Versioner::with_key(vec![1; 32]).expect("key");
         let s = spec("a", Encoding::Utf8, None);
         let with = |id: Option<&str>| {
-            let f = Fetched { content: SecretBytes::new(b"same".to_vec()), version_id: id.map(str::to_owned) };
-            render(&[s.clone()], vec![f], 0o644, &v).expect("ok").versions[0].version.clone()
+            let f = Fetched::value(SecretBytes::new(b"same".to_vec()), id.map(str::to_owned));
+            render(std::slice::from_ref(&s), vec![f], &[], 0o644, &v).expect("ok").versions[0].version.clone()
         };
         assert_ne!(with(Some("v1")), with(Some("v2")));
         assert_eq!(with(Some("v1")), with(Some("v1")));
@@ -237,9 +381,47 @@ mod tests {
     }
 
     #[test]
+    fn expand_keys_writes_one_file_per_key() {
+        let v = Versioner::random();
+        let mut s = spec("app", Encoding::Utf8, Some(0o600));
+        s.expand = Some(crate::backend::Expand { base: Some(ObjectPath::parse("app").expect("p")) });
+        let out = render(&[s.clone()], vec![fetched(br#"{"user":"u","port":5432}"#)], &[], 0o644, &v).expect("ok");
+        let names: Vec<(&str, u32)> = out.files.iter().map(|f| (f.path.as_str(), f.mode)).collect();
+        assert_eq!(names, [("app/port", 0o600), ("app/user", 0o600)]);
+        assert_eq!(out.files[0].contents.expose_secret(), b"5432");
+
+        let err = render(&[s.clone()], vec![fetched(br#"{"../x":"secret-1"}"#)], &[], 0o644, &v).expect_err("unsafe");
+        assert!(err.to_string().contains("\"../x\"") && !err.to_string().contains("secret-1"), "{err}");
+        let err = render(&[s.clone()], vec![fetched(br#"{"a/b":"v"}"#)], &[], 0o644, &v).expect_err("slash");
+        assert!(err.to_string().contains("contains '/'"), "{err}");
+        let err = render(&[s.clone()], vec![fetched(b"{}")], &[], 0o644, &v).expect_err("empty");
+        assert!(err.is_not_found());
+        let err = render(&[s], vec![fetched(b"[1,2]")], &[], 0o644, &v).expect_err("list");
+        assert!(err.to_string().contains("a list"), "{err}");
+    }
+
+    #[test]
+    fn conflicts_and_nothing_to_write() {
+        let v = Versioner::random();
+        let mut a = spec("app", Encoding::Utf8, None);
+        a.expand = Some(crate::backend::Expand { base: Some(ObjectPath::parse("app").expect("p")) });
+        let b = spec("app", Encoding::Utf8, None);
+        let err = render(&[b.clone(), a], vec![fetched(b"x"), fetched(br#"{"k":"v"}"#)], &[], 0o644, &v).expect_err("conflict");
+        assert!(matches!(err, RenderError::Conflict { .. }), "{err}");
+        let mut hidden = b;
+        hidden.write = false;
+        assert!(matches!(render(&[hidden.clone()], vec![fetched(b"x")], &[], 0o644, &v), Err(RenderError::Nothing)));
+        let t = TemplateSpec { index: 0, path: ObjectPath::parse("out").expect("p"), source: "v={{ objects.app }}".into(), mode: Some(0o400) };
+        let out = render(&[hidden], vec![fetched(b"x")], &[t], 0o644, &v).expect("template only");
+        assert_eq!(out.files.len(), 1);
+        assert_eq!((out.files[0].path.as_str(), out.files[0].mode), ("out", 0o400));
+        assert_eq!(out.files[0].contents.expose_secret(), b"v=x");
+    }
+
+    #[test]
     fn bad_encodings_name_the_object_not_the_value() {
         let v = Versioner::random();
-        let err = render(&[spec("k", Encoding::Hex, None)], vec![fetched(b"zz-secret")], 0o644, &v).expect_err("bad hex");
+        let err = render(&[spec("k", Encoding::Hex, None)], vec![fetched(b"zz-secret")], &[], 0o644, &v).expect_err("bad hex");
         let text = err.to_string();
         assert!(text.contains("objects[0]") && text.contains("hex"), "{text}");
         assert!(!text.contains("zz-secret"));

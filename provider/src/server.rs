@@ -137,7 +137,7 @@ impl ProviderService {
         let fetched = tokio::time::timeout(self.core.mount_timeout, fetch)
             .await
             .map_err(|_| MountError::Deadline { backend: backend_name, timeout: self.core.mount_timeout })??;
-        let rendered = render(&plan.objects, fetched, ctx.default_mode, &self.core.versioner)?;
+        let rendered = render(&plan.objects, fetched, &plan.templates, ctx.default_mode, &self.core.versioner)?;
 
         audit.objects = rendered.versions.iter().map(|v| (v.id.clone(), Some(v.version.clone()))).collect();
         for v in &rendered.versions {
@@ -227,7 +227,7 @@ enum MountError {
     #[error(transparent)]
     Backend(#[from] backend::Error),
     #[error(transparent)]
-    Decode(#[from] render::DecodeError),
+    Render(#[from] render::RenderError),
     #[error(
         "{backend} backend: the mount did not finish within {timeout:?}; the backend is slow or unreachable \
          (raise --mount-timeout only if it is merely slow)"
@@ -239,7 +239,8 @@ impl MountError {
     /// Bounded label for metrics and the audit trail.
     fn label(&self) -> &'static str {
         match self {
-            Self::Request(_) | Self::Dialect(_) | Self::Decode(_) => "invalid",
+            Self::Render(e) if e.is_not_found() => "not_found",
+            Self::Request(_) | Self::Dialect(_) | Self::Render(_) => "invalid",
             Self::Backend(e) => e.kind.label(),
             Self::Deadline { .. } => "deadline",
         }
@@ -248,7 +249,8 @@ impl MountError {
     /// The status code of each failure, decided here and nowhere else.
     fn status(&self) -> Status {
         let code = match self {
-            Self::Request(_) | Self::Dialect(_) | Self::Decode(_) => Code::InvalidArgument,
+            Self::Render(e) if e.is_not_found() => Code::NotFound,
+            Self::Request(_) | Self::Dialect(_) | Self::Render(_) => Code::InvalidArgument,
             Self::Backend(e) => match e.kind {
                 ErrorKind::Invalid => Code::InvalidArgument,
                 ErrorKind::Denied => Code::PermissionDenied,

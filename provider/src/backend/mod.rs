@@ -40,8 +40,14 @@ impl Encoding {
 pub struct ObjectSpec {
     /// Position in the `objects` list, for error messages (`objects[2]`).
     pub index: usize,
+    /// The name templates use for it (objectName, or objectAlias where set).
+    pub name: String,
     /// File path below the mount; also the object id.
     pub path: ObjectPath,
+    /// Whether the object is written as a file (`render: false` only feeds templates).
+    pub write: bool,
+    /// `expandKeys: true`: one file per top-level key (or, for an SSM path, per parameter).
+    pub expand: Option<Expand>,
     /// File mode, if the object sets one.
     pub mode: Option<u32>,
     /// How the value is encoded in the backend.
@@ -52,6 +58,24 @@ pub struct ObjectSpec {
     pub derived: Vec<Derived>,
     /// Backend-specific request.
     pub source: ObjectSource,
+}
+
+/// Where expanded files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expand {
+    /// Directory the files are written under; `None` writes them at the mount root.
+    pub base: Option<ObjectPath>,
+}
+
+/// One value of an object the backend already expanded (an SSM path).
+#[derive(Debug)]
+pub struct Entry {
+    /// Name relative to the expanded path.
+    pub name: String,
+    /// The value.
+    pub content: SecretBytes,
+    /// The backend's version id of this value.
+    pub version_id: Option<String>,
 }
 
 /// A file cut out of an object's JSON value.
@@ -169,4 +193,14 @@ pub struct Fetched {
     pub content: SecretBytes,
     /// The backend's own version id (Secrets Manager VersionId, SSM version), if it has one.
     pub version_id: Option<String>,
+    /// Values the backend expanded itself (SSM path with `expandKeys`).
+    pub entries: Option<Vec<Entry>>,
+}
+
+impl Fetched {
+    /// A single value.
+    #[must_use]
+    pub fn value(content: SecretBytes, version_id: Option<String>) -> Self {
+        Self { content, version_id, entries: None }
+    }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan};
 use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, Service, VersionSelector};
-use crate::backend::{BackendConfig, Derived, Encoding, ObjectSource, ObjectSpec};
+use crate::backend::{BackendConfig, Derived, Expand, ObjectSource, ObjectSpec};
 use crate::object_path::ObjectPath;
 use crate::request::kind_of;
 
@@ -24,6 +24,8 @@ const OBJECT_FIELDS: &[&str] = &[
     "failoverObject",
     "encoding",
     "objectEncoding",
+    "expandKeys",
+    "render",
 ];
 
 /// Whether the native dialect may override the role (`roleArn`).
@@ -115,7 +117,7 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
         }
         objects.push(spec);
     }
-    Ok(MountPlan { backend: BackendConfig::Aws(AwsConfig { region, failover_region, auth }), objects })
+    Ok(MountPlan { backend: BackendConfig::Aws(AwsConfig { region, failover_region, auth }), objects, templates: Vec::new() })
 }
 
 fn claim(names: &mut HashSet<String>, raw: &RawObject, field: &str, name: &str) -> Result<(), Error> {
@@ -190,7 +192,7 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         Error::new(field(f), format!("file name {file:?} {e}"))
     })?;
     let mode = raw.file_mode("filePermission")?;
-    let encoding = encoding(raw)?;
+    let encoding = raw.encoding()?;
 
     let mut derived = Vec::new();
     match raw.value("jmesPath") {
@@ -228,42 +230,37 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         Some(other) => return Err(Error::new(field("jmesPath"), format!("expected a list, found {}", kind_of(other)))),
     }
 
+    // expandKeys: an SSM path ending in '/' lists every parameter under it (files named
+    // relative to it, under objectAlias if set); otherwise the JSON value's keys become files.
+    let expand_flag = raw.flag("expandKeys")?.unwrap_or(false);
+    let list_path = expand_flag && service == Service::Ssm && name.ends_with('/');
+    if name.ends_with('/') && service == Service::Ssm && !expand_flag {
+        return Err(Error::new(field("objectName"), format!("{name:?} is a path; add expandKeys: true to mount every parameter under it")));
+    }
+    if list_path && (selector.version.is_some() || selector.label.is_some()) {
+        return Err(Error::new(field("objectVersion"), "cannot pin a version when expanding an SSM path"));
+    }
+    let expand = match (expand_flag, list_path) {
+        (false, _) => None,
+        (true, true) => Some(Expand { base: alias.as_ref().map(|_| path.clone()) }),
+        (true, false) => Some(Expand { base: Some(path.clone()) }),
+    };
     Ok(ObjectSpec {
         index: i,
+        name: alias.clone().unwrap_or_else(|| name.clone()),
         path,
+        write: raw.flag("render")?.unwrap_or(true),
+        expand,
         mode,
         encoding,
         descriptor: format!("aws|{region}|{}", raw.canonical()),
         derived,
-        source: ObjectSource::Aws(AwsObject { service, name, selector, failover }),
+        source: ObjectSource::Aws(AwsObject { service, name, selector, failover, list_path }),
     })
 }
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().chars().take(200).collect()
-}
-
-/// `encoding` or `objectEncoding` (utf-8, base64, hex).
-pub(super) fn encoding(raw: &RawObject) -> Result<Encoding, Error> {
-    let a = raw.string("encoding")?;
-    let b = raw.string("objectEncoding")?;
-    let (field, value) = match (a, b) {
-        (Some(a), Some(b)) if !a.eq_ignore_ascii_case(&b) => {
-            return Err(Error::new(format!("objects[{}].objectEncoding", raw.index), "conflicts with encoding; set one"));
-        }
-        (Some(a), _) => ("encoding", a),
-        (None, Some(b)) => ("objectEncoding", b),
-        (None, None) => return Ok(Encoding::Utf8),
-    };
-    match value.to_ascii_lowercase().as_str() {
-        "utf-8" | "utf8" => Ok(Encoding::Utf8),
-        "base64" => Ok(Encoding::Base64),
-        "hex" => Ok(Encoding::Hex),
-        other => Err(Error::new(
-            format!("objects[{}].{field}", raw.index),
-            format!("{other:?} is not supported; use utf-8, base64 or hex"),
-        )),
-    }
 }
 
 /// The file an object is written to: alias or name, with `/` translated (or a

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::backend::{BackendConfig, ObjectSpec};
+use crate::object_path::ObjectPath;
+use crate::template::{self, TemplateSpec};
 use crate::backend::vault::Flavor;
 
 /// The most objects one mount may list.
@@ -58,6 +60,12 @@ impl Dialect {
 
     /// Parses the mount's attributes.
     pub fn parse(self, attributes: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
+        let mut plan = self.parse_backend(attributes, defaults)?;
+        plan.templates = templates(attributes)?;
+        Ok(plan)
+    }
+
+    fn parse_backend(self, attributes: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
         match self {
             Self::Native => native::parse(attributes, defaults),
             Self::Vault => vault::parse(attributes, Flavor::Vault, defaults),
@@ -83,6 +91,29 @@ pub struct MountPlan {
     pub backend: BackendConfig,
     /// The objects, in SecretProviderClass order.
     pub objects: Vec<ObjectSpec>,
+    /// Templated files (`templates`), rendered after the objects.
+    pub templates: Vec<TemplateSpec>,
+}
+
+/// The `templates` parameter: a YAML list of `{path, template, filePermission}`.
+/// Available in every dialect; the anchors' own parsers ignore the key.
+fn templates(attributes: &BTreeMap<String, String>) -> Result<Vec<TemplateSpec>, Error> {
+    let Some(yaml) = attributes.get("templates").map(|t| t.trim()).filter(|t| !t.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let entries = objects::parse_named_list("templates", yaml)?;
+    let largest = entries.iter().filter_map(|e| e.string("template").ok().flatten()).map(|t| t.len()).max().unwrap_or(0);
+    template::check_limits(entries.len(), largest).map_err(|p| Error::new("templates", p))?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let raw_path = entry.required("path")?;
+        let path = ObjectPath::parse(&raw_path)
+            .map_err(|e| Error::new(format!("templates[{}].path", entry.index), format!("{raw_path:?} {e}")))?;
+        let source = entry.required("template")?;
+        let mode = entry.file_mode("filePermission")?;
+        out.push(TemplateSpec { index: entry.index, path, source, mode });
+    }
+    Ok(out)
 }
 
 /// A parameter problem: which parameter (and object), and what is wrong.

@@ -14,16 +14,22 @@ const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
 /// Its Debug shows field names only: values may be secret arguments.
 pub(super) struct RawObject {
     pub(super) index: usize,
+    list: &'static str,
     fields: Map<String, Value>,
 }
 
 /// Parses the `objects` YAML into its entries.
 pub(super) fn parse_list(yaml: &str) -> Result<Vec<RawObject>, Error> {
+    parse_named_list("objects", yaml)
+}
+
+/// Parses a YAML list of maps held in the parameter `list`.
+pub(super) fn parse_named_list(list: &'static str, yaml: &str) -> Result<Vec<RawObject>, Error> {
     if yaml.len() > MAX_OBJECTS_YAML_BYTES {
-        return Err(Error::new("objects", format!("is {} bytes; at most {MAX_OBJECTS_YAML_BYTES}", yaml.len())));
+        return Err(Error::new(list, format!("is {} bytes; at most {MAX_OBJECTS_YAML_BYTES}", yaml.len())));
     }
     if yaml.trim().is_empty() {
-        return Err(Error::new("objects", "is empty; list at least one object"));
+        return Err(Error::new(list, "is empty; list at least one entry"));
     }
     let mut options = serde_saphyr::Options::default();
     // `filePermission: 0600` must stay "0600" (octal, as the anchors read it), not
@@ -31,24 +37,24 @@ pub(super) fn parse_list(yaml: &str) -> Result<Vec<RawObject>, Error> {
     options.leading_zero_numbers_as_strings = true;
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     let value: Value = serde_saphyr::from_str_with_options(yaml, options)
-        .map_err(|e| Error::new("objects", format!("is not valid YAML: {}", yaml_error(&e))))?;
-    let list = match value {
-        Value::Array(list) => list,
+        .map_err(|e| Error::new(list, format!("is not valid YAML: {}", yaml_error(&e))))?;
+    let items = match value {
+        Value::Array(items) => items,
         other => {
-            return Err(Error::new("objects", format!("expected a YAML list, found {}", kind_of(&other))));
+            return Err(Error::new(list, format!("expected a YAML list, found {}", kind_of(&other))));
         }
     };
-    if list.is_empty() {
-        return Err(Error::new("objects", "is an empty list; list at least one object"));
+    if items.is_empty() {
+        return Err(Error::new(list, "is an empty list; list at least one entry"));
     }
-    if list.len() > MAX_OBJECTS {
-        return Err(Error::new("objects", format!("lists {} objects; at most {MAX_OBJECTS}", list.len())));
+    if items.len() > MAX_OBJECTS {
+        return Err(Error::new(list, format!("lists {} entries; at most {MAX_OBJECTS}", items.len())));
     }
-    list.into_iter()
+    items.into_iter()
         .enumerate()
         .map(|(index, item)| match item {
-            Value::Object(fields) => Ok(RawObject { index, fields }),
-            other => Err(Error::new(format!("objects[{index}]"), format!("expected a map, found {}", kind_of(&other)))),
+            Value::Object(fields) => Ok(RawObject { index, list, fields }),
+            other => Err(Error::new(format!("{list}[{index}]"), format!("expected a map, found {}", kind_of(&other)))),
         })
         .collect()
 }
@@ -71,7 +77,39 @@ impl std::fmt::Debug for RawObject {
 
 impl RawObject {
     fn field(&self, name: &str) -> String {
-        format!("objects[{}].{name}", self.index)
+        format!("{}[{}].{name}", self.list, self.index)
+    }
+
+    /// An optional boolean: YAML `true`/`false` or the strings "true"/"false".
+    pub(super) fn flag(&self, name: &str) -> Result<Option<bool>, Error> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => s.trim().parse::<bool>().map(Some).map_err(|_| {
+                Error::new(self.field(name), format!("{s:?} is not a boolean; use true or false"))
+            }),
+            Some(other) => Err(Error::new(self.field(name), format!("expected true or false, found {}", kind_of(other)))),
+        }
+    }
+
+    /// `encoding` or `objectEncoding`: utf-8 (default), base64 or hex.
+    pub(super) fn encoding(&self) -> Result<crate::backend::Encoding, Error> {
+        use crate::backend::Encoding;
+        let (field, value) = match (self.string("encoding")?, self.string("objectEncoding")?) {
+            (Some(a), Some(b)) if !a.eq_ignore_ascii_case(&b) => {
+                return Err(Error::new(self.field("objectEncoding"), "conflicts with encoding; set one"));
+            }
+            (Some(a), _) => ("encoding", a),
+            (None, Some(b)) => ("objectEncoding", b),
+            (None, None) => return Ok(Encoding::Utf8),
+        };
+        match value.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Ok(Encoding::Utf8),
+            "base64" => Ok(Encoding::Base64),
+            "hex" => Ok(Encoding::Hex),
+            other => Err(Error::new(self.field(field), format!("{other:?} is not supported; use utf-8, base64 or hex"))),
+        }
     }
 
     /// An optional scalar read as text (numbers and booleans are accepted as text).

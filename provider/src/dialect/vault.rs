@@ -10,14 +10,24 @@ use std::path::PathBuf;
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan};
 use crate::backend::vault::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
-use crate::backend::{BackendConfig, Encoding, ObjectSource, ObjectSpec};
+use crate::backend::{BackendConfig, Expand, ObjectSource, ObjectSpec};
 
 /// Auth mount used when the SecretProviderClass names none.
 const DEFAULT_AUTH_MOUNT: &str = "kubernetes";
 
 /// Object fields this dialect reads.
-const OBJECT_FIELDS: &[&str] =
-    &["objectName", "secretPath", "secretKey", "method", "secretArgs", "encoding", "filePermission"];
+const OBJECT_FIELDS: &[&str] = &[
+    "objectName",
+    "secretPath",
+    "secretKey",
+    "method",
+    "secretArgs",
+    "encoding",
+    "objectEncoding",
+    "filePermission",
+    "expandKeys",
+    "render",
+];
 
 /// A parameter known under a Vault and an OpenBao spelling.
 fn spellings(suffix: &str) -> [String; 2] {
@@ -135,6 +145,7 @@ pub(super) fn parse(
     Ok(MountPlan {
         backend: BackendConfig::Vault(VaultConfig { flavor, address, namespace, auth_mount, role, audience, tls, leases }),
         objects,
+        templates: Vec::new(),
     })
 }
 
@@ -157,18 +168,14 @@ fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
     if args.is_some() && method == Method::Get {
         tracing::debug!(object = i, "secretArgs are only sent with PUT or POST; ignored for GET");
     }
-    let encoding = match raw.string("encoding")?.map(|e| e.to_ascii_lowercase()) {
-        None => Encoding::Utf8,
-        Some(e) if e == "utf-8" || e == "utf8" => Encoding::Utf8,
-        Some(e) if e == "base64" => Encoding::Base64,
-        Some(e) if e == "hex" => Encoding::Hex,
-        Some(e) => {
-            return Err(Error::new(format!("objects[{i}].encoding"), format!("{e:?} is not supported; use utf-8, base64 or hex")));
-        }
-    };
+    let encoding = raw.encoding()?;
     let mode = raw.file_mode("filePermission")?;
+    let expand = raw.flag("expandKeys")?.unwrap_or(false);
     Ok(ObjectSpec {
         index: i,
+        name: path.as_str().to_owned(),
+        write: raw.flag("render")?.unwrap_or(true),
+        expand: expand.then(|| Expand { base: Some(path.clone()) }),
         path,
         mode,
         encoding,
@@ -180,6 +187,7 @@ fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
             method,
             args,
             secret_key: raw.string("secretKey")?,
+            expand,
         }),
     })
 }
@@ -207,6 +215,7 @@ fn split_secret_path(raw: &str) -> Result<(String, Option<String>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Encoding;
 
     fn defaults() -> Defaults {
         Defaults { vault_address: "https://127.0.0.1:8200".into(), aws_region: None }

@@ -80,4 +80,6 @@ pub struct AwsObject {
     pub selector: VersionSelector,
     /// Name and version in the failover region (default: the same).
     pub failover: Option<(String, VersionSelector)>,
+    /// `name` is an SSM path whose parameters are all fetched (`expandKeys`).
+    pub list_path: bool,
 }

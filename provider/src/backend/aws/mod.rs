@@ -132,12 +132,14 @@ impl AwsBackend {
         let mut results: Vec<Option<Fetched>> = (0..objects.len()).map(|_| None).collect();
         let mut ssm: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
         let mut sm: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
+        let mut paths: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
         for (i, spec) in objects.iter().enumerate() {
             let ObjectSource::Aws(obj) = &spec.source else {
                 return Err(Error::new(ErrorKind::Invalid, BACKEND, "a non-AWS object reached the AWS backend"));
             };
             match obj.service {
                 Service::SecretsManager => sm.push((i, spec, obj)),
+                Service::Ssm if obj.list_path => paths.push((i, spec, obj)),
                 Service::Ssm => ssm.push((i, spec, obj)),
             }
         }
@@ -159,6 +161,9 @@ impl AwsBackend {
         let sm_results: Vec<_> = futures::stream::iter(sm_reads).buffer_unordered(MAX_CONCURRENT_REQUESTS).collect().await;
         for (i, result) in sm_results {
             results[i] = Some(result?);
+        }
+        for &(i, spec, obj) in &paths {
+            results[i] = Some(self.parameter_path(&clients, cfg, spec, obj).await?);
         }
         for batch in ssm.chunks(SSM_BATCH) {
             for (i, fetched) in self.parameters(&clients, cfg, batch).await? {
@@ -331,7 +336,7 @@ impl AwsBackend {
                             return Err(Error::new(ErrorKind::NotFound, BACKEND, format!("secret {name} in {region} has no value")).for_object(spec));
                         }
                     };
-                    return Ok(Fetched { content: SecretBytes::new(content), version_id: output.version_id().map(str::to_owned) });
+                    return Ok(Fetched::value(SecretBytes::new(content), output.version_id().map(str::to_owned)));
                 }
                 Err(e) => {
                     let failure = classify(&e);
@@ -397,10 +402,10 @@ impl AwsBackend {
                         };
                         out.push((
                             *i,
-                            Fetched {
-                                content: SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
-                                version_id: Some(parameter.version().to_string()),
-                            },
+                            Fetched::value(
+                                SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
+                                Some(parameter.version().to_string()),
+                            ),
                         ));
                     }
                     return Ok(out);
@@ -421,6 +426,63 @@ impl AwsBackend {
             Some(spec) => report("GetParameters", spec, attempts),
             None => Error::new(ErrorKind::Unavailable, BACKEND, "empty SSM batch"),
         })
+    }
+}
+
+impl AwsBackend {
+    /// Every parameter under an SSM path (recursively, all pages), named relative to it.
+    async fn parameter_path(&self, clients: &Clients, cfg: &AwsConfig, spec: &ObjectSpec, obj: &AwsObject) -> Result<Fetched, Error> {
+        let mut attempts = Vec::new();
+        let mut targets = vec![(&clients.primary_ssm, cfg.region.as_str(), obj.name.clone())];
+        if let (Some(client), Some(region)) = (clients.failover_ssm.as_ref(), cfg.failover_region.as_deref()) {
+            targets.push((client, region, obj.failover.as_ref().map_or(obj.name.clone(), |(n, _)| n.clone())));
+        }
+        for (client, region, path) in targets {
+            let started = std::time::Instant::now();
+            let mut pages = client
+                .get_parameters_by_path()
+                .path(path.trim_end_matches('/').to_owned() + "/")
+                .recursive(true)
+                .with_decryption(true)
+                .into_paginator()
+                .send();
+            let mut entries = Vec::new();
+            let mut failed = None;
+            while let Some(page) = pages.next().await {
+                match page {
+                    Ok(page) => {
+                        for p in page.parameters() {
+                            let full = p.name().unwrap_or_default();
+                            let relative = full.strip_prefix(path.as_str()).unwrap_or(full).trim_start_matches('/');
+                            entries.push(super::Entry {
+                                name: relative.to_owned(),
+                                content: SecretBytes::new(p.value().unwrap_or_default().as_bytes().to_vec()),
+                                version_id: Some(p.version().to_string()),
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(classify(&e));
+                        break;
+                    }
+                }
+            }
+            self.count("read", failed.is_none(), started);
+            match failed {
+                None => {
+                    entries.sort_by(|a, b| a.name.cmp(&b.name));
+                    return Ok(Fetched { content: SecretBytes::new(Vec::new()), version_id: None, entries: Some(entries) });
+                }
+                Some(failure) => {
+                    let stop = !failure.failover;
+                    attempts.push((region.to_owned(), path, failure));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(report("GetParametersByPath", spec, attempts))
     }
 }
 

@@ -120,6 +120,8 @@ pub struct VaultObject {
     pub args: Option<serde_json::Map<String, serde_json::Value>>,
     /// Key to select from the response's data; `None` writes the whole response.
     pub secret_key: Option<String>,
+    /// `expandKeys`: select the data map (KV v2 `data.data`) rather than the whole response.
+    pub expand: bool,
 }
 
 impl VaultObject {

@@ -269,7 +269,7 @@ impl VaultBackend {
         let mut fetched = Vec::with_capacity(objects.len());
         for ((spec, slot), obj) in objects.iter().zip(slot_of).zip(vault_objects) {
             let body = &bodies[slot];
-            let bytes = select(body, obj.secret_key.as_deref()).map_err(|e| {
+            let bytes = select(body, obj.secret_key.as_deref(), obj.expand).map_err(|e| {
                 let message = match e {
                     SelectError::NoData => format!(
                         "secretKey {:?}: the response of {} has no 'data' object (data is {})",
@@ -285,7 +285,7 @@ impl VaultBackend {
                 };
                 Error::new(ErrorKind::NotFound, backend, message).for_object(spec)
             })?;
-            fetched.push(Fetched { content: SecretBytes::new(bytes), version_id: None });
+            fetched.push(Fetched::value(SecretBytes::new(bytes), None));
         }
         Ok(fetched)
     }
@@ -902,6 +902,7 @@ mod tests {
             method: Method::Put,
             args: serde_json::json!({"common_name": "a"}).as_object().cloned(),
             secret_key: Some("certificate".into()),
+            expand: false,
         };
         let mut b = a.clone();
         b.secret_key = Some("private_key".into());

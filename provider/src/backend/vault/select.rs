@@ -21,7 +21,18 @@ pub(super) enum SelectError {
 ///
 /// The whole response is written without its `request_id`, which differs on
 /// every read and would make an unchanged secret look changed.
-pub(super) fn select(response: &Value, secret_key: Option<&str>) -> Result<Vec<u8>, SelectError> {
+pub(super) fn select(response: &Value, secret_key: Option<&str>, expand: bool) -> Result<Vec<u8>, SelectError> {
+    if expand && secret_key.is_none() {
+        // The secret's data map: KV v2's `data.data`, else `data`.
+        let Some(data @ Value::Object(map)) = response.get("data") else {
+            return Err(SelectError::NoData);
+        };
+        let inner = match (map.get("data"), map.get("metadata")) {
+            (Some(inner @ Value::Object(_)), Some(Value::Object(_))) => inner,
+            _ => data,
+        };
+        return Ok(inner.to_string().into_bytes());
+    }
     let Some(key) = secret_key else {
         let mut whole = response.clone();
         if let Value::Object(map) = &mut whole {
@@ -70,30 +81,30 @@ mod tests {
     #[test]
     fn whole_response_without_key() {
         let r = json!({"data": {"a": "b"}, "lease_duration": 0});
-        assert_eq!(select(&r, None).expect("ok"), r.to_string().into_bytes());
+        assert_eq!(select(&r, None, false).expect("ok"), r.to_string().into_bytes());
         let with_id = json!({"request_id": "r-1", "data": {"a": "b"}, "lease_duration": 0});
-        assert_eq!(select(&with_id, None).expect("ok"), r.to_string().into_bytes(), "request_id is dropped");
+        assert_eq!(select(&with_id, None, false).expect("ok"), r.to_string().into_bytes(), "request_id is dropped");
     }
 
     #[test]
     fn kv1_and_dynamic_keys_are_top_level() {
         let r = json!({"data": {"password": "p", "ttl": 3600}});
-        assert_eq!(select(&r, Some("password")).expect("ok"), b"p");
-        assert_eq!(select(&r, Some("ttl")).expect("ok"), b"3600");
+        assert_eq!(select(&r, Some("password"), false).expect("ok"), b"p");
+        assert_eq!(select(&r, Some("ttl"), false).expect("ok"), b"3600");
     }
 
     #[test]
     fn kv2_is_unwrapped() {
         let r = json!({"data": {"data": {"user": "u", "nested": {"x": 1}}, "metadata": {"version": 3}}});
-        assert_eq!(select(&r, Some("user")).expect("ok"), b"u");
-        assert_eq!(select(&r, Some("nested")).expect("ok"), br#"{"x":1}"#);
-        assert_eq!(select(&r, Some("data")).expect("ok"), br#"{"nested":{"x":1},"user":"u"}"#);
+        assert_eq!(select(&r, Some("user"), false).expect("ok"), b"u");
+        assert_eq!(select(&r, Some("nested"), false).expect("ok"), br#"{"x":1}"#);
+        assert_eq!(select(&r, Some("data"), false).expect("ok"), br#"{"nested":{"x":1},"user":"u"}"#);
     }
 
     #[test]
     fn missing_key_lists_names_only() {
         let r = json!({"data": {"data": {"user": "u", "pass": "secret-value"}}});
-        let err = select(&r, Some("password")).expect_err("missing");
+        let err = select(&r, Some("password"), false).expect_err("missing");
         assert_eq!(
             err,
             SelectError::MissingKey { key: "password".into(), available: vec!["pass".into(), "user".into()] }
@@ -101,7 +112,16 @@ mod tests {
     }
 
     #[test]
+    fn expand_selects_the_data_map() {
+        let kv2 = json!({"data": {"data": {"a": "1", "b": {"c": 2}}, "metadata": {"version": 1}}});
+        assert_eq!(select(&kv2, None, true).expect("ok"), br#"{"a":"1","b":{"c":2}}"#);
+        let kv1 = json!({"data": {"a": "1"}, "lease_duration": 10});
+        assert_eq!(select(&kv1, None, true).expect("ok"), br#"{"a":"1"}"#);
+        assert_eq!(select(&kv2, Some("b"), true).expect("ok"), br#"{"c":2}"#);
+    }
+
+    #[test]
     fn no_data() {
-        assert_eq!(select(&json!({"warnings": []}), Some("k")), Err(SelectError::NoData));
+        assert_eq!(select(&json!({"warnings": []}), Some("k"), false), Err(SelectError::NoData));
     }
 }
