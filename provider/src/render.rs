@@ -257,7 +257,13 @@ fn jmes(spec: &ObjectSpec, derived: &Derived, value: &[u8]) -> Result<SecretByte
     let result = expression.search(data).map_err(|_| fail("failed to evaluate".to_owned()))?;
     match result.as_string() {
         Some(text) => Ok(SecretBytes::new(text.as_bytes().to_vec())),
-        None if result.is_null() => Err(fail("matched nothing".to_owned())),
+        None if result.is_null() => {
+            let keys: Vec<&str> = json.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+            Err(fail(format!(
+                "matched nothing; top-level keys there: {}",
+                if keys.is_empty() { "none".to_owned() } else { keys.join(", ") }
+            )))
+        }
         None => Err(fail(format!("gave {}, not a string", variable_kind(&result)))),
     }
 }
