@@ -85,6 +85,10 @@ pub(super) struct Revoker {
 
 #[derive(Debug)]
 struct Entry {
+    /// Tag of the token that issued the lease; the lease dies with that token.
+    issuer: Option<[u8; 16]>,
+    /// When that token ends.
+    issuer_expires: Option<Instant>,
     response: Arc<Value>,
     facts: LeaseFacts,
     original: Duration,
@@ -174,11 +178,25 @@ impl Leases {
         }
     }
 
-    /// Keeps a freshly issued response.
-    pub(super) fn store(&self, key: LeaseKey, response: Arc<Value>, facts: LeaseFacts, revoke: Option<Revoker>, now: Instant) {
+    /// Keeps a freshly issued response. `issuer` is the tag and end of the token a
+    /// lease was issued under: Vault revokes the lease when that token ends, so the
+    /// entry is never reused past it.
+    pub(super) fn store(
+        &self,
+        key: LeaseKey,
+        response: Arc<Value>,
+        facts: LeaseFacts,
+        revoke: Option<Revoker>,
+        issuer: Option<([u8; 16], Option<Instant>)>,
+        now: Instant,
+    ) {
+        let issuer_expires = issuer.and_then(|(_, expires)| expires);
+        let (reuse_until, expires_at) = Self::bounds(now, facts.duration, self.reuse_fraction, issuer_expires);
         let entry = Entry {
-            reuse_until: now + facts.duration.mul_f64(self.reuse_fraction),
-            expires_at: now + facts.duration,
+            issuer: issuer.map(|(tag, _)| tag),
+            issuer_expires,
+            reuse_until,
+            expires_at,
             original: facts.duration,
             last_used: now,
             response,
@@ -207,10 +225,33 @@ impl Leases {
             entries.remove(key);
             return false;
         }
-        entry.reuse_until = now + granted.mul_f64(self.reuse_fraction);
-        entry.expires_at = now + granted;
+        let (reuse_until, expires_at) = Self::bounds(now, granted, self.reuse_fraction, entry.issuer_expires);
+        if expires_at <= now {
+            entries.remove(key);
+            return false;
+        }
+        entry.reuse_until = reuse_until;
+        entry.expires_at = expires_at;
         entry.facts.duration = granted;
         true
+    }
+
+    /// Reuse point and end of a lease of `duration` from `now`, capped by the end
+    /// of the token that issued it (with the same fraction of what remains of it).
+    fn bounds(now: Instant, duration: Duration, fraction: f64, issuer_expires: Option<Instant>) -> (Instant, Instant) {
+        let mut reuse_until = now + duration.mul_f64(fraction);
+        let mut expires_at = now + duration;
+        if let Some(token_end) = issuer_expires {
+            expires_at = expires_at.min(token_end);
+            reuse_until = reuse_until.min(now + token_end.saturating_duration_since(now).mul_f64(fraction));
+        }
+        (reuse_until, expires_at)
+    }
+
+    /// Forgets every lease issued under the token with `tag` (it was refused, so it
+    /// may have been revoked, and its leases with it).
+    pub(super) fn forget_issued_by(&self, tag: [u8; 16]) {
+        self.lock().retain(|_, e| e.issuer != Some(tag));
     }
 
     /// Forgets `key` (a renewal failed).
@@ -284,7 +325,7 @@ mod tests {
         let leases = Leases::new(2.0 / 3.0, true);
         let t0 = Instant::now();
         let k = key(Some("pod-1"));
-        leases.store(k.clone(), Arc::new(json!({"v": 1})), facts(Some("id"), true, 300), None, t0);
+        leases.store(k.clone(), Arc::new(json!({"v": 1})), facts(Some("id"), true, 300), None, None, t0);
         assert!(matches!(leases.lookup(&k, t0 + Duration::from_secs(199)), Lookup::Reuse(_)));
         assert!(matches!(leases.lookup(&key(Some("pod-2")), t0), Lookup::Miss), "pods are independent");
         let Lookup::Renew { increment, .. } = leases.lookup(&k, t0 + Duration::from_secs(201)) else {
@@ -297,17 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn leases_never_outlive_the_token_that_issued_them() {
+        let leases = Leases::new(2.0 / 3.0, true);
+        let t0 = Instant::now();
+        let k = key(Some("pod-1"));
+        let token_end = t0 + Duration::from_secs(60);
+        leases.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 3600), None, Some(([7; 16], Some(token_end))), t0);
+        assert!(matches!(leases.lookup(&k, t0 + Duration::from_secs(39)), Lookup::Reuse(_)));
+        assert!(!matches!(leases.lookup(&k, t0 + Duration::from_secs(41)), Lookup::Reuse(_)), "2/3 of the token's life");
+        assert!(matches!(leases.lookup(&k, t0 + Duration::from_secs(61)), Lookup::Miss), "gone with the token");
+
+        leases.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 3600), None, Some(([8; 16], None)), t0);
+        leases.forget_issued_by([8; 16]);
+        assert!(matches!(leases.lookup(&k, t0), Lookup::Miss), "a refused token's leases are dropped");
+    }
+
+    #[test]
     fn no_renewal_when_disabled_or_not_renewable_or_too_short() {
         let t0 = Instant::now();
         let k = key(None);
         let off = Leases::new(2.0 / 3.0, false);
-        off.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 300), None, t0);
+        off.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 300), None, None, t0);
         assert!(matches!(off.lookup(&k, t0 + Duration::from_secs(250)), Lookup::Miss));
         let pki = Leases::new(2.0 / 3.0, true);
-        pki.store(k.clone(), Arc::new(json!({})), facts(None, false, 300), None, t0);
+        pki.store(k.clone(), Arc::new(json!({})), facts(None, false, 300), None, None, t0);
         assert!(matches!(pki.lookup(&k, t0 + Duration::from_secs(250)), Lookup::Miss));
         let capped = Leases::new(2.0 / 3.0, true);
-        capped.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 300), None, t0);
+        capped.store(k.clone(), Arc::new(json!({})), facts(Some("id"), true, 300), None, None, t0);
         assert!(!capped.renewed(&k, Duration::from_secs(20), t0 + Duration::from_secs(250)));
         assert_eq!(capped.len(), 0);
     }

@@ -74,6 +74,29 @@ struct TokenKey {
     sa_uid: String,
 }
 
+/// A Vault token and when it ends. Leases it issues end with it: Vault revokes a
+/// token's leases when the token expires or is revoked.
+#[derive(Debug, Clone)]
+struct LoginToken {
+    secret: SecretString,
+    expires: Option<Instant>,
+}
+
+impl LoginToken {
+    /// A short, non-reversible tag for the leases it issued.
+    fn tag(&self) -> [u8; 16] {
+        token_tag(&self.secret)
+    }
+}
+
+fn token_tag(secret: &SecretString) -> [u8; 16] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(secret.expose_secret().as_bytes());
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&digest[..16]);
+    tag
+}
+
 /// Cache and singleflight key of a read: the identity plus the exact request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ReadKey {
@@ -119,9 +142,9 @@ struct State {
     settings: VaultSettings,
     metrics: Arc<Metrics>,
     clients: Clients,
-    tokens: CredentialCache<TokenKey, SecretString>,
+    tokens: CredentialCache<TokenKey, LoginToken>,
     reads: CredentialCache<ReadKey, Arc<Value>>,
-    logins_inflight: Flights<TokenKey, Shared<SecretString>>,
+    logins_inflight: Flights<TokenKey, Shared<LoginToken>>,
     reads_inflight: Flights<ReadKey, Shared<Arc<Value>>>,
     limits: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     leases: Leases,
@@ -305,7 +328,7 @@ struct Session {
     key: TokenKey,
     limit: Arc<Semaphore>,
     /// The Vault token this mount uses; replaced at most once after a refusal.
-    current: Mutex<Option<SecretString>>,
+    current: Mutex<Option<LoginToken>>,
 }
 
 /// Outcome of one HTTP attempt.
@@ -331,7 +354,7 @@ impl Session {
     }
 
     /// The mount's Vault token: cached, or from a (shared) login.
-    async fn token(self: &Arc<Self>) -> Result<SecretString, Error> {
+    async fn token(self: &Arc<Self>) -> Result<LoginToken, Error> {
         let mut current = self.current.lock().await;
         if let Some(token) = current.as_ref() {
             return Ok(token.clone());
@@ -347,7 +370,7 @@ impl Session {
         Ok(token)
     }
 
-    async fn shared_login(self: &Arc<Self>) -> Result<SecretString, Error> {
+    async fn shared_login(self: &Arc<Self>) -> Result<LoginToken, Error> {
         let me = Arc::clone(self);
         let (token, role) = self
             .state
@@ -359,14 +382,17 @@ impl Session {
     }
 
     /// After `refused` was refused: log in again, once per mount.
-    async fn relogin(self: &Arc<Self>, refused: &SecretString) -> Result<SecretString, Error> {
+    async fn relogin(self: &Arc<Self>, refused: &SecretString) -> Result<LoginToken, Error> {
         let mut current = self.current.lock().await;
         if let Some(token) = current.as_ref()
-            && token != refused {
-                return Ok(token.clone());
-            }
+            && token.secret != *refused
+        {
+            return Ok(token.clone());
+        }
+        // A refused token may have been revoked, and its leases with it.
+        self.state.leases.forget_issued_by(token_tag(refused));
         // Another mount of this identity may have logged in again already.
-        let token = match self.state.tokens.get(&self.key).filter(|t| t != refused) {
+        let token = match self.state.tokens.get(&self.key).filter(|t| t.secret != *refused) {
             Some(token) => token,
             None => {
                 self.state.tokens.remove(&self.key);
@@ -377,7 +403,7 @@ impl Session {
         Ok(token)
     }
 
-    async fn login(&self) -> Result<SecretString, Error> {
+    async fn login(&self) -> Result<LoginToken, Error> {
         let path = format!("auth/{}/login", self.cfg.auth_mount);
         let body = serde_json::json!({"role": self.cfg.role, "jwt": self.jwt.expose_secret()});
         let started = Instant::now();
@@ -398,8 +424,9 @@ impl Session {
                 format!(
                     "login refused (HTTP {}) at auth/{}/login for role {:?} with the token for audience {:?} \
                      of service account {}: {}. Check that the role exists on auth mount {:?}, that it is \
-                     bound to this service account and namespace, that its bound audience is {:?}, and that \
-                     the auth method trusts the cluster's token issuer",
+                     bound to this service account and namespace, that its bound audience is {:?}, that \
+                     the auth method trusts the cluster's token issuer, and (if the role lives in a namespace) \
+                     that vaultNamespace names it",
                     status.as_u16(),
                     self.cfg.auth_mount,
                     self.cfg.role,
@@ -422,8 +449,11 @@ impl Session {
             ));
         };
         self.state.metrics.logins.get_or_create(&label("ok")).inc();
-        let token = SecretString::new(token.to_owned());
         let ttl = auth.and_then(|a| a.get("lease_duration")).and_then(Value::as_u64).unwrap_or(0);
+        let token = LoginToken {
+            secret: SecretString::new(token.to_owned()),
+            expires: (ttl > 0).then(|| started + Duration::from_secs(ttl)),
+        };
         let reuse = token_reuse(Duration::from_secs(ttl));
         self.state.tokens.insert(self.key.clone(), token.clone(), reuse);
         self.state.metrics.tokens_cached.set(i64::try_from(self.state.tokens.len()).unwrap_or(i64::MAX));
@@ -468,16 +498,22 @@ impl Session {
         }
         let response = self.fetch_object(obj).await?;
         if let Some(facts) = lease_facts(&response, now_unix()) {
+            let parent = self.token().await.ok();
             let revoke = if self.cfg.leases.revoke_on_unmount && facts.lease_id.is_some() {
-                self.token().await.ok().map(|token| Revoker {
+                parent.as_ref().map(|token| Revoker {
                     endpoint: self.endpoint.clone(),
                     cfg: Arc::clone(&self.cfg),
-                    token,
+                    token: token.secret.clone(),
                 })
             } else {
                 None
             };
-            leases.store(key, Arc::clone(&response), facts, revoke, Instant::now());
+            // A lease cannot outlive the token that issued it; a certificate without a lease can.
+            let issuer = match (&facts.lease_id, &parent) {
+                (Some(_), Some(token)) => Some((token.tag(), token.expires)),
+                _ => None,
+            };
+            leases.store(key, Arc::clone(&response), facts, revoke, issuer, Instant::now());
             self.lease_event(lease::Event::Issued, obj);
         }
         Ok(response)
@@ -494,7 +530,7 @@ impl Session {
         let token = self.token().await?;
         let body = serde_json::json!({"lease_id": lease_id, "increment": increment.as_secs()});
         let (status, response) =
-            self.send("renew", reqwest::Method::PUT, "sys/leases/renew", None, Some(&body), Some(&token)).await?;
+            self.send("renew", reqwest::Method::PUT, "sys/leases/renew", None, Some(&body), Some(&token.secret)).await?;
         let granted = response.get("lease_duration").and_then(Value::as_u64).unwrap_or(0);
         if !status.is_success() || granted == 0 {
             return Err(self.error(
@@ -554,7 +590,7 @@ impl Session {
         let mut relogged = false;
         loop {
             let (status, response) = self
-                .send(operation, method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token))
+                .send(operation, method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token.secret))
                 .await?;
             let code = status.as_u16();
             match code {
@@ -567,7 +603,7 @@ impl Session {
                 200..=299 => return Ok(response),
                 403 if !relogged => {
                     relogged = true;
-                    token = self.relogin(&token).await?;
+                    token = self.relogin(&token.secret).await?;
                 }
                 403 => {
                     return Err(self.error(
