@@ -2,7 +2,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/v1alpha1.proto");
-    let fds = protox::compile(["v1alpha1.proto"], ["proto"])?;
+    println!("cargo:rerun-if-changed=proto/csi.proto");
+    let fds = protox::compile(["v1alpha1.proto", "csi.proto"], ["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
@@ -12,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".v1alpha1.MountRequest",
             ".v1alpha1.MountResponse",
             ".v1alpha1.File",
+            ".csi.v1.NodePublishVolumeRequest",
         ])
         .compile_fds(fds)?;
     Ok(())

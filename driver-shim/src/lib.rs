@@ -1,0 +1,20 @@
+//! Courier's driver shim: a CSI node plugin that stands in for the upstream
+//! Secrets Store CSI driver. kubelet calls it to publish a pod's secrets volume;
+//! it mounts a tmpfs, asks the provider named by the SecretProviderClass for the
+//! files, and swaps them in atomically, on first mount and on every republish.
+//!
+//! - [`csi`]: the Identity and Node services kubelet calls;
+//! - [`publish`]: mount, ask, write (shared with [`local`] mode);
+//! - [`provider_client`], [`request`]: finding and calling providers;
+//! - [`atomic_writer`], [`mount`]: files and the tmpfs;
+//! - [`cluster`]: SecretProviderClasses, status records and events.
+
+pub mod atomic_writer;
+pub mod cluster;
+pub mod csi;
+pub mod local;
+pub mod metrics;
+pub mod mount;
+pub mod provider_client;
+pub mod publish;
+pub mod request;

@@ -1,0 +1,157 @@
+//! Local mode: publish a SecretProviderClass file into a directory, without a
+//! cluster, exactly as kubelet would have the shim do it (tmpfs, atomic writes,
+//! optional republishing). For trying Courier out and for demos.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+
+use crate::atomic_writer;
+use crate::cluster::SecretProviderClass;
+use crate::publish::{Publish, Published, Shim};
+use crate::request::TOKENS_KEY;
+
+/// What local mode needs.
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// SecretProviderClass manifest (YAML).
+    pub spc_file: PathBuf,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Pod name.
+    pub pod_name: String,
+    /// Pod UID.
+    pub pod_uid: String,
+    /// File holding the service-account token (re-read on every republish).
+    pub token_file: PathBuf,
+    /// Audiences the token is passed for.
+    pub audiences: Vec<String>,
+    /// Where the files go.
+    pub target: PathBuf,
+    /// Republish this often; `None` publishes once.
+    pub republish_every: Option<Duration>,
+    /// Stop after this many republishes.
+    pub republish_count: Option<u64>,
+    /// Unpublish (unmount, remove) before exiting.
+    pub unpublish_on_exit: bool,
+}
+
+fn load_spc(path: &Path) -> anyhow::Result<SecretProviderClass> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: serde_json::Value =
+        serde_saphyr::from_str(&text).with_context(|| format!("{}: not a YAML manifest", path.display()))?;
+    let kind = manifest.get("kind").and_then(serde_json::Value::as_str).unwrap_or_default();
+    if kind != "SecretProviderClass" {
+        bail!("{}: kind is {kind:?}, expected SecretProviderClass", path.display());
+    }
+    let name = manifest.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or("local");
+    let spec = manifest.get("spec").cloned().unwrap_or(serde_json::Value::Null);
+    SecretProviderClass::from_spec(name, &spec).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The token's `exp` claim as RFC 3339, as kubelet passes it.
+fn expiration(jwt: &str) -> String {
+    let exp = jwt
+        .split('.')
+        .nth(1)
+        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64));
+    let when = exp.map_or_else(
+        || std::time::SystemTime::now() + Duration::from_secs(3600),
+        |e| std::time::UNIX_EPOCH + Duration::from_secs(e),
+    );
+    humantime::format_rfc3339_seconds(when).to_string()
+}
+
+impl Local {
+    fn volume_context(&self, spc: &SecretProviderClass) -> anyhow::Result<HashMap<String, String>> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("reading the token file {}", self.token_file.display()))?;
+        let token = token.trim();
+        let expires = expiration(token);
+        let tokens: serde_json::Map<String, serde_json::Value> = self
+            .audiences
+            .iter()
+            .map(|a| (a.clone(), serde_json::json!({"token": token, "expirationTimestamp": expires})))
+            .collect();
+        Ok(HashMap::from([
+            ("secretProviderClass".to_owned(), spc.name.clone()),
+            ("csi.storage.k8s.io/pod.name".to_owned(), self.pod_name.clone()),
+            ("csi.storage.k8s.io/pod.namespace".to_owned(), self.namespace.clone()),
+            ("csi.storage.k8s.io/pod.uid".to_owned(), self.pod_uid.clone()),
+            ("csi.storage.k8s.io/serviceAccount.name".to_owned(), self.service_account.clone()),
+            ("csi.storage.k8s.io/ephemeral".to_owned(), "true".to_owned()),
+            (TOKENS_KEY.to_owned(), serde_json::Value::Object(tokens).to_string()),
+        ]))
+    }
+
+    /// Publishes, republishes as asked, and unpublishes on exit or signal.
+    pub async fn run(&self, shim: &Shim) -> anyhow::Result<()> {
+        let spc = load_spc(&self.spc_file)?;
+        let secrets = HashMap::new();
+        let mut round = 0u64;
+        let mut signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let result = loop {
+            let context = self.volume_context(&spc)?;
+            let published = shim
+                .publish(Publish { target: &self.target, spc: &spc, volume_context: &context, secrets: &secrets })
+                .await;
+            match published {
+                Ok(p) => report(&self.target, &p),
+                Err(e) => break Err(anyhow::anyhow!("publish failed: {}", e.message)),
+            }
+            let Some(every) = self.republish_every else { break Ok(()) };
+            if self.republish_count.is_some_and(|n| round >= n) {
+                break Ok(());
+            }
+            round += 1;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = tokio::signal::ctrl_c() => break Ok(()),
+                _ = signals.recv() => break Ok(()),
+            }
+        };
+        if self.unpublish_on_exit {
+            let _ = shim.unpublish(&self.target).map_err(|e| eprintln!("unpublish: {}", e.message));
+            println!("unpublished {}", self.target.display());
+        }
+        result
+    }
+}
+
+fn report(target: &Path, published: &Published) {
+    let what = match published {
+        Published::Written { first: true, .. } => "published",
+        Published::Written { first: false, .. } => "rotated: new content swapped in",
+        Published::Unchanged { .. } => "unchanged: nothing written",
+        Published::Skipped => "skipped",
+        Published::ProviderWrote { .. } => "the provider returned no files",
+        Published::Reported { .. } => "republish failed; previous files kept",
+    };
+    println!("{what} at {}", target.display());
+    if let Published::Reported { error } = published {
+        println!("  error: {error}");
+    }
+    let tmpfs = crate::mount::is_mount_point(target).unwrap_or(false);
+    if matches!(published, Published::Written { .. }) {
+        println!("  tmpfs mounted: {tmpfs}; data dir: {}", std::fs::read_link(target.join(atomic_writer::DATA_DIR)).map(|p| p.display().to_string()).unwrap_or_default());
+        for (path, file) in atomic_writer::current_files(target).unwrap_or_default() {
+            let meta = std::fs::metadata(&file).ok();
+            let mode = meta.as_ref().map_or(0, |m| m.permissions().mode() & 0o777);
+            let size = meta.map_or(0, |m| m.len());
+            println!("  {path}  mode {mode:04o}  {size} bytes");
+        }
+    }
+    if let Published::Written { versions, .. } | Published::Unchanged { versions } = published {
+        for (id, version) in versions {
+            println!("  version {id} = {version}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! `courier-driver-shim`: flags, logging, the CSI socket, local mode. Wiring only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use courier_driver_shim::cluster::Cluster;
+use courier_driver_shim::csi::{IdentityService, NodeService};
+use courier_driver_shim::local::Local;
+use courier_driver_shim::metrics::Metrics;
+use courier_driver_shim::mount::parse_size;
+use courier_driver_shim::provider_client::Providers;
+use courier_driver_shim::publish::{RepublishErrors, Settings, Shim};
+use courier_proto::csi::v1::identity_server::IdentityServer;
+use courier_proto::csi::v1::node_server::NodeServer;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// A CSI node plugin that fills pods' secrets volumes from Secrets Store CSI providers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// CSI endpoint kubelet calls, `unix:///path/csi.sock`.
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
+    endpoint: String,
+
+    /// This node's name (`spec.nodeName`).
+    #[arg(long, env = "KUBE_NODE_NAME", default_value = "")]
+    node_id: String,
+
+    /// Driver name reported to kubelet.
+    #[arg(long, env = "COURIER_DRIVER_NAME", default_value = "secrets-store.csi.k8s.io")]
+    driver_name: String,
+
+    /// Provider socket directory, searched first.
+    #[arg(long, default_value = "/var/run/secrets-store-csi-providers")]
+    providers_dir: PathBuf,
+
+    /// Further provider socket directories, searched in order after --providers-dir.
+    #[arg(long = "additional-providers-dir", value_delimiter = ',')]
+    additional_providers_dirs: Vec<PathBuf>,
+
+    /// Republishes call the provider (kubelet republishes when the CSIDriver sets requiresRepublish).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_secret_rotation: bool,
+
+    /// Content younger than this is not refreshed on republish.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    rotation_poll_interval: Duration,
+
+    /// What kubelet sees when a republish fails: `report` keeps the old files, records an Event
+    /// and answers success (kubelet before 1.37 deletes the mount on failure); `fail` also fails.
+    #[arg(long, value_enum, default_value_t = RepublishErrors::Report)]
+    republish_errors: RepublishErrors,
+
+    /// Size limit of each volume's tmpfs.
+    #[arg(long, default_value = "16Mi")]
+    tmpfs_size: String,
+
+    /// Largest provider response accepted.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_call_recv_msg_size: usize,
+
+    /// Longest time a provider call may take (kubelet gives up at 2 minutes).
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    provider_timeout: Duration,
+
+    /// HTTP `/metrics` address.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+
+    /// HTTP `/healthz` address.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
+
+    /// Log filter.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish a SecretProviderClass file into a directory without a cluster (tmpfs when root).
+    Local {
+        /// SecretProviderClass manifest (YAML).
+        #[arg(long)]
+        secret_provider_class: PathBuf,
+        /// Pod namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Service account.
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// Pod name.
+        #[arg(long, default_value = "local")]
+        pod_name: String,
+        /// Pod UID.
+        #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+        pod_uid: String,
+        /// File with the service-account token (re-read on every republish).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Audience the token is passed for (repeatable).
+        #[arg(long = "audience", default_value = "vault")]
+        audiences: Vec<String>,
+        /// Target directory.
+        #[arg(long)]
+        target: PathBuf,
+        /// Republish this often (e.g. `5s`); publish once when unset.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        republish_every: Option<Duration>,
+        /// Stop after this many republishes.
+        #[arg(long)]
+        republish_count: Option<u64>,
+        /// Write into a plain directory instead of a tmpfs (when not root).
+        #[arg(long)]
+        no_tmpfs: bool,
+        /// Leave the files in place on exit.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json { builder.json().try_init() } else { builder.try_init() }.map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut dirs = vec![args.providers_dir.clone()];
+    dirs.extend(args.additional_providers_dirs.iter().cloned());
+    let providers = Providers::new(dirs, args.max_call_recv_msg_size, args.provider_timeout);
+    let metrics = Arc::new(Metrics::default());
+    let tmpfs_size = Some(parse_size(&args.tmpfs_size).map_err(|e| anyhow::anyhow!("--tmpfs-size: {e}"))?);
+
+    if let Some(Command::Local {
+        secret_provider_class,
+        namespace,
+        service_account,
+        pod_name,
+        pod_uid,
+        token_file,
+        audiences,
+        target,
+        republish_every,
+        republish_count,
+        no_tmpfs,
+        keep,
+    }) = args.command
+    {
+        let use_tmpfs = !no_tmpfs;
+        if use_tmpfs && !nix::unistd::geteuid().is_root() {
+            bail!("mounting a tmpfs needs root; run as root or pass --no-tmpfs");
+        }
+        let settings = Settings {
+            rotation: true,
+            rotation_poll_interval: Duration::ZERO,
+            republish_errors: RepublishErrors::Report,
+            tmpfs_size,
+            use_tmpfs,
+        };
+        let shim = Shim::new(settings, providers, metrics);
+        let local = Local {
+            spc_file: secret_provider_class,
+            namespace,
+            service_account,
+            pod_name,
+            pod_uid,
+            token_file,
+            audiences,
+            target,
+            republish_every,
+            republish_count,
+            unpublish_on_exit: !keep,
+        };
+        return local.run(&shim).await;
+    }
+
+    if args.node_id.is_empty() {
+        bail!("--node-id (or KUBE_NODE_NAME) is required");
+    }
+    let socket = args.endpoint.strip_prefix("unix://").map(PathBuf::from).context("--endpoint must be unix:///path")?;
+    let settings = Settings {
+        rotation: args.enable_secret_rotation,
+        rotation_poll_interval: args.rotation_poll_interval,
+        republish_errors: args.republish_errors,
+        tmpfs_size,
+        use_tmpfs: true,
+    };
+    let shim = Arc::new(Shim::new(settings, providers, Arc::clone(&metrics)));
+    let cluster = Arc::new(Cluster::connect(args.node_id.clone()).await.context("connecting to the Kubernetes API")?);
+
+    for addr in [args.metrics_addr, args.health_addr].into_iter().flatten().collect::<std::collections::BTreeSet<_>>() {
+        let metrics = Arc::clone(&metrics);
+        let router = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route("/metrics", axum::routing::get(move || {
+                let metrics = Arc::clone(&metrics);
+                async move { metrics.encode() }
+            }));
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        });
+    }
+
+    if let Some(parent) = socket.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if std::fs::symlink_metadata(&socket).is_ok() {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            bail!("{}: another process is serving this socket", socket.display());
+        }
+        std::fs::remove_file(&socket).with_context(|| format!("removing stale {}", socket.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    tracing::info!(endpoint = %socket.display(), driver = %args.driver_name, node = %args.node_id, "serving CSI");
+    let identity = IdentityService { driver_name: args.driver_name.clone() };
+    let node = NodeService { shim, cluster, after_mount: None };
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(identity))
+        .add_service(NodeServer::new(node))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .context("serving CSI")?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! The publish path shared by kubelet's NodePublishVolume and the local mode:
+//! mount the tmpfs, ask the provider, swap the files in atomically.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tonic::Code;
+use zeroize::Zeroizing;
+
+use crate::atomic_writer::{self, Outcome, Payload};
+use crate::cluster::SecretProviderClass;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::mount;
+use crate::provider_client::Providers;
+use crate::request::mount_request;
+
+/// What kubelet sees when a republish fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RepublishErrors {
+    /// Keep the old files, record a Warning Event and a metric, answer success:
+    /// kubelet before 1.37 deletes the mount when a republish fails.
+    Report,
+    /// Also fail the call.
+    Fail,
+}
+
+/// Shim settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether republishes call the provider at all.
+    pub rotation: bool,
+    /// Content younger than this is not refreshed on republish.
+    pub rotation_poll_interval: Duration,
+    /// What a failed republish returns.
+    pub republish_errors: RepublishErrors,
+    /// tmpfs size limit.
+    pub tmpfs_size: Option<u64>,
+    /// Mount a tmpfs (off in local mode without root).
+    pub use_tmpfs: bool,
+}
+
+/// One publish.
+#[derive(Debug)]
+pub struct Publish<'a> {
+    /// Where kubelet wants the volume.
+    pub target: &'a Path,
+    /// The SecretProviderClass.
+    pub spc: &'a SecretProviderClass,
+    /// The pod's volume context (attributes, pod info, tokens).
+    pub volume_context: &'a HashMap<String, String>,
+    /// The CSI secrets (node-publish secret, tokens with serviceAccountTokenInSecrets).
+    pub secrets: &'a HashMap<String, String>,
+}
+
+/// What a publish did.
+#[derive(Debug)]
+pub enum Published {
+    /// Files were written (first mount, or new content on republish).
+    Written { versions: Vec<(String, String)>, first: bool },
+    /// The provider returned the same content.
+    Unchanged { versions: Vec<(String, String)> },
+    /// Nothing was asked: rotation off, or content younger than the poll interval.
+    Skipped,
+    /// The provider returned no files (it wrote them itself, as legacy providers do).
+    ProviderWrote { versions: Vec<(String, String)> },
+    /// A republish failed and, by `--republish-errors report`, was reported only.
+    Reported { error: String },
+}
+
+/// A failed publish.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    /// The gRPC code for kubelet.
+    pub code: Code,
+    /// What happened.
+    pub message: String,
+    /// Whether this was a republish of a mounted volume.
+    pub republish: bool,
+}
+
+fn fail(code: Code, message: impl Into<String>) -> Error {
+    Error { code, message: message.into(), republish: false }
+}
+
+/// The publish machinery.
+#[derive(Debug)]
+pub struct Shim {
+    settings: Settings,
+    providers: Providers,
+    metrics: Arc<Metrics>,
+    busy: Mutex<HashSet<PathBuf>>,
+}
+
+/// Releases a target's lock on drop.
+struct Busy<'a> {
+    set: &'a Mutex<HashSet<PathBuf>>,
+    target: PathBuf,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.target);
+    }
+}
+
+impl Shim {
+    /// A shim calling `providers`.
+    #[must_use]
+    pub fn new(settings: Settings, providers: Providers, metrics: Arc<Metrics>) -> Self {
+        Self { settings, providers, metrics, busy: Mutex::new(HashSet::new()) }
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn claim(&self, target: &Path) -> Result<Busy<'_>, Error> {
+        let mut set = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !set.insert(target.to_owned()) {
+            return Err(fail(Code::Aborted, format!("an operation on {} is already in progress", target.display())));
+        }
+        Ok(Busy { set: &self.busy, target: target.to_owned() })
+    }
+
+    /// Publishes (or republishes) a volume.
+    pub async fn publish(&self, p: Publish<'_>) -> Result<Published, Error> {
+        let _busy = self.claim(p.target)?;
+        let mounted = self.is_mounted(p.target)?;
+        if mounted {
+            if !self.settings.rotation {
+                return Ok(Published::Skipped);
+            }
+            if self.fresh(p.target) {
+                return Ok(Published::Skipped);
+            }
+        }
+        let result = self.fill(&p, mounted).await;
+        match result {
+            Ok(published) => Ok(published),
+            Err(mut e) if mounted => {
+                e.republish = true;
+                self.metrics.republish_errors.inc();
+                match self.settings.republish_errors {
+                    RepublishErrors::Report => Ok(Published::Reported { error: e.message }),
+                    RepublishErrors::Fail => Err(e),
+                }
+            }
+            Err(e) => {
+                // First publish failed: leave nothing behind, so kubelet retries cleanly.
+                self.clean(p.target);
+                Err(e)
+            }
+        }
+    }
+
+    fn is_mounted(&self, target: &Path) -> Result<bool, Error> {
+        if self.settings.use_tmpfs {
+            mount::is_mount_point(target)
+                .map_err(|e| fail(Code::Internal, format!("cannot read the mount table: {e}")))
+        } else {
+            Ok(target.join(atomic_writer::DATA_DIR).exists())
+        }
+    }
+
+    /// Whether the current content is younger than the poll interval.
+    fn fresh(&self, target: &Path) -> bool {
+        if self.settings.rotation_poll_interval.is_zero() {
+            return false;
+        }
+        std::fs::metadata(target)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+            .is_some_and(|age| age < self.settings.rotation_poll_interval)
+    }
+
+    async fn fill(&self, p: &Publish<'_>, mounted: bool) -> Result<Published, Error> {
+        if p.spc.provider.is_empty() {
+            return Err(fail(Code::InvalidArgument, format!("secretproviderclass {}: spec.provider is empty", p.spc.name)));
+        }
+        if p.spc.parameters.is_empty() {
+            return Err(fail(Code::InvalidArgument, format!("secretproviderclass {}: spec.parameters is empty", p.spc.name)));
+        }
+        // Find the provider before mounting anything.
+        self.providers.socket(&p.spc.provider).map_err(|e| fail(e.code(), e.to_string()))?;
+        if !mounted {
+            self.prepare(p.target)?;
+        }
+        let request = mount_request(&p.spc.parameters, p.volume_context, p.secrets, &p.target.to_string_lossy());
+        let response = self
+            .providers
+            .mount(&p.spc.provider, request)
+            .await
+            .map_err(|e| fail(e.code(), e.to_string()))?;
+        if let Some(error) = response.error.as_ref().filter(|e| !e.code.is_empty()) {
+            return Err(fail(Code::Unknown, format!("mount request failed with provider error code {}", error.code)));
+        }
+        if response.object_version.is_empty() {
+            return Err(fail(Code::Unknown, "the provider returned no object versions (missing object versions)"));
+        }
+        let versions: Vec<(String, String)> =
+            response.object_version.iter().map(|v| (v.id.clone(), v.version.clone())).collect();
+        if response.files.is_empty() {
+            return Ok(Published::ProviderWrote { versions });
+        }
+        let payloads: Vec<Payload> = response
+            .files
+            .into_iter()
+            .map(|f| Payload { path: f.path, mode: u32::try_from(f.mode).unwrap_or(u32::MAX), contents: Zeroizing::new(f.contents) })
+            .collect();
+        let target = p.target.to_owned();
+        let outcome = tokio::task::spawn_blocking(move || atomic_writer::write(&target, &payloads))
+            .await
+            .map_err(|e| fail(Code::Internal, format!("file writer stopped: {e}")))?
+            .map_err(|e| fail(Code::Internal, format!("failed to write files: {e}")))?;
+        Ok(match outcome {
+            Outcome::Written => {
+                if mounted {
+                    self.metrics.rotations.inc();
+                }
+                Published::Written { versions, first: !mounted }
+            }
+            Outcome::Unchanged => Published::Unchanged { versions },
+        })
+    }
+
+    fn prepare(&self, target: &Path) -> Result<(), Error> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(target)
+            .map_err(|e| fail(Code::Internal, format!("cannot create {}: {e}", target.display())))?;
+        if self.settings.use_tmpfs {
+            mount::mount_tmpfs(target, self.settings.tmpfs_size)
+                .map_err(|e| fail(Code::Internal, format!("cannot mount tmpfs at {}: {e}", target.display())))?;
+        }
+        Ok(())
+    }
+
+    fn clean(&self, target: &Path) {
+        if self.settings.use_tmpfs && mount::is_mount_point(target).unwrap_or(false)
+            && let Err(e) = mount::unmount(target) {
+                tracing::warn!(target = %target.display(), error = %e, "cannot unmount after a failed publish");
+                return;
+            }
+        let _ = std::fs::remove_dir_all(target);
+    }
+
+    /// Unpublishes: removes the files, unmounts, removes the directory. A missing
+    /// target is success.
+    pub fn unpublish(&self, target: &Path) -> Result<(), Error> {
+        let _busy = self.claim(target)?;
+        if std::fs::symlink_metadata(target).is_err() {
+            self.metrics.unpublish.get_or_create(&ResultLabels { result: "ok" }).inc();
+            return Ok(());
+        }
+        if let Ok(entries) = std::fs::read_dir(target) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
+        if mount::is_mount_point(target).unwrap_or(false) {
+            mount::unmount(target).map_err(|e| {
+                self.metrics.unpublish.get_or_create(&ResultLabels { result: "error" }).inc();
+                fail(Code::Internal, format!("cannot unmount {}: {e}", target.display()))
+            })?;
+        }
+        std::fs::remove_dir_all(target)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|e| fail(Code::Internal, format!("cannot remove {}: {e}", target.display())))?;
+        self.metrics.unpublish.get_or_create(&ResultLabels { result: "ok" }).inc();
+        Ok(())
+    }
+}
