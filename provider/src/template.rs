@@ -102,6 +102,10 @@ pub fn render_all(templates: &[TemplateSpec], objects: &[(String, &SecretBytes)]
     }
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A file's final newline is content (PEM bundles, env files): keep it.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
     env.set_fuel(Some(FUEL));
     let names: Vec<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
     let context: BTreeMap<String, Value> =

@@ -8,31 +8,50 @@
 //! - [`TokenReviewServer`] is a faithful fake of the TokenReview API for OpenBao's kubernetes auth method.
 //! - [`PodFixture`] and [`MountRequestBuilder`] build the `Mount` request exactly as the Secrets Store CSI driver does.
 //! - [`ProviderProcess`] runs the `courier-provider` binary on a temporary providers directory.
+//! - [`Moto`] runs a real `moto_server` (Secrets Manager, SSM, STS) on 127.0.0.1 and seeds it over the AWS API;
+//!   [`AwsProxy`] sits between the provider and moto, records every call, injects faults per region, and checks
+//!   web identity tokens as STS does.
+//! - [`FakeKubeApi`] is a faithful fake of the Kubernetes API (service accounts, pods, nodes) for the real `kube`
+//!   client, with a kubeconfig; [`PodIdentityAgent`] stands in for the EKS Pod Identity agent.
 //! - [`legacy_client`] drives a socket the way drivers before v1.6 did (socket path as `:authority`), and
 //!   [`h2_capture`] proves what a client puts on the wire.
 //!
 //! Fixtures fail loudly, never skip, when a server cannot start; they only ever contact 127.0.0.1.
 
+mod aws_proxy;
 pub mod calls;
 pub mod h2_capture;
+mod kube_api;
 pub mod legacy_client;
+mod moto;
 mod mount_request;
 mod openbao;
 mod pod;
+mod pod_identity_agent;
 pub mod postgres;
 mod provider;
+mod server_thread;
+mod sigv4;
 mod tokenreview;
 mod tokens;
 pub mod tools;
 mod watchdog;
 
+pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE};
+pub use kube_api::{FakeKubeApi, KubeFault, KubeRequest, service_account_path};
 pub use legacy_client::{
     Authority, LegacyOutcome, legacy_mount, legacy_mount_with, legacy_version,
+};
+pub use moto::{
+    AwsApiError, AwsService, CreatedSecret, MOTO_ACCOUNT_ID, Moto, ParameterType, SecretValue,
 };
 pub use mount_request::{MountRequestBuilder, SpcParameters};
 pub use openbao::{JwtRole, KubernetesRole, OpenBao, OpenBaoOptions, ROOT_TOKEN};
 pub use pod::PodFixture;
-pub use provider::{API_VERSION, ProviderBuilder, ProviderProcess, connect_unix};
+pub use pod_identity_agent::{AgentRequest, POD_IDENTITY_AUDIENCE, PodIdentityAgent};
+pub use provider::{
+    API_VERSION, MetricSample, MetricsSnapshot, ProviderBuilder, ProviderProcess, connect_unix,
+};
 pub use tokenreview::{ReviewRecord, TokenReviewServer};
 pub use tokens::{MintedToken, TokenIssuer, TokenOptions};
 

@@ -266,6 +266,33 @@ impl OpenBao {
         builder.build().context("cannot build an HTTP client")
     }
 
+    /// Seals the server (`PUT sys/seal`): from now on it answers API calls with 503 until [`unseal`](Self::unseal).
+    pub async fn seal(&self) -> anyhow::Result<()> {
+        self.api(Method::PUT, "sys/seal", None).await?;
+        Ok(())
+    }
+
+    /// Unseals a sealed dev server with the unseal key it printed at start-up.
+    pub async fn unseal(&self) -> anyhow::Result<()> {
+        let logs = self.logs();
+        let key = logs
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Unseal Key:"))
+            .map(str::trim)
+            .with_context(|| format!("the dev server printed no unseal key; log:\n{logs}"))?;
+        let response = self
+            .api(
+                Method::PUT,
+                "sys/unseal",
+                Some(serde_json::json!({"key": key})),
+            )
+            .await?;
+        if response["sealed"] != Value::Bool(false) {
+            bail!("sys/unseal left the server sealed: {response}");
+        }
+        Ok(())
+    }
+
     /// Calls `/v1/<path>` with the root token. Returns the JSON body (`Null` when empty) and fails on a non-2xx
     /// status with the body's text.
     pub async fn api(

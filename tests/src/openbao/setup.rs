@@ -2,7 +2,7 @@
 //!
 //! The request bodies are the ones known to work against OpenBao 2.7 (see docs/test-environment.md).
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -209,6 +209,169 @@ impl OpenBao {
             Method::POST,
             &format!("auth/{mount}/role/{}", role.name),
             Some(body),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl OpenBao {
+    /// Calls `/v1/<path>` with the root token inside `namespace` (sent as `X-Vault-Namespace`), or at the root
+    /// namespace for `None`. Same answers as [`OpenBao::api`].
+    pub async fn api_in_namespace(
+        &self,
+        namespace: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, text) = self.api_raw(namespace, method.clone(), path, body).await?;
+        let where_ = namespace.map_or_else(String::new, |ns| format!(" (namespace {ns})"));
+        if !status.is_success() {
+            bail!("{method} /v1/{path}{where_} answered {status}: {text}");
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .with_context(|| format!("{method} /v1/{path}{where_}: body is not JSON: {text}"))
+    }
+
+    /// Calls `/v1/<path>` with the root token and returns the status and body text whatever the status.
+    async fn api_raw(
+        &self,
+        namespace: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, String)> {
+        let path = path.trim_start_matches('/');
+        let url = format!("{}/v1/{path}", self.addr());
+        let mut request = self
+            .http_client()?
+            .request(method.clone(), &url)
+            .header("X-Vault-Token", super::ROOT_TOKEN);
+        if let Some(namespace) = namespace {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("{method} {url}: reading the body"))?;
+        Ok((status, text))
+    }
+
+    /// Creates the child namespace `name` of the root namespace.
+    pub async fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
+        self.api(Method::POST, &format!("sys/namespaces/{name}"), None)
+            .await?;
+        Ok(())
+    }
+
+    /// The ids of the leases OpenBao holds under `prefix` (e.g. `database/creds/app/`), as full lease ids
+    /// (`<prefix><id>`), sorted. Empty when there are none.
+    pub async fn lease_ids(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        self.lease_ids_in(None, prefix).await
+    }
+
+    /// Like [`lease_ids`](Self::lease_ids), inside `namespace` (`None`: the root namespace).
+    pub async fn lease_ids_in(
+        &self,
+        namespace: Option<&str>,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let prefix = format!("{}/", prefix.trim_end_matches('/'));
+        let path = format!("sys/leases/lookup/{prefix}?list=true");
+        let (status, text) = self.api_raw(namespace, Method::GET, &path, None).await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !status.is_success() {
+            bail!("listing leases under {prefix} answered {status}: {text}");
+        }
+        let body: Value = serde_json::from_str(&text)
+            .with_context(|| format!("listing leases under {prefix}: body is not JSON: {text}"))?;
+        let keys = body["data"]["keys"].as_array().with_context(|| {
+            format!("listing leases under {prefix} answered without data.keys: {body}")
+        })?;
+        let mut ids = keys
+            .iter()
+            .map(|key| {
+                key.as_str()
+                    .map(|key| format!("{prefix}{key}"))
+                    .with_context(|| format!("lease key {key} is not a string"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// `sys/leases/lookup` of one lease: `ttl` (seconds left), `expire_time`, `renewable`, ...
+    pub async fn lease_lookup(&self, lease_id: &str) -> anyhow::Result<Value> {
+        let response = self
+            .api(
+                Method::PUT,
+                "sys/leases/lookup",
+                Some(json!({"lease_id": lease_id})),
+            )
+            .await?;
+        Ok(response["data"].clone())
+    }
+
+    /// Mounts the database secrets engine at `mount` with the connection `connection` to `postgres`, as its
+    /// superuser, for every role.
+    pub async fn enable_postgres_database(
+        &self,
+        mount: &str,
+        connection: &str,
+        postgres: &crate::postgres::Postgres,
+    ) -> anyhow::Result<()> {
+        self.enable_secrets_engine(mount, "database", json!({}))
+            .await?;
+        self.api(
+            Method::POST,
+            &format!("{mount}/config/{connection}"),
+            Some(json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": postgres.connection_url_for_openbao(),
+                "username": postgres.superuser(),
+                "password": postgres.superuser_password(),
+                "allowed_roles": "*",
+            })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a database role on connection `connection` whose credentials are a PostgreSQL login role valid
+    /// until its lease ends. Credentials are then read at `<mount>/creds/<role>`.
+    pub async fn postgres_role(
+        &self,
+        mount: &str,
+        connection: &str,
+        role: &str,
+        default_ttl: &str,
+        max_ttl: &str,
+    ) -> anyhow::Result<()> {
+        self.api(
+            Method::POST,
+            &format!("{mount}/roles/{role}"),
+            Some(json!({
+                "db_name": connection,
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+                ],
+                "default_ttl": default_ttl,
+                "max_ttl": max_ttl,
+            })),
         )
         .await?;
         Ok(())

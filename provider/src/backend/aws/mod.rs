@@ -38,6 +38,8 @@ const SSM_BATCH: usize = 10;
 const MAX_CONCURRENT_REQUESTS: usize = 16;
 /// How long a service account's role annotation is trusted.
 pub const DEFAULT_ROLE_CACHE: Duration = Duration::from_secs(60);
+/// Time allowed to read a service account's role annotation.
+const ROLE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for one AWS call (the SDK retries within it).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -71,6 +73,7 @@ struct State {
     credentials: CredentialCache<CredentialKey, Credentials>,
     inflight: Flights<CredentialKey, Shared<(Credentials, SystemTime)>>,
     roles: CredentialCache<(String, String), Option<String>>,
+    role_lookups: Flights<(String, String), Shared<Option<String>>>,
     kube: Kube,
     http: reqwest::Client,
 }
@@ -99,6 +102,7 @@ impl AwsBackend {
                 credentials: CredentialCache::default(),
                 inflight: Flights::default(),
                 roles: CredentialCache::default(),
+                role_lookups: Flights::default(),
                 kube: Kube::default(),
                 http: reqwest::Client::new(),
             }),
@@ -165,8 +169,8 @@ impl AwsBackend {
         for &(i, spec, obj) in &paths {
             results[i] = Some(self.parameter_path(&clients, cfg, spec, obj).await?);
         }
-        for batch in ssm.chunks(SSM_BATCH) {
-            for (i, fetched) in self.parameters(&clients, cfg, batch).await? {
+        for batch in ssm_batches(&ssm) {
+            for (i, fetched) in self.parameters(&clients, cfg, &batch).await? {
                 results[i] = Some(fetched);
             }
         }
@@ -279,9 +283,34 @@ impl AwsBackend {
         let role = match self.state.roles.get(&key) {
             Some(role) => role,
             None => {
-                let role = self.state.kube.role_arn(&key.0, &key.1).await?;
-                self.state.roles.insert(key.clone(), role.clone(), self.state.settings.role_cache);
-                role
+                let state = Arc::clone(&self.state);
+                let (ns, sa) = key.clone();
+                let (role, _) = self
+                    .state
+                    .role_lookups
+                    .run(
+                        key.clone(),
+                        || async move {
+                            // The Kubernetes client retries 429/5xx on its own; bound the whole lookup.
+                            let role = tokio::time::timeout(ROLE_LOOKUP_TIMEOUT, state.kube.role_arn(&ns, &sa))
+                                .await
+                                .map_err(|_| {
+                                    Error::new(
+                                        ErrorKind::Unavailable,
+                                        BACKEND,
+                                        format!(
+                                            "reading service account {ns}/{sa} from the Kubernetes API took over {ROLE_LOOKUP_TIMEOUT:?}; \
+                                             check the API server is reachable and healthy"
+                                        ),
+                                    )
+                                })??;
+                            state.roles.insert((ns, sa), role.clone(), state.settings.role_cache);
+                            Ok(role)
+                        },
+                        || Err(Error::new(ErrorKind::Unavailable, BACKEND, "a shared service-account lookup was aborted")),
+                    )
+                    .await;
+                role?
             }
         };
         role.ok_or_else(|| {
@@ -353,14 +382,15 @@ impl AwsBackend {
 
     async fn parameters(&self, clients: &Clients, cfg: &AwsConfig, batch: &[(usize, &ObjectSpec, &AwsObject)]) -> Result<Vec<(usize, Fetched)>, Error> {
         let mut attempts: Vec<(String, String, Failure)> = Vec::new();
-        let primary = batch.iter().map(|&(i, spec, obj)| (i, spec, ssm_name(&obj.name, &obj.selector))).collect::<Vec<_>>();
+        let primary =
+            batch.iter().map(|&(i, spec, obj)| (i, spec, obj.name.clone(), ssm_name(&obj.name, &obj.selector))).collect::<Vec<_>>();
         let mut targets = vec![(&clients.primary_ssm, cfg.region.as_str(), primary)];
         if let (Some(client), Some(region)) = (clients.failover_ssm.as_ref(), cfg.failover_region.as_deref()) {
             let names = batch
                 .iter()
                 .map(|&(i, spec, obj)| {
                     let (name, selector) = obj.failover.as_ref().map_or((&obj.name, &obj.selector), |(n, s)| (n, s));
-                    (i, spec, ssm_name(name, selector))
+                    (i, spec, name.clone(), ssm_name(name, selector))
                 })
                 .collect();
             targets.push((client, region, names));
@@ -369,7 +399,7 @@ impl AwsBackend {
             let started = std::time::Instant::now();
             let result = client
                 .get_parameters()
-                .set_names(Some(names.iter().map(|(_, _, n)| n.clone()).collect()))
+                .set_names(Some(names.iter().map(|(_, _, _, n)| n.clone()).collect()))
                 .with_decryption(true)
                 .send()
                 .await;
@@ -380,8 +410,8 @@ impl AwsBackend {
                     if !missing.is_empty() {
                         let objects: Vec<String> = names
                             .iter()
-                            .filter(|(_, _, n)| missing.contains(n))
-                            .map(|(_, spec, n)| format!("objects[{}] {n:?}", spec.index))
+                            .filter(|(_, _, _, n)| missing.contains(n))
+                            .map(|(_, spec, _, n)| format!("objects[{}] {n:?}", spec.index))
                             .collect();
                         return Err(Error::new(
                             ErrorKind::NotFound,
@@ -390,13 +420,13 @@ impl AwsBackend {
                         ));
                     }
                     let mut out = Vec::with_capacity(names.len());
-                    for (i, spec, requested) in &names {
-                        let plain = requested.split(':').next().unwrap_or(requested);
-                        let found = output.parameters().iter().find(|p| {
-                            p.selector().is_some_and(|s| p.name() == Some(plain) && requested.ends_with(s))
-                                || p.name() == Some(requested.as_str())
-                                || p.name() == Some(plain)
-                        });
+                    // Each batch names a parameter once, so the answer for a base name
+                    // (or ARN) is unambiguous whatever selector was asked for.
+                    for (i, spec, base, requested) in &names {
+                        let found = output
+                            .parameters()
+                            .iter()
+                            .find(|p| p.name() == Some(base.as_str()) || p.arn() == Some(base.as_str()));
                         let Some(parameter) = found else {
                             return Err(Error::new(ErrorKind::NotFound, BACKEND, format!("parameter {requested} was not returned by {region}")).for_object(spec));
                         };
@@ -413,7 +443,7 @@ impl AwsBackend {
                 Err(e) => {
                     let failure = classify(&e);
                     let stop = !failure.failover;
-                    let listed = names.iter().map(|(_, _, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+                    let listed = names.iter().map(|(_, _, _, n)| n.as_str()).collect::<Vec<_>>().join(", ");
                     attempts.push((region.to_owned(), listed, failure));
                     if stop {
                         break;
@@ -484,6 +514,22 @@ impl AwsBackend {
         }
         Err(report("GetParametersByPath", spec, attempts))
     }
+}
+
+/// Batches of at most ten parameters in which no parameter name repeats (two
+/// versions of one parameter go to different calls, so answers match requests).
+fn ssm_batches<'a>(objects: &[(usize, &'a ObjectSpec, &'a AwsObject)]) -> Vec<Vec<(usize, &'a ObjectSpec, &'a AwsObject)>> {
+    let mut batches: Vec<Vec<(usize, &ObjectSpec, &AwsObject)>> = Vec::new();
+    for &item in objects {
+        let slot = batches
+            .iter_mut()
+            .find(|b| b.len() < SSM_BATCH && b.iter().all(|(_, _, o)| o.name != item.2.name));
+        match slot {
+            Some(batch) => batch.push(item),
+            None => batches.push(vec![item]),
+        }
+    }
+    batches
 }
 
 /// `name`, `name:version` or `name:label`.

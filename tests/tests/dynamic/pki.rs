@@ -1,0 +1,277 @@
+//! Certificates: kept until the reuse point of their own validity (no lease), or of their lease
+//! (`generate_lease`), then issued afresh; a certificate and its key always come from one issue call.
+
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+use courier_proto::v1alpha1::MountResponse;
+use courier_tests::calls::{mount, normalized, text};
+use courier_tests::tools::run_openssl;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{Case, Obj, Provider, env, obj, provider_builder};
+
+const DOMAIN: &str = "example.internal";
+/// The certificates' validity.
+const CERT_TTL: Duration = Duration::from_secs(10);
+const FRACTION: f64 = 0.5;
+const SLACK: Duration = Duration::from_secs(5);
+const REPUBLISH: Duration = Duration::from_millis(300);
+
+/// A PKI engine `pki-<id>` with roles `web` (no lease) and `leased` (`generate_lease`).
+async fn pki_case(label: &str) -> anyhow::Result<(Case, String)> {
+    let case = env().await?.case(label, "5m", "10m").await?;
+    let mount = format!("pki-{}", case.id);
+    case.bao()
+        .enable_pki(&mount, "Courier Dynamic Root")
+        .await?;
+    case.bao().pki_role(&mount, "web", DOMAIN).await?;
+    case.bao()
+        .api(
+            Method::POST,
+            &format!("{mount}/roles/leased"),
+            Some(json!({
+                "allowed_domains": [DOMAIN],
+                "allow_subdomains": true,
+                "key_type": "ec",
+                "key_bits": 256,
+                "max_ttl": "1h",
+                "generate_lease": true,
+            })),
+        )
+        .await?;
+    Ok((case, mount))
+}
+
+fn cert_objects(issue_path: &str) -> Vec<Obj> {
+    let args =
+        json!({"common_name": format!("app.{DOMAIN}"), "ttl": format!("{}s", CERT_TTL.as_secs())});
+    ["certificate", "private_key", "serial_number"]
+        .iter()
+        .zip(["tls.crt", "tls.key", "serial"])
+        .map(|(key, name)| {
+            obj(name, issue_path)
+                .key(key)
+                .method("PUT")
+                .args(args.clone())
+        })
+        .collect()
+}
+
+/// Runs `openssl` on `pem` written to a temporary file (`-in` is appended).
+fn openssl_on(pem: &str, args: &[&str]) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("in.pem");
+    std::fs::write(&path, pem)?;
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.push(OsStr::new("-in"));
+    all.push(path.as_os_str());
+    Ok(String::from_utf8(run_openssl(all)?)?)
+}
+
+/// The certificate's serial as the file says it, checked against the certificate itself, and that the key
+/// belongs to the certificate.
+fn checked_serial(response: &MountResponse) -> anyhow::Result<String> {
+    let serial = text(response, "serial");
+    let cert = text(response, "tls.crt");
+    let from_cert = openssl_on(&cert, &["x509", "-noout", "-serial"])?;
+    assert_eq!(
+        from_cert
+            .trim()
+            .trim_start_matches("serial=")
+            .to_lowercase(),
+        serial.replace(':', "").to_lowercase(),
+        "the serial file and the certificate come from different issue calls"
+    );
+    assert_eq!(
+        openssl_on(&cert, &["x509", "-noout", "-pubkey"])?,
+        openssl_on(&text(response, "tls.key"), &["pkey", "-pubout"])?,
+        "certificate and key come from different issue calls"
+    );
+    Ok(serial)
+}
+
+/// Mounts until the serial differs from `first`'s, checking every response before that is `first` exactly.
+/// Returns the new response, or fails after `deadline`.
+async fn mount_until_new_serial(
+    provider: &Provider,
+    request: &courier_proto::v1alpha1::MountRequest,
+    first: &MountResponse,
+    deadline: Instant,
+) -> anyhow::Result<MountResponse> {
+    let mut client = provider.client().await?;
+    let first_serial = text(first, "serial");
+    loop {
+        tokio::time::sleep(REPUBLISH).await;
+        let response = mount(&mut client, request.clone()).await?;
+        if text(&response, "serial") != first_serial {
+            return Ok(response);
+        }
+        assert_eq!(
+            normalized(&response),
+            normalized(first),
+            "same serial, but something else changed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no new certificate by the deadline"
+        );
+    }
+}
+
+#[tokio::test]
+async fn certificate_without_a_lease_is_reused_until_the_threshold_of_its_validity()
+-> anyhow::Result<()> {
+    let (case, mount_path) = pki_case("pki-nolease").await?;
+    let provider = Provider::start(
+        provider_builder()
+            .arg("--lease-reuse-fraction")
+            .arg(FRACTION.to_string()),
+    )
+    .await?;
+    let mut client = provider.client().await?;
+    let request = case
+        .request(&cert_objects(&format!("{mount_path}/issue/web")))?
+        .build()?;
+    // The expiry is whole seconds, so the validity the provider sees may be a second short.
+    let reuse_point = (CERT_TTL - Duration::from_secs(1)).mul_f64(FRACTION);
+
+    let started = Instant::now();
+    let first = mount(&mut client, request.clone()).await?;
+    let first_serial = checked_serial(&first)?;
+    let again = mount(&mut client, request.clone()).await?;
+    assert!(
+        started.elapsed() < reuse_point,
+        "the machine is too slow for this test"
+    );
+    assert_eq!(
+        normalized(&again),
+        normalized(&first),
+        "a re-mount must hand back the same certificate and versions"
+    );
+
+    let fresh =
+        mount_until_new_serial(&provider, &request, &first, started + CERT_TTL + SLACK).await?;
+    assert!(
+        started.elapsed() >= reuse_point,
+        "a new certificate after {:?}, before the reuse point {reuse_point:?}",
+        started.elapsed()
+    );
+    assert_ne!(checked_serial(&fresh)?, first_serial);
+    let (_, old_versions) = normalized(&first);
+    let (_, new_versions) = normalized(&fresh);
+    for (old, new) in old_versions.iter().zip(&new_versions) {
+        assert_ne!(
+            old.1, new.1,
+            "the version of {} did not change with the certificate",
+            old.0
+        );
+    }
+    assert!(
+        case.bao()
+            .lease_ids(&format!("{mount_path}/issue/web"))
+            .await?
+            .is_empty(),
+        "a role without generate_lease made a lease"
+    );
+    let metrics = provider.metrics().await?;
+    assert_eq!(
+        metrics.sum("courier_backend_requests_total", &[("operation", "write")]),
+        2.0,
+        "{}",
+        metrics.0
+    );
+    assert_eq!(
+        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
+        2.0,
+        "{}",
+        metrics.0
+    );
+    assert_eq!(
+        metrics.sum("courier_lease_events_total", &[("event", "renewed")]),
+        0.0,
+        "{}",
+        metrics.0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn certificate_with_a_lease_is_kept_and_reissued_after_the_threshold() -> anyhow::Result<()> {
+    let (case, mount_path) = pki_case("pki-lease").await?;
+    let issue_path = format!("{mount_path}/issue/leased");
+    let provider = Provider::start(
+        provider_builder()
+            .arg("--lease-reuse-fraction")
+            .arg(FRACTION.to_string()),
+    )
+    .await?;
+    let mut client = provider.client().await?;
+    let mut objects = cert_objects(&issue_path);
+    let args =
+        json!({"common_name": format!("app.{DOMAIN}"), "ttl": format!("{}s", CERT_TTL.as_secs())});
+    objects.push(obj("issue.json", &issue_path).method("PUT").args(args));
+    let request = case.request(&objects)?.build()?;
+
+    let started = Instant::now();
+    let first = mount(&mut client, request.clone()).await?;
+    let whole: serde_json::Value = serde_json::from_str(&text(&first, "issue.json"))?;
+    let lease_id = whole["lease_id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        lease_id.starts_with(&issue_path),
+        "generate_lease gave no lease: {}",
+        whole["lease_id"]
+    );
+    assert_eq!(whole["renewable"], false, "PKI leases are not renewable");
+    // OpenBao gives the lease the certificate's remaining validity in whole seconds, often a second short.
+    let lease_duration = whole["lease_duration"].as_u64().unwrap_or(0);
+    assert!(
+        (1..=CERT_TTL.as_secs()).contains(&lease_duration),
+        "lease_duration {lease_duration} for a {CERT_TTL:?} certificate"
+    );
+    let reuse_point = Duration::from_secs(lease_duration).mul_f64(FRACTION);
+    let first_serial = checked_serial(&first)?;
+    let again = mount(&mut client, request.clone()).await?;
+    assert!(
+        started.elapsed() < reuse_point,
+        "the machine is too slow for this test"
+    );
+    assert_eq!(normalized(&again), normalized(&first));
+    assert_eq!(
+        case.bao().lease_ids(&issue_path).await?,
+        std::slice::from_ref(&lease_id),
+        "a re-mount issued another lease"
+    );
+
+    let fresh =
+        mount_until_new_serial(&provider, &request, &first, started + CERT_TTL + SLACK).await?;
+    assert!(
+        started.elapsed() >= reuse_point,
+        "a new certificate after {:?}, before the reuse point {reuse_point:?}",
+        started.elapsed()
+    );
+    assert_ne!(checked_serial(&fresh)?, first_serial);
+    let leases = case.bao().lease_ids(&issue_path).await?;
+    assert!(leases.contains(&lease_id), "{leases:?}");
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    let metrics = provider.metrics().await?;
+    assert_eq!(
+        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
+        2.0,
+        "{}",
+        metrics.0
+    );
+    assert!(
+        metrics.sum("courier_lease_events_total", &[("event", "reused")]) >= 1.0,
+        "{}",
+        metrics.0
+    );
+    assert_eq!(
+        metrics.sum("courier_backend_requests_total", &[("operation", "renew")]),
+        0.0,
+        "{}",
+        metrics.0
+    );
+    Ok(())
+}
