@@ -11,3 +11,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 # The black-box tests drive the built provider binary.
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"
+
+# The Helm chart, validated offline (lint, render, schemas, promises).
+scripts/chart-check.sh

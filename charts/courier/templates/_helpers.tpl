@@ -1,0 +1,114 @@
+{{/* Names ------------------------------------------------------------------------------- */}}
+
+{{- define "courier.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: object name prefix, at most 63 characters (DNS label). */}}
+{{- define "courier.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the driver shim's objects; short enough for the "-metrics" suffix. */}}
+{{- define "courier.driverFullname" -}}
+{{- printf "%s-driver" (include "courier.fullname" . | trunc 48 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "courier.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels; call with (dict "root" $ "component" "provider"). */}}
+{{- define "courier.labels" -}}
+helm.sh/chart: {{ include "courier.chart" .root }}
+{{ include "courier.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: courier
+{{- end }}
+
+{{- define "courier.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "courier.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "courier.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "courier.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "courier.hmacSecretName" -}}
+{{- default (printf "%s-hmac-key" (include "courier.fullname" .)) .Values.hmacKey.existingSecret }}
+{{- end }}
+
+{{/* One image for both binaries. */}}
+{{- define "courier.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Backends ---------------------------------------------------------------------------- */}}
+
+{{/*
+Which backends are on, as JSON {"vault":bool,"openbao":bool,"aws":bool}: a backend is on when
+its `enabled` value is true or its compatibility socket is in `providers`.
+*/}}
+{{- define "courier.backends" -}}
+{{- $p := .Values.providers }}
+{{- dict
+      "vault" (or .Values.vault.enabled (has "vault" $p))
+      "openbao" (or .Values.openbao.enabled (has "openbao" $p))
+      "aws" (or .Values.aws.enabled (has "aws" $p))
+    | toJson }}
+{{- end }}
+
+{{/*
+Audiences the driver must request pod tokens for, as a JSON list without duplicates: one per
+enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
+*/}}
+{{- define "courier.tokenAudiences" -}}
+{{- $b := include "courier.backends" . | fromJson }}
+{{- $auds := list }}
+{{- if $b.vault }}{{ $auds = append $auds .Values.vault.audience }}{{ end }}
+{{- if $b.openbao }}{{ $auds = append $auds .Values.openbao.audience }}{{ end }}
+{{- if $b.aws }}
+{{- $auds = append $auds "sts.amazonaws.com" }}
+{{- if .Values.aws.podIdentity }}{{ $auds = append $auds "pods.eks.amazonaws.com" }}{{ end }}
+{{- end }}
+{{- $auds = concat $auds .Values.driver.extraTokenAudiences | uniq }}
+{{- toJson $auds }}
+{{- end }}
+
+{{/* Checks that the schema cannot express; rendered once, from the provider DaemonSet. */}}
+{{- define "courier.validate" -}}
+{{- $b := include "courier.backends" . | fromJson }}
+{{- if not (or $b.vault $b.openbao $b.aws) }}
+{{- fail "no backend is enabled: set vault.enabled, openbao.enabled or aws.enabled, or list vault, openbao or aws in providers" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
+{{- end }}
+{{- if and .Values.driver.enabled (eq (int .Values.driver.livenessProbe.port) (int .Values.driver.healthPort)) }}
+{{- fail "driver.healthPort must differ from driver.livenessProbe.port: both listen in the driver pod" }}
+{{- end }}
+{{- if and .Values.driver.enabled (eq (int .Values.driver.livenessProbe.port) (int .Values.driver.metricsPort)) }}
+{{- fail "driver.metricsPort must differ from driver.livenessProbe.port: both listen in the driver pod" }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,115 @@
+"""Value sets the chart is rendered with, and value sets it must refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Value sets that must render and keep every promise (promises.py).
+GOOD: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "all-providers": {
+        "providers": ["courier", "vault", "openbao", "aws"],
+        "vault": {"address": "https://vault.vault.svc:8200"},
+        "aws": {"region": "eu-west-1"},
+    },
+    "driver-sync-secret": {
+        "driver": {"enabled": True, "syncSecret": {"enabled": True}},
+    },
+    "aws-pod-identity": {
+        "providers": ["aws"],
+        "vault": {"enabled": False},
+        "aws": {"region": "us-east-1", "podIdentity": True},
+        "driver": {
+            "enabled": True,
+            # One duplicate of a backend audience (dropped) and one extra.
+            "extraTokenAudiences": ["sts.amazonaws.com", "api://custom"],
+        },
+    },
+    "service-monitor": {
+        "openbao": {"enabled": True},
+        "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "prom"}}},
+        "driver": {"enabled": True, "installCRDs": False, "republishErrors": "fail"},
+    },
+    "one-port-and-tuning": {
+        "health": {"port": 9090},
+        "metrics": {"port": 9090},
+        "lease": {"reuseFraction": 0.5, "renew": False, "sweepInterval": "1m", "revokeGrace": "15m"},
+        "backendConcurrency": 16,
+        "shutdownTimeout": "25s",
+        "hmacKey": {"existingSecret": "my-hmac"},
+        "serviceAccount": {"create": False, "name": "provider-sa"},
+        "image": {"tag": "1.2.3", "digest": "sha256:" + "a" * 64, "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "priorityClassName": "system-node-critical",
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "vault-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/courier/ca", "readOnly": True}],
+        "aws": {"enabled": True, "podIdentityAgentUrl": "http://169.254.170.23/v1/credentials"},
+        "rbac": {"create": False},
+    },
+    "minimal-driver": {
+        "metrics": {"enabled": False},
+        "rbac": {"create": False},
+        "log": {"format": "text", "level": "debug"},
+        "driver": {
+            "enabled": True,
+            "enableSecretRotation": False,
+            "additionalProvidersDir": "",
+            "kubeletRootDir": "/var/lib/k0s/kubelet/",
+            "name": "courier.secrets-store.example.com",
+            "extraArgs": ["--log-level=debug"],
+        },
+    },
+}
+
+# Value sets values.schema.json must reject: (what, values).
+BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
+    ("unknown provider", {"providers": ["gcp"]}),
+    ("unknown republishErrors", {"driver": {"republishErrors": "maybe"}}),
+    ("unknown top-level key", {"provider": ["courier"]}),
+    ("unknown nested key", {"driver": {"syncSecrets": {"enabled": True}}}),
+    ("no providers", {"providers": []}),
+    ("duplicate provider", {"providers": ["vault", "vault"]}),
+    ("duration with a space", {"mountTimeout": "45 seconds"}),
+    ("port 0", {"health": {"port": 0}}),
+    ("port as string", {"metrics": {"port": "8095"}}),
+    ("unknown pullPolicy", {"image": {"pullPolicy": "Sometimes"}}),
+    ("reuseFraction above 1", {"lease": {"reuseFraction": 2}}),
+    ("renew as a word", {"lease": {"renew": "yes"}}),
+    ("address without scheme", {"vault": {"address": "vault:8200"}}),
+    ("tmpfsSize with a space", {"driver": {"tmpfsSize": "16 MB"}}),
+    ("enabled as a string", {"driver": {"enabled": "true"}}),
+    ("non-string label", {"metrics": {"serviceMonitor": {"labels": {"release": 1}}}}),
+    ("extraArgs without a dash", {"driver": {"extraArgs": ["log-level=debug"]}}),
+    ("relative providersDir", {"providersDir": "var/run/x"}),
+    ("empty audience", {"vault": {"audience": ""}}),
+    ("bad log format", {"log": {"format": "xml"}}),
+    ("bad image digest", {"image": {"digest": "sha256:xyz"}}),
+]
+
+# Value sets that pass the schema but that the templates must refuse with a message: (what,
+# values, a phrase the message must contain).
+BAD_RENDER: list[tuple[str, dict[str, Any], str]] = [
+    ("no backend", {"vault": {"enabled": False}}, "no backend is enabled"),
+    (
+        "serviceMonitor without metrics",
+        {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+        "needs metrics.enabled",
+    ),
+    (
+        "shim health port on the livenessprobe's",
+        {"driver": {"enabled": True, "healthPort": 9808}},
+        "driver.healthPort must differ",
+    ),
+]
+
+
+def example_value_files(root: Path) -> dict[str, dict[str, Any]]:
+    """The chart values shipped under examples/ (helm-values-*.yaml)."""
+    return {
+        f"examples/{p.name}": yaml.safe_load(p.read_text()) or {}
+        for p in sorted((root / "examples").glob("helm-values-*.yaml"))
+    }
