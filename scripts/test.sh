@@ -8,9 +8,9 @@ scripts/venv.sh
 export COURIER_VENV="$PWD/.venv"
 export PATH="$PWD/.venv/bin:$PATH"
 
-# The black-box tests drive the built provider binary.
-cargo build --workspace --bins
-cargo test --workspace --all-targets "$@"
-
 # The Helm chart, validated offline (lint, render, schemas, promises).
 scripts/chart-check.sh
+
+# The black-box tests drive the built provider and shim binaries.
+cargo build --workspace --bins
+cargo test --workspace --all-targets "$@"
