@@ -7,7 +7,8 @@
 //! - [`publish`]: mount, ask, write (shared with [`local`] mode);
 //! - [`provider_client`], [`request`]: finding and calling providers;
 //! - [`atomic_writer`], [`mount`]: files and the tmpfs;
-//! - [`cluster`]: SecretProviderClasses, status records and events.
+//! - [`cluster`]: SecretProviderClasses, status records and events;
+//! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets.
 
 pub mod atomic_writer;
 pub mod cluster;
@@ -18,3 +19,5 @@ pub mod mount;
 pub mod provider_client;
 pub mod publish;
 pub mod request;
+pub mod sync;
+pub mod tls;

@@ -75,6 +75,10 @@ struct Args {
     #[arg(long)]
     health_addr: Option<SocketAddr>,
 
+    /// Mirror files into Kubernetes Secrets as SecretProviderClasses' `secretObjects` ask.
+    #[arg(long, env = "COURIER_SYNC_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
+    sync_secrets: bool,
+
     /// Log filter.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -228,7 +232,12 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     tracing::info!(endpoint = %socket.display(), driver = %args.driver_name, node = %args.node_id, "serving CSI");
     let identity = IdentityService { driver_name: args.driver_name.clone() };
-    let node = NodeService { shim, cluster, after_mount: None };
+    let after_mount: Option<Arc<dyn courier_driver_shim::csi::AfterMount>> = if args.sync_secrets {
+        Some(Arc::new(courier_driver_shim::sync::SecretSync::new(Arc::clone(&cluster))))
+    } else {
+        None
+    };
+    let node = NodeService { shim, cluster, after_mount };
     let shutdown = async {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(term) => term,

@@ -18,16 +18,16 @@ SHIM_ROLE_RULES = [
     },
     {
         "apiGroups": ["secrets-store.csi.x-k8s.io"],
-        "resources": ["secretproviderclasspodstatuses", "secretproviderclasspodstatuses/status"],
-        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        "resources": ["secretproviderclasspodstatuses"],
+        "verbs": ["get", "create", "update"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 SECRETS_RULE = {
     "apiGroups": [""],
     "resources": ["secrets"],
-    "verbs": ["get", "list", "watch", "create", "update", "patch"],
+    "verbs": ["get", "create", "update"],
 }
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CSIDriver", "CustomResourceDefinition"}
 
