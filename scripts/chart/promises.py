@@ -310,6 +310,7 @@ def shim(r: Report, v: dict[str, Any], out: Rendered) -> None:
         f"--rotation-poll-interval={d['rotationPollInterval']}",
         f"--republish-errors={d['republishErrors']}",
         f"--tmpfs-size={d['tmpfsSize']}",
+        f"--sync-secrets={str(d['syncSecret']['enabled']).lower()}",
     ]
     if v["metrics"]["enabled"]:
         want_args.append(f"--metrics-addr=0.0.0.0:{d['metricsPort']}")
