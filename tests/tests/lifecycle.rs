@@ -3,5 +3,7 @@
 
 #[path = "lifecycle/authority.rs"]
 mod authority;
+#[path = "lifecycle/shutdown.rs"]
+mod shutdown;
 #[path = "lifecycle/sockets.rs"]
 mod sockets;
