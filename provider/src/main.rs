@@ -150,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             renew_leases: args.lease_renew,
             lease_sweep_interval: args.lease_sweep_interval,
             lease_revoke_grace: args.lease_revoke_grace,
+            shared_work_timeout: args.mount_timeout,
         },
         aws: AwsSettings {
             default_region: args.aws_region.clone().filter(|r| !r.is_empty()),

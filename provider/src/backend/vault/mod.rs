@@ -119,6 +119,9 @@ pub struct VaultSettings {
     pub lease_sweep_interval: Duration,
     /// Time without any mount using a `revokeOnUnmount` lease before it is revoked.
     pub lease_revoke_grace: Duration,
+    /// Bound on shared work (a login or read other mounts wait on), so work nobody
+    /// waits for any more does not hold a connection slot long after its mounts gave up.
+    pub shared_work_timeout: Duration,
 }
 
 impl Default for VaultSettings {
@@ -130,6 +133,7 @@ impl Default for VaultSettings {
             renew_leases: true,
             lease_sweep_interval: DEFAULT_LEASE_SWEEP_INTERVAL,
             lease_revoke_grace: DEFAULT_LEASE_REVOKE_GRACE,
+            shared_work_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -339,6 +343,13 @@ enum Attempt {
     Fatal(String),
 }
 
+/// Runs shared work for at most `limit`.
+async fn bounded<T>(limit: Duration, backend: &'static str, work: impl std::future::Future<Output = Shared<T>>) -> Shared<T> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(Error::new(ErrorKind::Timeout, backend, format!("the backend did not answer within {limit:?}")))
+    })
+}
+
 fn aborted<T>(backend: &'static str) -> impl FnOnce() -> Shared<T> {
     move || Err(Error::new(ErrorKind::Unavailable, backend, "a shared backend request was aborted"))
 }
@@ -371,14 +382,22 @@ impl Session {
     }
 
     async fn shared_login(self: &Arc<Self>) -> Result<LoginToken, Error> {
-        let me = Arc::clone(self);
-        let (token, role) = self
-            .state
-            .logins_inflight
-            .run(self.key.clone(), || async move { me.login().await }, aborted(self.name()))
-            .await;
-        self.state.metrics.cache("login", if role == Role::Leader { "miss" } else { "shared" });
-        token
+        let bound = self.state.settings.shared_work_timeout;
+        loop {
+            let me = Arc::clone(self);
+            let (token, role) = self
+                .state
+                .logins_inflight
+                .run(self.key.clone(), || async move { bounded(bound, me.name(), me.login()).await }, aborted(self.name()))
+                .await;
+            self.state.metrics.cache("login", if role == Role::Leader { "miss" } else { "shared" });
+            // A login this mount joined late may have run out of time on another
+            // mount's clock; this mount's own deadline still bounds a fresh one.
+            if role == Role::Follower && token.as_ref().is_err_and(|e| e.kind == ErrorKind::Timeout) {
+                continue;
+            }
+            return token;
+        }
     }
 
     /// After `refused` was refused: log in again, once per mount.
@@ -555,14 +574,25 @@ impl Session {
             self.state.metrics.cache("read", "hit");
             return Ok(found);
         }
-        let me = Arc::clone(self);
-        let owned = obj.clone();
-        let (result, role) = self
-            .state
-            .reads_inflight
-            .run(key.clone(), || async move { me.read(&owned).await.map(Arc::new) }, aborted(self.name()))
-            .await;
-        self.state.metrics.cache("read", if role == Role::Leader { "miss" } else { "shared" });
+        let bound = self.state.settings.shared_work_timeout;
+        let (result, role) = loop {
+            let me = Arc::clone(self);
+            let owned = obj.clone();
+            let (result, role) = self
+                .state
+                .reads_inflight
+                .run(
+                    key.clone(),
+                    || async move { bounded(bound, me.name(), async { me.read(&owned).await.map(Arc::new) }).await },
+                    aborted(self.name()),
+                )
+                .await;
+            self.state.metrics.cache("read", if role == Role::Leader { "miss" } else { "shared" });
+            if role == Role::Follower && result.as_ref().is_err_and(|e| e.kind == ErrorKind::Timeout) {
+                continue;
+            }
+            break (result, role);
+        };
         let response = result?;
         if has_lease(&response) {
             if role == Role::Follower && !self.cfg.leases.share {
