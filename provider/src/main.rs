@@ -52,7 +52,7 @@ struct Args {
     #[arg(long, env = "COURIER_STATIC_REUSE", default_value = "5s", value_parser = humantime::parse_duration)]
     static_reuse: Duration,
 
-    /// Most concurrent HTTP requests to one backend address.
+    /// Most concurrent HTTP requests to one Vault address, and to AWS.
     #[arg(long, env = "COURIER_BACKEND_CONCURRENCY", default_value_t = DEFAULT_BACKEND_CONCURRENCY)]
     backend_concurrency: usize,
 
@@ -156,6 +156,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
             pod_identity_agent_url: args.pod_identity_agent_url.clone(),
             role_cache: DEFAULT_ROLE_CACHE,
+            concurrency: args.backend_concurrency,
         },
     };
     let metrics = Metrics::shared();

@@ -52,6 +52,8 @@ pub struct AwsSettings {
     pub pod_identity_agent_url: Option<String>,
     /// How long a service account's role annotation is reused.
     pub role_cache: Duration,
+    /// Concurrent requests to AWS (Secrets Manager and SSM) across all mounts.
+    pub concurrency: usize,
 }
 
 /// Cache key of AWS credentials: the method, the role, and the pod identity.
@@ -76,6 +78,7 @@ struct State {
     role_lookups: Flights<(String, String), Shared<Option<String>>>,
     kube: Kube,
     http: reqwest::Client,
+    limit: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for State {
@@ -96,6 +99,7 @@ impl AwsBackend {
     pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             state: Arc::new(State {
+                limit: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),
                 settings,
                 metrics,
                 base: Mutex::new(HashMap::new()),
@@ -328,6 +332,14 @@ impl AwsBackend {
         })
     }
 
+    /// A slot of the backend-wide concurrency limit.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        Arc::clone(&self.state.limit)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, BACKEND, "the provider is shutting down"))
+    }
+
     fn count(&self, operation: &'static str, ok: bool, started: std::time::Instant) {
         let status = if ok { "2xx" } else { "error" };
         self.state.metrics.backend_requests.get_or_create(&RequestLabels { backend: BACKEND, operation, status }).inc();
@@ -347,6 +359,7 @@ impl AwsBackend {
             }),
         );
         for (client, region, name, selector) in targets {
+            let _permit = self.permit().await?;
             let started = std::time::Instant::now();
             let result = client
                 .get_secret_value()
@@ -396,6 +409,7 @@ impl AwsBackend {
             targets.push((client, region, names));
         }
         for (client, region, names) in targets {
+            let _permit = self.permit().await?;
             let started = std::time::Instant::now();
             let result = client
                 .get_parameters()
@@ -468,6 +482,7 @@ impl AwsBackend {
             targets.push((client, region, obj.failover.as_ref().map_or(obj.name.clone(), |(n, _)| n.clone())));
         }
         for (client, region, path) in targets {
+            let _permit = self.permit().await?;
             let started = std::time::Instant::now();
             let mut pages = client
                 .get_parameters_by_path()
