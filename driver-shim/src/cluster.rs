@@ -20,6 +20,8 @@ pub const NODE_LABEL: &str = "internal.secrets-store.csi.k8s.io/node-name";
 const CACHE_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts of an update that meets a newer resourceVersion.
 const CONFLICT_RETRIES: usize = 5;
+/// The API server refuses Event messages over this many bytes.
+const MAX_EVENT_MESSAGE_BYTES: usize = 1024;
 /// Name in Events' source.
 const COMPONENT: &str = "courier-driver-shim";
 
@@ -216,7 +218,7 @@ impl Cluster {
                 ..ObjectReference::default()
             },
             reason: Some(reason.to_owned()),
-            message: Some(message.chars().take(1024).collect()),
+            message: Some(truncate_bytes(message, MAX_EVENT_MESSAGE_BYTES)),
             type_: Some(match kind {
                 EventType::Normal => "Normal".to_owned(),
                 EventType::Warning => "Warning".to_owned(),
@@ -248,6 +250,18 @@ impl Cluster {
     pub fn node_id(&self) -> &str {
         &self.node_id
     }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn truncate_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// Keeps the type used in signatures readable.

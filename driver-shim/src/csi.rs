@@ -164,24 +164,23 @@ impl NodeService {
         if ctx.get("providerName").is_some_and(|p| p.eq_ignore_ascii_case(MOCK_PROVIDER)) {
             return self.mock(target).map(|()| None);
         }
-        let Some(spc_name) = ctx.get(SPC_KEY).filter(|s| !s.is_empty()) else {
-            return Err(invalid("secretProviderClass is not set in the volume attributes"));
-        };
-        let spc = match self.cluster.secret_provider_class(&pod.namespace, spc_name).await {
-            Ok(Some(spc)) => spc,
-            Ok(None) => {
-                return Err(Status::not_found(format!(
-                    "failed to get secretproviderclass {}/{spc_name}, error: not found",
-                    pod.namespace
-                )));
-            }
-            Err(e) => {
-                return Err(Status::unavailable(format!("failed to get secretproviderclass {}/{spc_name}, error: {e}", pod.namespace)));
-            }
-        };
-        if !req.readonly {
-            return Err(invalid("Readonly is not true in request"));
+        // A republish of a mounted volume: decide first whether to touch it, and
+        // let --republish-errors govern every failure from here on, so kubelet
+        // never sees an error it would answer by deleting a working mount.
+        let mounted = self.shim.is_mounted(target).map_err(|e| Status::new(e.code, e.message))?;
+        if mounted && self.shim.skips_republish(target) {
+            return Ok(Some(Published::Skipped));
         }
+        let spc = match self.secret_provider_class(&pod, ctx, req.readonly).await {
+            Ok(spc) => spc,
+            Err(status) if mounted => {
+                let failure = crate::publish::fail(status.code(), status.message());
+                let published = self.shim.republish_failed(failure).map_err(|e| Status::new(e.code, e.message))?;
+                self.after(&pod, &crate::cluster::SecretProviderClass::default(), target, &published).await;
+                return Ok(Some(published));
+            }
+            Err(status) => return Err(status),
+        };
         let published = self
             .shim
             .publish(Publish { target, spc: &spc, volume_context: &req.volume_context, secrets: &req.secrets })
@@ -224,6 +223,37 @@ impl NodeService {
             && let Err(e) = after.mounted(pod, spc, target, changed).await {
                 self.cluster.event(pod, EventType::Warning, "FailedToCreateSecret", &e).await;
             }
+    }
+
+    /// The volume's SecretProviderClass, and the checks upstream makes around it.
+    async fn secret_provider_class(
+        &self,
+        pod: &PodRef,
+        ctx: &HashMap<String, String>,
+        readonly: bool,
+    ) -> Result<crate::cluster::SecretProviderClass, Status> {
+        let Some(spc_name) = ctx.get(SPC_KEY).filter(|s| !s.is_empty()) else {
+            return Err(invalid("secretProviderClass is not set in the volume attributes"));
+        };
+        let spc = match self.cluster.secret_provider_class(&pod.namespace, spc_name).await {
+            Ok(Some(spc)) => spc,
+            Ok(None) => {
+                return Err(Status::not_found(format!(
+                    "failed to get secretproviderclass {}/{spc_name}, error: not found",
+                    pod.namespace
+                )));
+            }
+            Err(e) => {
+                return Err(Status::unavailable(format!(
+                    "failed to get secretproviderclass {}/{spc_name}, error: {e}",
+                    pod.namespace
+                )));
+            }
+        };
+        if !readonly {
+            return Err(invalid("Readonly is not true in request"));
+        }
+        Ok(spc)
     }
 
     fn mock(&self, target: &Path) -> Result<(), Status> {

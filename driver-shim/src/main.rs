@@ -35,11 +35,11 @@ struct Args {
     driver_name: String,
 
     /// Provider socket directory, searched first.
-    #[arg(long, default_value = "/var/run/secrets-store-csi-providers")]
+    #[arg(long, global = true, default_value = "/var/run/secrets-store-csi-providers")]
     providers_dir: PathBuf,
 
     /// Further provider socket directories, searched in order after --providers-dir.
-    #[arg(long = "additional-providers-dir", value_delimiter = ',')]
+    #[arg(long = "additional-providers-dir", global = true, value_delimiter = ',')]
     additional_providers_dirs: Vec<PathBuf>,
 
     /// Republishes call the provider (kubelet republishes when the CSIDriver sets requiresRepublish).
@@ -56,15 +56,15 @@ struct Args {
     republish_errors: RepublishErrors,
 
     /// Size limit of each volume's tmpfs.
-    #[arg(long, default_value = "16Mi")]
+    #[arg(long, global = true, default_value = "16Mi")]
     tmpfs_size: String,
 
     /// Largest provider response accepted.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, global = true, default_value_t = 4 * 1024 * 1024)]
     max_call_recv_msg_size: usize,
 
     /// Longest time a provider call may take (kubelet gives up at 2 minutes).
-    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, default_value = "90s", value_parser = humantime::parse_duration)]
     provider_timeout: Duration,
 
     /// HTTP `/metrics` address.
@@ -80,11 +80,11 @@ struct Args {
     sync_secrets: bool,
 
     /// Log filter.
-    #[arg(long, default_value = "info")]
+    #[arg(long, global = true, default_value = "info")]
     log_level: String,
 
     /// Log as JSON lines.
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_json: bool,
 
     #[command(subcommand)]

@@ -82,7 +82,8 @@ pub struct Error {
     pub republish: bool,
 }
 
-fn fail(code: Code, message: impl Into<String>) -> Error {
+/// A failure of the publish path, for callers that check before calling [`Shim::publish`].
+pub fn fail(code: Code, message: impl Into<String>) -> Error {
     Error { code, message: message.into(), republish: false }
 }
 
@@ -143,14 +144,7 @@ impl Shim {
         let result = self.fill(&p, mounted).await;
         match result {
             Ok(published) => Ok(published),
-            Err(mut e) if mounted => {
-                e.republish = true;
-                self.metrics.republish_errors.inc();
-                match self.settings.republish_errors {
-                    RepublishErrors::Report => Ok(Published::Reported { error: e.message }),
-                    RepublishErrors::Fail => Err(e),
-                }
-            }
+            Err(e) if mounted => self.republish_failed(e),
             Err(e) => {
                 // First publish failed: leave nothing behind, so kubelet retries cleanly.
                 self.clean(p.target);
@@ -159,12 +153,30 @@ impl Shim {
         }
     }
 
-    fn is_mounted(&self, target: &Path) -> Result<bool, Error> {
+    /// Whether `target` holds a published volume already.
+    pub fn is_mounted(&self, target: &Path) -> Result<bool, Error> {
         if self.settings.use_tmpfs {
             mount::is_mount_point(target)
                 .map_err(|e| fail(Code::Internal, format!("cannot read the mount table: {e}")))
         } else {
             Ok(target.join(atomic_writer::DATA_DIR).exists())
+        }
+    }
+
+    /// Whether a republish of a mounted `target` should leave it alone: rotation
+    /// off, or content younger than the poll interval.
+    #[must_use]
+    pub fn skips_republish(&self, target: &Path) -> bool {
+        !self.settings.rotation || self.fresh(target)
+    }
+
+    /// Applies `--republish-errors` to a failed republish of a mounted volume:
+    /// the old files stay; report answers success, fail passes the error on.
+    pub fn republish_failed(&self, error: Error) -> Result<Published, Error> {
+        self.metrics.republish_errors.inc();
+        match self.settings.republish_errors {
+            RepublishErrors::Report => Ok(Published::Reported { error: error.message }),
+            RepublishErrors::Fail => Err(Error { republish: true, ..error }),
         }
     }
 

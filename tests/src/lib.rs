@@ -11,18 +11,26 @@
 //! - [`Moto`] runs a real `moto_server` (Secrets Manager, SSM, STS) on 127.0.0.1 and seeds it over the AWS API;
 //!   [`AwsProxy`] sits between the provider and moto, records every call, injects faults per region, and checks
 //!   web identity tokens as STS does.
-//! - [`FakeKubeApi`] is a faithful fake of the Kubernetes API (service accounts, pods, nodes) for the real `kube`
-//!   client, with a kubeconfig; [`PodIdentityAgent`] stands in for the EKS Pod Identity agent.
+//! - [`FakeKubeApi`] is a faithful fake of the Kubernetes API (core objects and the Secrets Store CRDs: GET, LIST,
+//!   WATCH, POST, PUT, PATCH, DELETE) for the real `kube` client, with a kubeconfig; [`PodIdentityAgent`] stands
+//!   in for the EKS Pod Identity agent.
+//! - [`ShimProcess`] runs the `courier-driver-shim` binary and [`Kubelet`] calls it as kubelet does for an inline
+//!   [`InlineVolume`]; [`FakeProvider`] stands for any other provider, answering what the test sets.
 //! - [`legacy_client`] drives a socket the way drivers before v1.6 did (socket path as `:authority`), and
 //!   [`h2_capture`] proves what a client puts on the wire.
+//! - [`SilentBackend`] is a fault injector: it accepts connections and never answers, like a hung server;
+//!   [`closed_port_url`] names an address where nothing listens.
 //!
 //! Fixtures fail loudly, never skip, when a server cannot start; they only ever contact 127.0.0.1.
 
 mod aws_proxy;
 pub mod calls;
+mod fake_provider;
+mod fault_injection;
 pub mod h2_capture;
 mod kube_api;
 pub mod legacy_client;
+mod memory;
 mod moto;
 mod mount_request;
 mod openbao;
@@ -31,6 +39,7 @@ mod pod_identity_agent;
 pub mod postgres;
 mod provider;
 mod server_thread;
+pub mod shim;
 mod sigv4;
 mod tokenreview;
 mod tokens;
@@ -38,13 +47,18 @@ pub mod tools;
 mod watchdog;
 
 pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE};
-pub use kube_api::{FakeKubeApi, KubeFault, KubeRequest, service_account_path};
+pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
+pub use fault_injection::{SilentBackend, closed_port_url};
+pub use kube_api::{
+    FakeKubeApi, KubeFault, KubeRequest, KubeResource, SECRETS_STORE_GROUP, service_account_path,
+};
 pub use legacy_client::{
     Authority, LegacyOutcome, legacy_mount, legacy_mount_with, legacy_version,
 };
 pub use moto::{
     AwsApiError, AwsService, CreatedSecret, MOTO_ACCOUNT_ID, Moto, ParameterType, SecretValue,
 };
+pub use memory::ProcessMemory;
 pub use mount_request::{MountRequestBuilder, SpcParameters};
 pub use openbao::{JwtRole, KubernetesRole, OpenBao, OpenBaoOptions, ROOT_TOKEN};
 pub use pod::PodFixture;
@@ -52,6 +66,7 @@ pub use pod_identity_agent::{AgentRequest, POD_IDENTITY_AUDIENCE, PodIdentityAge
 pub use provider::{
     API_VERSION, MetricSample, MetricsSnapshot, ProviderBuilder, ProviderProcess, connect_unix,
 };
+pub use shim::{InlineVolume, Kubelet, MountCleanup, ShimBuilder, ShimProcess};
 pub use tokenreview::{ReviewRecord, TokenReviewServer};
 pub use tokens::{MintedToken, TokenIssuer, TokenOptions};
 

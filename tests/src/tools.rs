@@ -1,4 +1,4 @@
-//! Where the programs the tests run live: the provider binary, `bao`, `moto_server`, Python and `openssl`.
+//! Where the programs the tests run live: the provider and driver shim binaries, `bao`, `moto_server`, Python and `openssl`.
 //!
 //! The test command installs `bao` and `grpcio` into a venv and exports `COURIER_VENV`; a developer running
 //! `cargo test` by hand usually has the venv at `<workspace>/.venv`. Every lookup fails with a message that says
@@ -21,15 +21,30 @@ pub fn workspace_root() -> PathBuf {
 /// `target/<profile>/courier-provider`. Cargo does not build another package's binary for our tests, hence
 /// the hint to build it.
 pub fn provider_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("COURIER_PROVIDER_BIN") {
+    workspace_binary(
+        "courier-provider",
+        "COURIER_PROVIDER_BIN",
+        "courier-provider",
+    )
+}
+
+/// The `courier-driver-shim` binary: `COURIER_SHIM_BIN`, else next to the running executable (as for
+/// [`provider_binary`]).
+pub fn shim_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary(
+        "courier-driver-shim",
+        "COURIER_SHIM_BIN",
+        "courier-driver-shim",
+    )
+}
+
+fn workspace_binary(name: &str, env: &str, package: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         if path.is_file() {
             return Ok(path);
         }
-        bail!(
-            "COURIER_PROVIDER_BIN={} does not name a file",
-            path.display()
-        );
+        bail!("{env}={} does not name a file", path.display());
     }
     let exe = std::env::current_exe().context("cannot tell where the running executable is")?;
     let mut dir = exe
@@ -39,13 +54,12 @@ pub fn provider_binary() -> anyhow::Result<PathBuf> {
     if dir.file_name().is_some_and(|name| name == "deps") {
         dir.pop();
     }
-    let candidate = dir.join("courier-provider");
+    let candidate = dir.join(name);
     if candidate.is_file() {
         Ok(candidate)
     } else {
         bail!(
-            "courier-provider binary not found at {}; run `cargo build -p courier-provider` first \
-             (or set COURIER_PROVIDER_BIN)",
+            "{name} binary not found at {}; run `cargo build -p {package}` first (or set {env})",
             candidate.display()
         )
     }

@@ -36,27 +36,50 @@ impl KubeResource {
     /// Core `namespaces` (cluster-scoped).
     pub const NAMESPACES: Self = Self::core("namespaces", "Namespace", false);
     /// `secretproviderclasses.secrets-store.csi.x-k8s.io/v1`.
-    pub const SECRET_PROVIDER_CLASSES: Self = Self::secrets_store("secretproviderclasses", "SecretProviderClass");
+    pub const SECRET_PROVIDER_CLASSES: Self =
+        Self::secrets_store("secretproviderclasses", "SecretProviderClass");
     /// `secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io/v1`.
-    pub const SECRET_PROVIDER_CLASS_POD_STATUSES: Self =
-        Self::secrets_store("secretproviderclasspodstatuses", "SecretProviderClassPodStatus");
+    pub const SECRET_PROVIDER_CLASS_POD_STATUSES: Self = Self::secrets_store(
+        "secretproviderclasspodstatuses",
+        "SecretProviderClassPodStatus",
+    );
 
     const fn core(plural: &'static str, kind: &'static str, namespaced: bool) -> Self {
-        Self { group: "", version: "v1", plural, kind, namespaced }
+        Self {
+            group: "",
+            version: "v1",
+            plural,
+            kind,
+            namespaced,
+        }
     }
 
     const fn secrets_store(plural: &'static str, kind: &'static str) -> Self {
-        Self { group: SECRETS_STORE_GROUP, version: "v1", plural, kind, namespaced: true }
+        Self {
+            group: SECRETS_STORE_GROUP,
+            version: "v1",
+            plural,
+            kind,
+            namespaced: true,
+        }
     }
 
     /// `v1` or `group/version`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_owned() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// `secrets`, or `plural.group` for other groups, as API server messages name resources.
     pub fn qualified(&self) -> String {
-        if self.group.is_empty() { self.plural.to_owned() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// Whether this is a custom resource (stored as unstructured JSON, with `generation`).
@@ -66,7 +89,11 @@ impl KubeResource {
 
     /// The storage key: the same for every version of a resource.
     pub(crate) fn store_key(&self) -> String {
-        if self.group.is_empty() { self.plural.to_owned() } else { format!("{}/{}", self.group, self.plural) }
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.plural)
+        }
     }
 
     /// The stored (canonical) version of this resource.
@@ -122,7 +149,10 @@ fn canonical_version(group: &str) -> &'static str {
 
 /// The resource `plural` in `group/version`, if the fake serves it.
 pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<KubeResource> {
-    let version = group_versions(group).iter().copied().find(|v| *v == version)?;
+    let version = group_versions(group)
+        .iter()
+        .copied()
+        .find(|v| *v == version)?;
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.plural == plural)
@@ -160,7 +190,9 @@ pub(crate) fn api_resources(group: &str, version: &str) -> Option<Value> {
     if !group_versions(group).contains(&version) {
         return None;
     }
-    let verbs = ["create", "delete", "get", "list", "patch", "update", "watch"];
+    let verbs = [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
     let resources: Vec<Value> = RESOURCES
         .iter()
         .filter(|r| r.group == group)
@@ -174,6 +206,12 @@ pub(crate) fn api_resources(group: &str, version: &str) -> Option<Value> {
             })
         })
         .collect();
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }

@@ -35,15 +35,21 @@ impl LabelSelector {
 
     /// Whether an object with `labels` is selected.
     pub(crate) fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
         let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
         self.0.iter().all(|requirement| match requirement {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
             Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::NotExists(k) => get(k).is_none(),
-            Requirement::In(k, values) => get(k).is_some_and(|have| values.iter().any(|v| v == have)),
-            Requirement::NotIn(k, values) => get(k).is_none_or(|have| values.iter().all(|v| v != have)),
+            Requirement::In(k, values) => {
+                get(k).is_some_and(|have| values.iter().any(|v| v == have))
+            }
+            Requirement::NotIn(k, values) => {
+                get(k).is_none_or(|have| values.iter().all(|v| v != have))
+            }
         })
     }
 }
@@ -74,18 +80,31 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         return Ok(Requirement::NotExists(valid_key(key.trim(), part)?));
     }
     if let Some((key, value)) = part.split_once("!=") {
-        return Ok(Requirement::NotEquals(valid_key(key.trim(), part)?, value.trim().to_owned()));
+        return Ok(Requirement::NotEquals(
+            valid_key(key.trim(), part)?,
+            value.trim().to_owned(),
+        ));
     }
     if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Ok(Requirement::Equals(valid_key(key.trim(), part)?, value.trim().to_owned()));
+        return Ok(Requirement::Equals(
+            valid_key(key.trim(), part)?,
+            value.trim().to_owned(),
+        ));
     }
     for (word, notin) in [(" notin ", true), (" in ", false)] {
         if let Some((key, set)) = part.split_once(word) {
             let set = set.trim();
-            let inner = set.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(bad)?;
+            let inner = set
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+                .ok_or_else(bad)?;
             let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).collect();
             let key = valid_key(key.trim(), part)?;
-            return Ok(if notin { Requirement::NotIn(key, values) } else { Requirement::In(key, values) });
+            return Ok(if notin {
+                Requirement::NotIn(key, values)
+            } else {
+                Requirement::In(key, values)
+            });
         }
     }
     if part.contains(' ') || part.contains('(') {
@@ -96,7 +115,9 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
 
 fn valid_key(key: &str, part: &str) -> Result<String, String> {
     if key.is_empty() || key.contains(char::is_whitespace) || key.contains(['(', ')', '!', '=']) {
-        return Err(format!("unable to parse requirement: {part:?}: invalid label key {key:?}"));
+        return Err(format!(
+            "unable to parse requirement: {part:?}: invalid label key {key:?}"
+        ));
     }
     Ok(key.to_owned())
 }
@@ -119,7 +140,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
             if !supported_field(resource, field) {
@@ -163,7 +186,15 @@ fn supported_field(resource: &KubeResource, field: &str) -> bool {
             "source",
             "type",
         ],
-        ("", "pods") => &["spec.nodeName", "spec.serviceAccountName", "spec.restartPolicy", "spec.schedulerName", "status.phase", "status.podIP", "status.nominatedNodeName"],
+        ("", "pods") => &[
+            "spec.nodeName",
+            "spec.serviceAccountName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
         ("", "secrets") => &["type"],
         _ => &[],
     };
@@ -179,13 +210,36 @@ mod tests {
     #[test]
     fn label_selectors_select_as_the_api_server_does() {
         let object = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
-        let yes = ["", "app=web", "app==web", "app", "!db", "tier in (front,back)", "app=web,tier!=back", "db notin (x)"];
-        let no = ["app=db", "app!=web", "db", "!app", "tier in (back)", "tier notin (front)", "app=web,db"];
+        let yes = [
+            "",
+            "app=web",
+            "app==web",
+            "app",
+            "!db",
+            "tier in (front,back)",
+            "app=web,tier!=back",
+            "db notin (x)",
+        ];
+        let no = [
+            "app=db",
+            "app!=web",
+            "db",
+            "!app",
+            "tier in (back)",
+            "tier notin (front)",
+            "app=web,db",
+        ];
         for text in yes {
-            assert!(LabelSelector::parse(text).expect(text).matches(&object), "{text}");
+            assert!(
+                LabelSelector::parse(text).expect(text).matches(&object),
+                "{text}"
+            );
         }
         for text in no {
-            assert!(!LabelSelector::parse(text).expect(text).matches(&object), "{text}");
+            assert!(
+                !LabelSelector::parse(text).expect(text).matches(&object),
+                "{text}"
+            );
         }
         assert!(LabelSelector::parse("a b").is_err());
         assert!(LabelSelector::parse("a in x").is_err());
@@ -194,9 +248,18 @@ mod tests {
     #[test]
     fn field_selectors_support_only_known_fields() {
         let pods = KubeResource::PODS;
-        let pod = json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"nodeName": "node-1"}});
-        assert!(FieldSelector::parse("spec.nodeName=node-1,metadata.name=p", &pods).expect("ok").matches(&pod));
-        assert!(!FieldSelector::parse("metadata.name!=p", &pods).expect("ok").matches(&pod));
+        let pod =
+            json!({"metadata": {"name": "p", "namespace": "n"}, "spec": {"nodeName": "node-1"}});
+        assert!(
+            FieldSelector::parse("spec.nodeName=node-1,metadata.name=p", &pods)
+                .expect("ok")
+                .matches(&pod)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=p", &pods)
+                .expect("ok")
+                .matches(&pod)
+        );
         assert_eq!(
             FieldSelector::parse("spec.foo=x", &pods).expect_err("unsupported"),
             "field label not supported: spec.foo"

@@ -46,7 +46,9 @@ fn label_part(text: &str, allow_empty: bool) -> bool {
     text.len() <= 63
         && text.starts_with(|c: char| c.is_ascii_alphanumeric())
         && text.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn qualified_name(key: &str) -> bool {
@@ -58,14 +60,25 @@ fn qualified_name(key: &str) -> bool {
 
 /// Checks the object metadata every resource shares.
 pub(crate) fn metadata(object: &Value, causes: &mut Causes) {
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if let Some(problem) = dns_subdomain(name) {
-        causes.push(("metadata.name".to_owned(), format!("Invalid value: {name:?}: {problem}")));
+        causes.push((
+            "metadata.name".to_owned(),
+            format!("Invalid value: {name:?}: {problem}"),
+        ));
     }
     for (field, allow_value) in [("labels", true), ("annotations", false)] {
-        let Some(map) = object.pointer(&format!("/metadata/{field}")) else { continue };
+        let Some(map) = object.pointer(&format!("/metadata/{field}")) else {
+            continue;
+        };
         let Some(map) = map.as_object() else {
-            causes.push((format!("metadata.{field}"), "Invalid value: must be a map of strings".to_owned()));
+            causes.push((
+                format!("metadata.{field}"),
+                "Invalid value: must be a map of strings".to_owned(),
+            ));
             continue;
         };
         for (key, value) in map {
@@ -84,14 +97,30 @@ pub(crate) fn metadata(object: &Value, causes: &mut Causes) {
     }
     if let Some(owners) = object.pointer("/metadata/ownerReferences") {
         let Some(owners) = owners.as_array() else {
-            causes.push(("metadata.ownerReferences".to_owned(), "Invalid value: must be a list".to_owned()));
+            causes.push((
+                "metadata.ownerReferences".to_owned(),
+                "Invalid value: must be a list".to_owned(),
+            ));
             return;
         };
         let mut controllers = 0;
         for owner in owners {
-            for (key, what) in [("apiVersion", "version"), ("kind", "kind"), ("name", "name"), ("uid", "uid")] {
-                if owner.get(key).and_then(Value::as_str).unwrap_or_default().is_empty() {
-                    causes.push((format!("metadata.ownerReferences.{key}"), format!("Invalid value: \"\": {what} must not be empty")));
+            for (key, what) in [
+                ("apiVersion", "version"),
+                ("kind", "kind"),
+                ("name", "name"),
+                ("uid", "uid"),
+            ] {
+                if owner
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .is_empty()
+                {
+                    causes.push((
+                        format!("metadata.ownerReferences.{key}"),
+                        format!("Invalid value: \"\": {what} must not be empty"),
+                    ));
                 }
             }
             if owner.get("controller").and_then(Value::as_bool) == Some(true) {
@@ -99,7 +128,10 @@ pub(crate) fn metadata(object: &Value, causes: &mut Causes) {
             }
         }
         if controllers > 1 {
-            causes.push(("metadata.ownerReferences".to_owned(), "Invalid value: Only one reference can have Controller set to true".to_owned()));
+            causes.push((
+                "metadata.ownerReferences".to_owned(),
+                "Invalid value: Only one reference can have Controller set to true".to_owned(),
+            ));
         }
     }
 }
@@ -117,48 +149,85 @@ fn secret(object: &Value, causes: &mut Causes) {
     let mut total = 0;
     if let Some(data) = object.get("data").and_then(Value::as_object) {
         for (key, value) in data {
-            if key.is_empty() || key.len() > 253 || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            if key.is_empty()
+                || key.len() > 253
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
                 causes.push((format!("data[{key}]"), format!("Invalid value: {key:?}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'")));
             }
             if let Some(text) = value.as_str() {
-                total += base64::engine::general_purpose::STANDARD.decode(text).map(|b| b.len()).unwrap_or(0);
+                total += base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map(|b| b.len())
+                    .unwrap_or(0);
             }
         }
     }
     if total > SECRET_MAX_BYTES {
-        causes.push(("data".to_owned(), format!("Too long: may not be more than {SECRET_MAX_BYTES} bytes")));
+        causes.push((
+            "data".to_owned(),
+            format!("Too long: may not be more than {SECRET_MAX_BYTES} bytes"),
+        ));
     }
 }
 
+/// The API server's validation of a core `v1` Event: its legacy rules (the strict `events.k8s.io` rules, such
+/// as the `type` values, do not apply to `v1`).
 fn event(object: &Value, causes: &mut Causes) {
-    let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let namespace = text("/metadata/namespace");
     let involved = text("/involvedObject/namespace");
-    let mismatch = if involved.is_empty() { !namespace.is_empty() && namespace != "default" } else { involved != namespace };
-    if mismatch {
-        causes.push(("involvedObject.namespace".to_owned(), format!("Invalid value: {involved:?}: does not match event.namespace")));
+    let mismatch = || {
+        (
+            "involvedObject.namespace".to_owned(),
+            format!("Invalid value: {involved:?}: does not match event.namespace"),
+        )
+    };
+    if object.get("eventTime").is_none_or(Value::is_null) {
+        let bad = if involved.is_empty() {
+            !namespace.is_empty() && namespace != "default"
+        } else {
+            involved != namespace
+        };
+        if bad {
+            causes.push(mismatch());
+        }
+        return;
     }
     // Events with `eventTime` are new-style: the reporting fields are required.
-    if object.get("eventTime").is_some_and(|t| !t.is_null()) {
-        for (pointer, field) in [
-            ("/reportingComponent", "reportingController"),
-            ("/reportingInstance", "reportingInstance"),
-            ("/action", "action"),
-            ("/reason", "reason"),
-        ] {
-            if text(pointer).is_empty() {
-                causes.push((field.to_owned(), "Required value".to_owned()));
-            } else if text(pointer).len() > 128 && field != "reportingController" {
-                causes.push((field.to_owned(), "Too long: may not be more than 128 bytes".to_owned()));
-            }
+    if involved.is_empty() && namespace != "default" && namespace != "kube-system" {
+        causes.push(mismatch());
+    }
+    for (pointer, field) in [
+        ("/reportingComponent", "reportingComponent"),
+        ("/reportingInstance", "reportingInstance"),
+        ("/action", "action"),
+        ("/reason", "reason"),
+    ] {
+        let value = text(pointer);
+        if value.is_empty() {
+            causes.push((field.to_owned(), "Required value".to_owned()));
+        } else if value.len() > 128 && field != "reportingComponent" {
+            causes.push((
+                field.to_owned(),
+                "Invalid value: \"\": can have at most 128 characters".to_owned(),
+            ));
         }
-        let kind = text("/type");
-        if kind != "Normal" && kind != "Warning" {
-            causes.push(("type".to_owned(), format!("Unsupported value: {kind:?}: supported values: \"Normal\", \"Warning\"")));
-        }
-        if text("/message").len() > NOTE_LENGTH_LIMIT {
-            causes.push(("message".to_owned(), format!("Too long: may not be more than {NOTE_LENGTH_LIMIT} bytes")));
-        }
+    }
+    // Go's len(): bytes.
+    if text("/message").len() > NOTE_LENGTH_LIMIT {
+        causes.push((
+            "message".to_owned(),
+            format!("Invalid value: \"\": can have at most {NOTE_LENGTH_LIMIT} characters"),
+        ));
     }
 }
 
@@ -181,17 +250,42 @@ mod tests {
             &mut causes,
         );
         let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(fields, ["metadata.labels", "metadata.labels", "metadata.ownerReferences.uid"], "{causes:?}");
+        assert_eq!(
+            fields,
+            [
+                "metadata.labels",
+                "metadata.labels",
+                "metadata.ownerReferences.uid"
+            ],
+            "{causes:?}"
+        );
     }
 
     #[test]
     fn events_need_their_reporting_fields() {
         let mut causes = Causes::new();
         event(
-            &json!({"metadata": {"namespace": "a"}, "involvedObject": {"namespace": "b"}, "eventTime": "2026-01-01T00:00:00.000000Z", "type": "Bad"}),
+            &json!({"metadata": {"namespace": "a"}, "involvedObject": {}, "eventTime": "2026-01-01T00:00:00.000000Z",
+                    "message": "\u{e9}".repeat(600)}),
             &mut causes,
         );
         let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(fields, ["involvedObject.namespace", "reportingController", "reportingInstance", "action", "reason", "type"]);
+        assert_eq!(
+            fields,
+            [
+                "involvedObject.namespace",
+                "reportingComponent",
+                "reportingInstance",
+                "action",
+                "reason",
+                "message"
+            ]
+        );
+        let mut legacy = Causes::new();
+        event(
+            &json!({"metadata": {"namespace": "a"}, "involvedObject": {"namespace": "b"}}),
+            &mut legacy,
+        );
+        assert_eq!(legacy.len(), 1, "{legacy:?}");
     }
 }
