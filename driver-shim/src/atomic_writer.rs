@@ -37,7 +37,13 @@ pub struct Payload {
 
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Payload({:?}, {:o}, <redacted {} bytes>)", self.path, self.mode, self.contents.len())
+        write!(
+            f,
+            "Payload({:?}, {:o}, <redacted {} bytes>)",
+            self.path,
+            self.mode,
+            self.contents.len()
+        )
     }
 }
 
@@ -86,7 +92,12 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
 /// lengths), and also refuses components starting with `..`, which would collide
 /// with the writer's own `..data` entries.
 pub fn validate_path(path: &str) -> Result<(), Error> {
-    let bad = |problem| Err(Error::InvalidPath { path: path.to_owned(), problem });
+    let bad = |problem| {
+        Err(Error::InvalidPath {
+            path: path.to_owned(),
+            problem,
+        })
+    };
     if path.is_empty() {
         return bad("is empty");
     }
@@ -110,7 +121,10 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
             return bad("has a component longer than 255 bytes");
         }
     }
-    if Path::new(path).components().any(|c| !matches!(c, Component::Normal(_))) {
+    if Path::new(path)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return bad("is not a plain relative path");
     }
     Ok(())
@@ -126,7 +140,10 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
             return Err(Error::Duplicate(p.path.clone()));
         }
         if p.mode > 0o777 {
-            return Err(Error::InvalidPath { path: p.path.clone(), problem: "has a mode beyond 0777" });
+            return Err(Error::InvalidPath {
+                path: p.path.clone(),
+                problem: "has a mode beyond 0777",
+            });
         }
     }
     // A file may not also be a directory of another file.
@@ -134,7 +151,10 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
         let mut prefix = *path;
         while let Some((parent, _)) = prefix.rsplit_once('/') {
             if wanted.contains_key(parent) {
-                return Err(Error::InvalidPath { path: (*path).to_owned(), problem: "lies under another file" });
+                return Err(Error::InvalidPath {
+                    path: (*path).to_owned(),
+                    problem: "lies under another file",
+                });
             }
             prefix = parent;
         }
@@ -143,15 +163,17 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
     let data_link = target.join(DATA_DIR);
     let old_dir = fs::read_link(&data_link).ok();
     if let Some(old) = &old_dir
-        && same_content(&target.join(old), &wanted)? {
-            return Ok(Outcome::Unchanged);
-        }
+        && same_content(&target.join(old), &wanted)?
+    {
+        return Ok(Outcome::Unchanged);
+    }
 
     // 1. A fresh directory with every file.
     let new_name = fresh_dir_name();
     let new_dir = target.join(&new_name);
     fs::create_dir(&new_dir).map_err(io_err("create", &new_dir))?;
-    fs::set_permissions(&new_dir, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &new_dir))?;
+    fs::set_permissions(&new_dir, fs::Permissions::from_mode(0o755))
+        .map_err(io_err("chmod", &new_dir))?;
     let written = (|| {
         for (path, payload) in &wanted {
             let file = new_dir.join(path);
@@ -159,7 +181,8 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
                 create_dirs(&new_dir, parent)?;
             }
             fs::write(&file, &*payload.contents).map_err(io_err("write", &file))?;
-            fs::set_permissions(&file, fs::Permissions::from_mode(payload.mode)).map_err(io_err("chmod", &file))?;
+            fs::set_permissions(&file, fs::Permissions::from_mode(payload.mode))
+                .map_err(io_err("chmod", &file))?;
         }
         Ok::<(), Error>(())
     })();
@@ -175,13 +198,17 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
     fs::rename(&tmp_link, &data_link).map_err(io_err("rename", &data_link))?;
 
     // 3. Top-level names: add the new ones, drop the stale ones.
-    let new_tops: std::collections::BTreeSet<&str> =
-        wanted.keys().map(|p| p.split('/').next().unwrap_or(p)).collect();
+    let new_tops: std::collections::BTreeSet<&str> = wanted
+        .keys()
+        .map(|p| p.split('/').next().unwrap_or(p))
+        .collect();
     for top in &new_tops {
         let link = target.join(top);
         match fs::symlink_metadata(&link) {
             Ok(meta) if meta.file_type().is_symlink() => continue,
-            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&link).map_err(io_err("remove", &link))?,
+            Ok(meta) if meta.is_dir() => {
+                fs::remove_dir_all(&link).map_err(io_err("remove", &link))?
+            }
             Ok(_) => fs::remove_file(&link).map_err(io_err("remove", &link))?,
             Err(_) => {}
         }
@@ -196,7 +223,10 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
         }
         if entry.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
             let link = entry.path();
-            if fs::read_link(&link).map(|t| t.starts_with(DATA_DIR)).unwrap_or(false) {
+            if fs::read_link(&link)
+                .map(|t| t.starts_with(DATA_DIR))
+                .unwrap_or(false)
+            {
                 fs::remove_file(&link).map_err(io_err("remove", &link))?;
             }
         }
@@ -226,7 +256,11 @@ fn create_dirs(root: &Path, dir: &Path) -> Result<(), Error> {
 /// `..YYYY_MM_DD_HH_MM_SS.<random>`, as kubelet names its data directories.
 fn fresh_dir_name() -> OsString {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let stamp: String = stamp.trim_end_matches('Z').chars().map(|c| if c.is_ascii_digit() { c } else { '_' }).collect();
+    let stamp: String = stamp
+        .trim_end_matches('Z')
+        .chars()
+        .map(|c| if c.is_ascii_digit() { c } else { '_' })
+        .collect();
     let suffix: u32 = rand::random();
     OsString::from(format!("..{stamp}.{suffix:010}"))
 }
@@ -242,7 +276,9 @@ fn same_content(dir: &Path, wanted: &BTreeMap<&str, &Payload>) -> Result<bool, E
         return Ok(false);
     }
     for (path, file) in found {
-        let Some(payload) = wanted.get(path.as_str()) else { return Ok(false) };
+        let Some(payload) = wanted.get(path.as_str()) else {
+            return Ok(false);
+        };
         let meta = fs::symlink_metadata(&file).map_err(io_err("stat", &file))?;
         if meta.permissions().mode() & 0o777 != payload.mode {
             return Ok(false);
@@ -274,7 +310,9 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<
 
 /// The files currently visible in `target` (relative path -> path of the data file).
 pub fn current_files(target: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
-    let Ok(dir) = fs::read_link(target.join(DATA_DIR)) else { return Ok(Vec::new()) };
+    let Ok(dir) = fs::read_link(target.join(DATA_DIR)) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     collect(&target.join(&dir), &target.join(&dir), &mut out)?;
     out.sort();
@@ -286,7 +324,11 @@ mod tests {
     use super::*;
 
     fn payload(path: &str, mode: u32, contents: &[u8]) -> Payload {
-        Payload { path: path.to_owned(), mode, contents: Zeroizing::new(contents.to_vec()) }
+        Payload {
+            path: path.to_owned(),
+            mode,
+            contents: Zeroizing::new(contents.to_vec()),
+        }
     }
 
     fn read(target: &Path, path: &str) -> Vec<u8> {
@@ -297,14 +339,28 @@ mod tests {
     fn writes_the_kubelet_layout_with_exact_modes() {
         let dir = tempfile::tempdir().expect("tmp");
         let t = dir.path();
-        let out = write(t, &[payload("a", 0o644, b"one"), payload("dir/b", 0o400, b"two"), payload("z", 0, b"")]).expect("ok");
+        let out = write(
+            t,
+            &[
+                payload("a", 0o644, b"one"),
+                payload("dir/b", 0o400, b"two"),
+                payload("z", 0, b""),
+            ],
+        )
+        .expect("ok");
         assert_eq!(out, Outcome::Written);
         assert_eq!(read(t, "a"), b"one");
         assert_eq!(read(t, "dir/b"), b"two");
         let data = fs::read_link(t.join(DATA_DIR)).expect("..data");
         assert!(data.to_string_lossy().starts_with("..20"), "{data:?}");
-        assert_eq!(fs::read_link(t.join("a")).expect("link"), Path::new("..data/a"));
-        assert_eq!(fs::read_link(t.join("dir")).expect("link"), Path::new("..data/dir"));
+        assert_eq!(
+            fs::read_link(t.join("a")).expect("link"),
+            Path::new("..data/a")
+        );
+        assert_eq!(
+            fs::read_link(t.join("dir")).expect("link"),
+            Path::new("..data/dir")
+        );
         let mode = |p: &str| fs::metadata(t.join(p)).expect("meta").permissions().mode() & 0o777;
         assert_eq!((mode("a"), mode("dir/b"), mode("z")), (0o644, 0o400, 0));
     }
@@ -313,27 +369,86 @@ mod tests {
     fn identical_content_writes_nothing_and_changes_swap() {
         let dir = tempfile::tempdir().expect("tmp");
         let t = dir.path();
-        write(t, &[payload("a", 0o644, b"one"), payload("old", 0o644, b"x")]).expect("ok");
+        write(
+            t,
+            &[payload("a", 0o644, b"one"), payload("old", 0o644, b"x")],
+        )
+        .expect("ok");
         let first = fs::read_link(t.join(DATA_DIR)).expect("data");
-        assert_eq!(write(t, &[payload("a", 0o644, b"one"), payload("old", 0o644, b"x")]).expect("ok"), Outcome::Unchanged);
+        assert_eq!(
+            write(
+                t,
+                &[payload("a", 0o644, b"one"), payload("old", 0o644, b"x")]
+            )
+            .expect("ok"),
+            Outcome::Unchanged
+        );
         assert_eq!(fs::read_link(t.join(DATA_DIR)).expect("data"), first);
-        assert_eq!(write(t, &[payload("a", 0o600, b"one"), payload("old", 0o644, b"x")]).expect("ok"), Outcome::Written, "mode change");
-        assert_eq!(write(t, &[payload("a", 0o600, b"two")]).expect("ok"), Outcome::Written);
+        assert_eq!(
+            write(
+                t,
+                &[payload("a", 0o600, b"one"), payload("old", 0o644, b"x")]
+            )
+            .expect("ok"),
+            Outcome::Written,
+            "mode change"
+        );
+        assert_eq!(
+            write(t, &[payload("a", 0o600, b"two")]).expect("ok"),
+            Outcome::Written
+        );
         assert_eq!(read(t, "a"), b"two");
-        assert!(fs::symlink_metadata(t.join("old")).is_err(), "stale names are removed");
-        assert!(!t.join(&first).exists(), "the old data directory is removed");
-        let entries: Vec<_> = fs::read_dir(t).expect("ls").map(|e| e.expect("e").file_name()).collect();
+        assert!(
+            fs::symlink_metadata(t.join("old")).is_err(),
+            "stale names are removed"
+        );
+        assert!(
+            !t.join(&first).exists(),
+            "the old data directory is removed"
+        );
+        let entries: Vec<_> = fs::read_dir(t)
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
         assert_eq!(entries.len(), 3, "a, ..data and one data dir: {entries:?}");
     }
 
     #[test]
     fn bad_paths_are_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().expect("tmp");
-        for bad in ["", "/abs", "../x", "a/../b", "..data", "a//b", "./a", "a/.", &"x".repeat(256)] {
-            assert!(matches!(write(dir.path(), &[payload(bad, 0o644, b"v")]), Err(Error::InvalidPath { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "/abs",
+            "../x",
+            "a/../b",
+            "..data",
+            "a//b",
+            "./a",
+            "a/.",
+            &"x".repeat(256),
+        ] {
+            assert!(
+                matches!(
+                    write(dir.path(), &[payload(bad, 0o644, b"v")]),
+                    Err(Error::InvalidPath { .. })
+                ),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(write(dir.path(), &[payload("a", 0o644, b"1"), payload("a", 0o644, b"2")]), Err(Error::Duplicate(_))));
-        assert!(matches!(write(dir.path(), &[payload("a", 0o644, b"1"), payload("a/b", 0o644, b"2")]), Err(Error::InvalidPath { .. })));
+        assert!(matches!(
+            write(
+                dir.path(),
+                &[payload("a", 0o644, b"1"), payload("a", 0o644, b"2")]
+            ),
+            Err(Error::Duplicate(_))
+        ));
+        assert!(matches!(
+            write(
+                dir.path(),
+                &[payload("a", 0o644, b"1"), payload("a/b", 0o644, b"2")]
+            ),
+            Err(Error::InvalidPath { .. })
+        ));
         assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 0);
     }
 
@@ -342,16 +457,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         fs::write(dir.path().join("a"), b"left by someone").expect("stray");
         write(dir.path(), &[payload("a", 0o644, b"ours")]).expect("ok");
-        assert!(fs::symlink_metadata(dir.path().join("a")).expect("meta").file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(dir.path().join("a"))
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(read(dir.path(), "a"), b"ours");
     }
 
     #[test]
     fn data_dir_names_follow_kubelet() {
         let name = fresh_dir_name().to_string_lossy().into_owned();
-        let (stamp, suffix) = name.trim_start_matches("..").split_once('.').expect("two parts");
+        let (stamp, suffix) = name
+            .trim_start_matches("..")
+            .split_once('.')
+            .expect("two parts");
         assert_eq!(stamp.len(), "2026_11_22_10_09_42".len(), "{name}");
-        assert!(stamp.chars().all(|c| c.is_ascii_digit() || c == '_'), "{name}");
+        assert!(
+            stamp.chars().all(|c| c.is_ascii_digit() || c == '_'),
+            "{name}"
+        );
         assert!(suffix.chars().all(|c| c.is_ascii_digit()), "{name}");
     }
 }

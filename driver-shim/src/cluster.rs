@@ -41,9 +41,16 @@ pub struct SecretProviderClass {
 impl SecretProviderClass {
     /// Reads `spec` of a SecretProviderClass object (or manifest).
     pub fn from_spec(name: &str, spec: &serde_json::Value) -> Result<Self, String> {
-        let provider = spec.get("provider").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+        let provider = spec
+            .get("provider")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let mut parameters = BTreeMap::new();
-        if let Some(map) = spec.get("parameters").and_then(serde_json::Value::as_object) {
+        if let Some(map) = spec
+            .get("parameters")
+            .and_then(serde_json::Value::as_object)
+        {
             for (k, v) in map {
                 let text = match v {
                     serde_json::Value::String(s) => s.clone(),
@@ -53,8 +60,17 @@ impl SecretProviderClass {
                 parameters.insert(k.clone(), text);
             }
         }
-        let secret_objects = spec.get("secretObjects").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
-        Ok(Self { name: name.to_owned(), provider, parameters, secret_objects })
+        let secret_objects = spec
+            .get("secretObjects")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self {
+            name: name.to_owned(),
+            provider,
+            parameters,
+            secret_objects,
+        })
     }
 }
 
@@ -94,7 +110,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,13 +125,19 @@ impl Cluster {
 
     /// Starts the SecretProviderClass watch on `client`.
     pub fn with_client(client: kube::Client, node_id: String) -> Self {
-        let spc_resource = ApiResource::from_gvk_with_plural(&gvk("SecretProviderClass"), "secretproviderclasses");
-        let spcps_resource =
-            ApiResource::from_gvk_with_plural(&gvk("SecretProviderClassPodStatus"), "secretproviderclasspodstatuses");
+        let spc_resource =
+            ApiResource::from_gvk_with_plural(&gvk("SecretProviderClass"), "secretproviderclasses");
+        let spcps_resource = ApiResource::from_gvk_with_plural(
+            &gvk("SecretProviderClassPodStatus"),
+            "secretproviderclasspodstatuses",
+        );
         let writer = reflector::store::Writer::<DynamicObject>::new(spc_resource.clone());
         let spcs = writer.as_reader();
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &spc_resource);
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        );
         tokio::spawn(async move {
             stream
                 .for_each(|event| async move {
@@ -123,19 +147,39 @@ impl Cluster {
                 })
                 .await;
         });
-        Self { client, spcs, spc_resource, spcps_resource, node_id }
+        Self {
+            client,
+            spcs,
+            spc_resource,
+            spcps_resource,
+            node_id,
+        }
     }
 
     /// The SecretProviderClass `namespace/name` from the watched cache.
-    pub async fn secret_provider_class(&self, namespace: &str, name: &str) -> Result<Option<SecretProviderClass>, String> {
-        if tokio::time::timeout(CACHE_READY_TIMEOUT, self.spcs.wait_until_ready()).await.is_err() {
-            return Err("the SecretProviderClass cache is not synced yet (check the API server and RBAC)".to_owned());
+    pub async fn secret_provider_class(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<SecretProviderClass>, String> {
+        if tokio::time::timeout(CACHE_READY_TIMEOUT, self.spcs.wait_until_ready())
+            .await
+            .is_err()
+        {
+            return Err(
+                "the SecretProviderClass cache is not synced yet (check the API server and RBAC)"
+                    .to_owned(),
+            );
         }
         let key = ObjectRef::new_with(name, self.spc_resource.clone()).within(namespace);
         match self.spcs.get(&key) {
             None => Ok(None),
             Some(object) => {
-                let spec = object.data.get("spec").cloned().unwrap_or(serde_json::Value::Null);
+                let spec = object
+                    .data
+                    .get("spec")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
                 SecretProviderClass::from_spec(name, &spec).map(Some)
             }
         }
@@ -151,9 +195,12 @@ impl Cluster {
         versions: &[(String, String)],
     ) -> Result<(), kube::Error> {
         let name = format!("{}-{}-{}", pod.name, pod.namespace, spc);
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &pod.namespace, &self.spcps_resource);
-        let mut objects: Vec<serde_json::Value> =
-            versions.iter().map(|(id, version)| serde_json::json!({"id": id, "version": version})).collect();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &pod.namespace, &self.spcps_resource);
+        let mut objects: Vec<serde_json::Value> = versions
+            .iter()
+            .map(|(id, version)| serde_json::json!({"id": id, "version": version}))
+            .collect();
         objects.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         let status = serde_json::json!({
             "podName": pod.name,
@@ -172,8 +219,12 @@ impl Cluster {
         for _ in 0..CONFLICT_RETRIES {
             match api.get_opt(&name).await? {
                 None => {
-                    let mut object = DynamicObject::new(&name, &self.spcps_resource).within(&pod.namespace);
-                    object.metadata.labels = Some(BTreeMap::from([(NODE_LABEL.to_owned(), self.node_id.clone())]));
+                    let mut object =
+                        DynamicObject::new(&name, &self.spcps_resource).within(&pod.namespace);
+                    object.metadata.labels = Some(BTreeMap::from([(
+                        NODE_LABEL.to_owned(),
+                        self.node_id.clone(),
+                    )]));
                     object.metadata.owner_references = Some(vec![owner.clone()]);
                     object.data = serde_json::json!({"status": status});
                     match api.create(&PostParams::default(), &object).await {
@@ -183,7 +234,11 @@ impl Cluster {
                     }
                 }
                 Some(mut object) => {
-                    object.metadata.labels.get_or_insert_with(BTreeMap::new).insert(NODE_LABEL.to_owned(), self.node_id.clone());
+                    object
+                        .metadata
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(NODE_LABEL.to_owned(), self.node_id.clone());
                     object.metadata.owner_references = Some(vec![owner.clone()]);
                     object.data["status"] = status.clone();
                     match api.replace(&name, &PostParams::default(), &object).await {
@@ -223,7 +278,10 @@ impl Cluster {
                 EventType::Normal => "Normal".to_owned(),
                 EventType::Warning => "Warning".to_owned(),
             }),
-            source: Some(EventSource { component: Some(COMPONENT.to_owned()), host: Some(self.node_id.clone()) }),
+            source: Some(EventSource {
+                component: Some(COMPONENT.to_owned()),
+                host: Some(self.node_id.clone()),
+            }),
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             event_time: Some(MicroTime(now)),

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use courier_proto::csi::v1::identity_server::Identity;
 use courier_proto::csi::v1::node_server::Node;
 use courier_proto::csi::v1::{
-    GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest, GetPluginInfoResponse,
-    NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse, NodeGetInfoRequest, NodeGetInfoResponse,
-    NodePublishVolumeRequest, NodePublishVolumeResponse, NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse,
-    PluginCapability, ProbeRequest, ProbeResponse, plugin_capability,
+    GetPluginCapabilitiesRequest, GetPluginCapabilitiesResponse, GetPluginInfoRequest,
+    GetPluginInfoResponse, NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse,
+    NodeGetInfoRequest, NodeGetInfoResponse, NodePublishVolumeRequest, NodePublishVolumeResponse,
+    NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse, PluginCapability, ProbeRequest,
+    ProbeResponse, plugin_capability,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -35,7 +36,10 @@ pub struct IdentityService {
 
 #[tonic::async_trait]
 impl Identity for IdentityService {
-    async fn get_plugin_info(&self, _: Request<GetPluginInfoRequest>) -> Result<Response<GetPluginInfoResponse>, Status> {
+    async fn get_plugin_info(
+        &self,
+        _: Request<GetPluginInfoRequest>,
+    ) -> Result<Response<GetPluginInfoResponse>, Status> {
         Ok(Response::new(GetPluginInfoResponse {
             name: self.driver_name.clone(),
             vendor_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -50,9 +54,11 @@ impl Identity for IdentityService {
         // Reported as the upstream driver reports it; no controller RPC is served.
         Ok(Response::new(GetPluginCapabilitiesResponse {
             capabilities: vec![PluginCapability {
-                r#type: Some(plugin_capability::Type::Service(plugin_capability::Service {
-                    r#type: plugin_capability::service::Type::ControllerService as i32,
-                })),
+                r#type: Some(plugin_capability::Type::Service(
+                    plugin_capability::Service {
+                        r#type: plugin_capability::service::Type::ControllerService as i32,
+                    },
+                )),
             }],
         }))
     }
@@ -76,8 +82,15 @@ pub struct NodeService {
 /// Work done after a successful mount (mirroring files into Secrets).
 #[tonic::async_trait]
 pub trait AfterMount: std::fmt::Debug + Send + Sync {
-    /// Called with the mounted target after files changed or on first mount.
-    async fn mounted(&self, pod: &PodRef, spc: &crate::cluster::SecretProviderClass, target: &Path, changed: bool) -> Result<(), String>;
+    /// Called with the mounted target after every successful mount; `rotated` when a
+    /// republish swapped in new content.
+    async fn mounted(
+        &self,
+        pod: &PodRef,
+        spc: &crate::cluster::SecretProviderClass,
+        target: &Path,
+        rotated: bool,
+    ) -> Result<(), String>;
 }
 
 fn invalid(message: &str) -> Status {
@@ -99,7 +112,11 @@ impl Node for NodeService {
             Ok(_) => "ok",
             Err(_) => "error",
         };
-        self.shim.metrics().publish.get_or_create(&ResultLabels { result: label }).inc();
+        self.shim
+            .metrics()
+            .publish
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
         result.map(|_| Response::new(NodePublishVolumeResponse {}))
     }
 
@@ -128,10 +145,15 @@ impl Node for NodeService {
         &self,
         _: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        Ok(Response::new(NodeGetCapabilitiesResponse { capabilities: Vec::new() }))
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: Vec::new(),
+        }))
     }
 
-    async fn node_get_info(&self, _: Request<NodeGetInfoRequest>) -> Result<Response<NodeGetInfoResponse>, Status> {
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
         Ok(Response::new(NodeGetInfoResponse {
             node_id: self.cluster.node_id().to_owned(),
             max_volumes_per_node: 0,
@@ -161,13 +183,19 @@ impl NodeService {
             uid: ctx.get(POD_UID).cloned().unwrap_or_default(),
         };
         let target = Path::new(&req.target_path);
-        if ctx.get("providerName").is_some_and(|p| p.eq_ignore_ascii_case(MOCK_PROVIDER)) {
+        if ctx
+            .get("providerName")
+            .is_some_and(|p| p.eq_ignore_ascii_case(MOCK_PROVIDER))
+        {
             return self.mock(target).map(|()| None);
         }
         // A republish of a mounted volume: decide first whether to touch it, and
         // let --republish-errors govern every failure from here on, so kubelet
         // never sees an error it would answer by deleting a working mount.
-        let mounted = self.shim.is_mounted(target).map_err(|e| Status::new(e.code, e.message))?;
+        let mounted = self
+            .shim
+            .is_mounted(target)
+            .map_err(|e| Status::new(e.code, e.message))?;
         if mounted && self.shim.skips_republish(target) {
             return Ok(Some(Published::Skipped));
         }
@@ -175,26 +203,49 @@ impl NodeService {
             Ok(spc) => spc,
             Err(status) if mounted => {
                 let failure = crate::publish::fail(status.code(), status.message());
-                let published = self.shim.republish_failed(failure).map_err(|e| Status::new(e.code, e.message))?;
-                self.after(&pod, &crate::cluster::SecretProviderClass::default(), target, &published).await;
+                let published = self
+                    .shim
+                    .republish_failed(failure)
+                    .map_err(|e| Status::new(e.code, e.message))?;
+                self.after(
+                    &pod,
+                    &crate::cluster::SecretProviderClass::default(),
+                    target,
+                    &published,
+                )
+                .await;
                 return Ok(Some(published));
             }
             Err(status) => return Err(status),
         };
         let published = self
             .shim
-            .publish(Publish { target, spc: &spc, volume_context: &req.volume_context, secrets: &req.secrets })
+            .publish(Publish {
+                target,
+                spc: &spc,
+                volume_context: &req.volume_context,
+                secrets: &req.secrets,
+            })
             .await;
         let published = match published {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, spc = %spc.name, error = %e.message, "publish failed");
                 if e.republish {
-                    self.cluster.event(&pod, EventType::Warning, "MountRotationFailed", &e.message).await;
+                    self.cluster
+                        .event(&pod, EventType::Warning, "MountRotationFailed", &e.message)
+                        .await;
                 }
                 return Err(Status::new(
-                    if e.code == Code::Ok { Code::Unknown } else { e.code },
-                    format!("failed to mount secrets store objects for pod {}/{}, err: {}", pod.namespace, pod.name, e.message),
+                    if e.code == Code::Ok {
+                        Code::Unknown
+                    } else {
+                        e.code
+                    },
+                    format!(
+                        "failed to mount secrets store objects for pod {}/{}, err: {}",
+                        pod.namespace, pod.name, e.message
+                    ),
                 ));
             }
         };
@@ -202,27 +253,47 @@ impl NodeService {
         Ok(Some(published))
     }
 
-    async fn after(&self, pod: &PodRef, spc: &crate::cluster::SecretProviderClass, target: &Path, published: &Published) {
-        let (versions, changed) = match published {
-            Published::Written { versions, .. } => (versions, true),
-            Published::Unchanged { versions } | Published::ProviderWrote { versions } => (versions, false),
+    async fn after(
+        &self,
+        pod: &PodRef,
+        spc: &crate::cluster::SecretProviderClass,
+        target: &Path,
+        published: &Published,
+    ) {
+        let (versions, changed, rotated) = match published {
+            Published::Written { versions, first } => (versions, true, !first),
+            Published::Unchanged { versions } | Published::ProviderWrote { versions } => {
+                (versions, false, false)
+            }
             Published::Reported { error } => {
                 tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, spc = %spc.name, error = %error, "republish failed; previous files kept");
                 self.cluster
-                    .event(pod, EventType::Warning, "MountRotationFailed", &format!("republish failed, previous files kept: {error}"))
+                    .event(
+                        pod,
+                        EventType::Warning,
+                        "MountRotationFailed",
+                        &format!("republish failed, previous files kept: {error}"),
+                    )
                     .await;
                 return;
             }
             Published::Skipped => return,
         };
         tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, spc = %spc.name, changed, objects = versions.len(), "volume published");
-        if let Err(e) = self.cluster.record_status(pod, &spc.name, &target.to_string_lossy(), versions).await {
+        if let Err(e) = self
+            .cluster
+            .record_status(pod, &spc.name, &target.to_string_lossy(), versions)
+            .await
+        {
             tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, error = %e, "cannot record the SecretProviderClassPodStatus");
         }
         if let Some(after) = &self.after_mount
-            && let Err(e) = after.mounted(pod, spc, target, changed).await {
-                self.cluster.event(pod, EventType::Warning, "FailedToCreateSecret", &e).await;
-            }
+            && let Err(e) = after.mounted(pod, spc, target, rotated).await
+        {
+            self.cluster
+                .event(pod, EventType::Warning, "FailedToCreateSecret", &e)
+                .await;
+        }
     }
 
     /// The volume's SecretProviderClass, and the checks upstream makes around it.
@@ -233,9 +304,15 @@ impl NodeService {
         readonly: bool,
     ) -> Result<crate::cluster::SecretProviderClass, Status> {
         let Some(spc_name) = ctx.get(SPC_KEY).filter(|s| !s.is_empty()) else {
-            return Err(invalid("secretProviderClass is not set in the volume attributes"));
+            return Err(invalid(
+                "secretProviderClass is not set in the volume attributes",
+            ));
         };
-        let spc = match self.cluster.secret_provider_class(&pod.namespace, spc_name).await {
+        let spc = match self
+            .cluster
+            .secret_provider_class(&pod.namespace, spc_name)
+            .await
+        {
             Ok(Some(spc)) => spc,
             Ok(None) => {
                 return Err(Status::not_found(format!(

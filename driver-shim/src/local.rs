@@ -43,16 +43,30 @@ pub struct Local {
 }
 
 fn load_spc(path: &Path) -> anyhow::Result<SecretProviderClass> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: serde_json::Value =
-        serde_saphyr::from_str(&text).with_context(|| format!("{}: not a YAML manifest", path.display()))?;
-    let kind = manifest.get("kind").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: serde_json::Value = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{}: not a YAML manifest", path.display()))?;
+    let kind = manifest
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
     if kind != "SecretProviderClass" {
-        bail!("{}: kind is {kind:?}, expected SecretProviderClass", path.display());
+        bail!(
+            "{}: kind is {kind:?}, expected SecretProviderClass",
+            path.display()
+        );
     }
-    let name = manifest.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or("local");
-    let spec = manifest.get("spec").cloned().unwrap_or(serde_json::Value::Null);
-    SecretProviderClass::from_spec(name, &spec).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let name = manifest
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("local");
+    let spec = manifest
+        .get("spec")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    SecretProviderClass::from_spec(name, &spec)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// The token's `exp` claim as RFC 3339, as kubelet passes it.
@@ -60,7 +74,11 @@ fn expiration(jwt: &str) -> String {
     let exp = jwt
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64));
     let when = exp.map_or_else(
@@ -79,16 +97,36 @@ impl Local {
         let tokens: serde_json::Map<String, serde_json::Value> = self
             .audiences
             .iter()
-            .map(|a| (a.clone(), serde_json::json!({"token": token, "expirationTimestamp": expires})))
+            .map(|a| {
+                (
+                    a.clone(),
+                    serde_json::json!({"token": token, "expirationTimestamp": expires}),
+                )
+            })
             .collect();
         Ok(HashMap::from([
             ("secretProviderClass".to_owned(), spc.name.clone()),
-            ("csi.storage.k8s.io/pod.name".to_owned(), self.pod_name.clone()),
-            ("csi.storage.k8s.io/pod.namespace".to_owned(), self.namespace.clone()),
-            ("csi.storage.k8s.io/pod.uid".to_owned(), self.pod_uid.clone()),
-            ("csi.storage.k8s.io/serviceAccount.name".to_owned(), self.service_account.clone()),
+            (
+                "csi.storage.k8s.io/pod.name".to_owned(),
+                self.pod_name.clone(),
+            ),
+            (
+                "csi.storage.k8s.io/pod.namespace".to_owned(),
+                self.namespace.clone(),
+            ),
+            (
+                "csi.storage.k8s.io/pod.uid".to_owned(),
+                self.pod_uid.clone(),
+            ),
+            (
+                "csi.storage.k8s.io/serviceAccount.name".to_owned(),
+                self.service_account.clone(),
+            ),
             ("csi.storage.k8s.io/ephemeral".to_owned(), "true".to_owned()),
-            (TOKENS_KEY.to_owned(), serde_json::Value::Object(tokens).to_string()),
+            (
+                TOKENS_KEY.to_owned(),
+                serde_json::Value::Object(tokens).to_string(),
+            ),
         ]))
     }
 
@@ -97,17 +135,25 @@ impl Local {
         let spc = load_spc(&self.spc_file)?;
         let secrets = HashMap::new();
         let mut round = 0u64;
-        let mut signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut signals =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let result = loop {
             let context = self.volume_context(&spc)?;
             let published = shim
-                .publish(Publish { target: &self.target, spc: &spc, volume_context: &context, secrets: &secrets })
+                .publish(Publish {
+                    target: &self.target,
+                    spc: &spc,
+                    volume_context: &context,
+                    secrets: &secrets,
+                })
                 .await;
             match published {
                 Ok(p) => report(&self.target, &p),
                 Err(e) => break Err(anyhow::anyhow!("publish failed: {}", e.message)),
             }
-            let Some(every) = self.republish_every else { break Ok(()) };
+            let Some(every) = self.republish_every else {
+                break Ok(());
+            };
             if self.republish_count.is_some_and(|n| round >= n) {
                 break Ok(());
             }
@@ -119,7 +165,9 @@ impl Local {
             }
         };
         if self.unpublish_on_exit {
-            let _ = shim.unpublish(&self.target).map_err(|e| eprintln!("unpublish: {}", e.message));
+            let _ = shim
+                .unpublish(&self.target)
+                .map_err(|e| eprintln!("unpublish: {}", e.message));
             println!("unpublished {}", self.target.display());
         }
         result
@@ -141,7 +189,12 @@ fn report(target: &Path, published: &Published) {
     }
     let tmpfs = crate::mount::is_mount_point(target).unwrap_or(false);
     if matches!(published, Published::Written { .. }) {
-        println!("  tmpfs mounted: {tmpfs}; data dir: {}", std::fs::read_link(target.join(atomic_writer::DATA_DIR)).map(|p| p.display().to_string()).unwrap_or_default());
+        println!(
+            "  tmpfs mounted: {tmpfs}; data dir: {}",
+            std::fs::read_link(target.join(atomic_writer::DATA_DIR))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
         for (path, file) in atomic_writer::current_files(target).unwrap_or_default() {
             let meta = std::fs::metadata(&file).ok();
             let mode = meta.as_ref().map_or(0, |m| m.permissions().mode() & 0o777);

@@ -31,15 +31,27 @@ struct Args {
     node_id: String,
 
     /// Driver name reported to kubelet.
-    #[arg(long, env = "COURIER_DRIVER_NAME", default_value = "secrets-store.csi.k8s.io")]
+    #[arg(
+        long,
+        env = "COURIER_DRIVER_NAME",
+        default_value = "secrets-store.csi.k8s.io"
+    )]
     driver_name: String,
 
     /// Provider socket directory, searched first.
-    #[arg(long, global = true, default_value = "/var/run/secrets-store-csi-providers")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/run/secrets-store-csi-providers"
+    )]
     providers_dir: PathBuf,
 
     /// Further provider socket directories, searched in order after --providers-dir.
-    #[arg(long = "additional-providers-dir", global = true, value_delimiter = ',')]
+    #[arg(
+        long = "additional-providers-dir",
+        global = true,
+        value_delimiter = ','
+    )]
     additional_providers_dirs: Vec<PathBuf>,
 
     /// Republishes call the provider (kubelet republishes when the CSIDriver sets requiresRepublish).
@@ -138,14 +150,22 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_json { builder.json().try_init() } else { builder.try_init() }.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let mut dirs = vec![args.providers_dir.clone()];
     dirs.extend(args.additional_providers_dirs.iter().cloned());
     let providers = Providers::new(dirs, args.max_call_recv_msg_size, args.provider_timeout);
     let metrics = Arc::new(Metrics::default());
-    let tmpfs_size = Some(parse_size(&args.tmpfs_size).map_err(|e| anyhow::anyhow!("--tmpfs-size: {e}"))?);
+    let tmpfs_size =
+        Some(parse_size(&args.tmpfs_size).map_err(|e| anyhow::anyhow!("--tmpfs-size: {e}"))?);
 
     if let Some(Command::Local {
         secret_provider_class,
@@ -193,7 +213,11 @@ async fn main() -> anyhow::Result<()> {
     if args.node_id.is_empty() {
         bail!("--node-id (or KUBE_NODE_NAME) is required");
     }
-    let socket = args.endpoint.strip_prefix("unix://").map(PathBuf::from).context("--endpoint must be unix:///path")?;
+    let socket = args
+        .endpoint
+        .strip_prefix("unix://")
+        .map(PathBuf::from)
+        .context("--endpoint must be unix:///path")?;
     let settings = Settings {
         rotation: args.enable_secret_rotation,
         rotation_poll_interval: args.rotation_poll_interval,
@@ -202,17 +226,30 @@ async fn main() -> anyhow::Result<()> {
         use_tmpfs: true,
     };
     let shim = Arc::new(Shim::new(settings, providers, Arc::clone(&metrics)));
-    let cluster = Arc::new(Cluster::connect(args.node_id.clone()).await.context("connecting to the Kubernetes API")?);
+    let cluster = Arc::new(
+        Cluster::connect(args.node_id.clone())
+            .await
+            .context("connecting to the Kubernetes API")?,
+    );
 
-    for addr in [args.metrics_addr, args.health_addr].into_iter().flatten().collect::<std::collections::BTreeSet<_>>() {
+    for addr in [args.metrics_addr, args.health_addr]
+        .into_iter()
+        .flatten()
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let metrics = Arc::clone(&metrics);
         let router = axum::Router::new()
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-            .route("/metrics", axum::routing::get(move || {
-                let metrics = Arc::clone(&metrics);
-                async move { metrics.encode() }
-            }));
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = Arc::clone(&metrics);
+                    async move { metrics.encode() }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "HTTP endpoint failed");
@@ -221,28 +258,43 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if let Some(parent) = socket.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     if std::fs::symlink_metadata(&socket).is_ok() {
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-            bail!("{}: another process is serving this socket", socket.display());
+            bail!(
+                "{}: another process is serving this socket",
+                socket.display()
+            );
         }
-        std::fs::remove_file(&socket).with_context(|| format!("removing stale {}", socket.display()))?;
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("removing stale {}", socket.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
     tracing::info!(endpoint = %socket.display(), driver = %args.driver_name, node = %args.node_id, "serving CSI");
-    let identity = IdentityService { driver_name: args.driver_name.clone() };
+    let identity = IdentityService {
+        driver_name: args.driver_name.clone(),
+    };
     let after_mount: Option<Arc<dyn courier_driver_shim::csi::AfterMount>> = if args.sync_secrets {
-        Some(Arc::new(courier_driver_shim::sync::SecretSync::new(Arc::clone(&cluster))))
+        Some(Arc::new(courier_driver_shim::sync::SecretSync::new(
+            Arc::clone(&cluster),
+        )))
     } else {
         None
     };
-    let node = NodeService { shim, cluster, after_mount };
+    let node = NodeService {
+        shim,
+        cluster,
+        after_mount,
+    };
     let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

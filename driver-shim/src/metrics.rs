@@ -35,14 +35,36 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("courier_shim");
         let publish = Family::<ResultLabels, Counter>::default();
-        registry.register("node_publish", "NodePublishVolume calls by result", publish.clone());
+        registry.register(
+            "node_publish",
+            "NodePublishVolume calls by result",
+            publish.clone(),
+        );
         let unpublish = Family::<ResultLabels, Counter>::default();
-        registry.register("node_unpublish", "NodeUnpublishVolume calls by result", unpublish.clone());
+        registry.register(
+            "node_unpublish",
+            "NodeUnpublishVolume calls by result",
+            unpublish.clone(),
+        );
         let rotations = Counter::default();
-        registry.register("rotations", "Republishes that swapped in new content", rotations.clone());
+        registry.register(
+            "rotations",
+            "Republishes that swapped in new content",
+            rotations.clone(),
+        );
         let republish_errors = Counter::default();
-        registry.register("republish_errors", "Republishes that failed; the previous files were kept", republish_errors.clone());
-        Self { registry, publish, unpublish, rotations, republish_errors }
+        registry.register(
+            "republish_errors",
+            "Republishes that failed; the previous files were kept",
+            republish_errors.clone(),
+        );
+        Self {
+            registry,
+            publish,
+            unpublish,
+            rotations,
+            republish_errors,
+        }
     }
 }
 

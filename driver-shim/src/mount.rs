@@ -10,7 +10,11 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 pub fn is_mount_point(path: &Path) -> io::Result<bool> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let wanted = path.to_string_lossy();
-    Ok(info.lines().any(|line| line.split(' ').nth(4).is_some_and(|mp| unescape(mp) == wanted)))
+    Ok(info.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape(mp) == wanted)
+    }))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -19,8 +23,14 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(value);
             i += 4;
         } else {
@@ -57,9 +67,13 @@ pub fn unmount(path: &Path) -> nix::Result<()> {
 /// `16Mi`, `512Ki`, `1G`, or a plain byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size such as 16Mi"))?;
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 16Mi"))?;
     let factor: u64 = match unit {
         "" => 1,
         "k" | "K" => 1000,
@@ -68,9 +82,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "Mi" => 1 << 20,
         "G" => 1_000_000_000,
         "Gi" => 1 << 30,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use Ki, Mi or Gi)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use Ki, Mi or Gi)"
+            ));
+        }
     };
-    number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -69,12 +69,20 @@ impl Providers {
     /// Looks for sockets in `dirs`, in order.
     #[must_use]
     pub fn new(dirs: Vec<PathBuf>, max_recv: usize, timeout: Duration) -> Self {
-        Self { dirs, max_recv, timeout, channels: Mutex::new(HashMap::new()) }
+        Self {
+            dirs,
+            max_recv,
+            timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The socket of provider `name`.
     pub fn socket(&self, name: &str) -> Result<PathBuf, Error> {
-        let valid = name.len() <= 30 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let valid = name.len() <= 30
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
             return Err(Error::InvalidName(name.to_owned()));
         }
@@ -86,21 +94,35 @@ impl Providers {
         }
         Err(Error::NotFound {
             name: name.to_owned(),
-            dirs: self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+            dirs: self
+                .dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
     fn channel(&self, socket: &Path) -> Channel {
-        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(channel) = channels.get(socket) {
             return channel.clone();
         }
         let path = socket.to_owned();
         // The authority is `localhost`, as drivers from v1.6 send it.
-        let channel = Endpoint::from_static("http://localhost").connect_with_connector_lazy(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move { tokio::net::UnixStream::connect(path).await.map(TokioIo::new) }
-        }));
+        let channel = Endpoint::from_static("http://localhost").connect_with_connector_lazy(
+            tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map(TokioIo::new)
+                }
+            }),
+        );
         channels.insert(socket.to_owned(), channel.clone());
         channel
     }
@@ -116,7 +138,8 @@ impl Providers {
             if remaining.is_zero() {
                 break;
             }
-            let mut client = CsiDriverProviderClient::new(self.channel(&socket)).max_decoding_message_size(self.max_recv);
+            let mut client = CsiDriverProviderClient::new(self.channel(&socket))
+                .max_decoding_message_size(self.max_recv);
             let mut call = tonic::Request::new(request.clone());
             call.set_timeout(remaining);
             match tokio::time::timeout(remaining, client.mount(call)).await {
@@ -124,16 +147,30 @@ impl Providers {
                 Ok(Err(status)) if status.code() == Code::Unavailable && attempt + 1 < ATTEMPTS => {
                     tracing::debug!(provider = name, attempt, "provider unavailable; retrying");
                     last = status;
-                    tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+                    tokio::time::sleep(
+                        delay.min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
                     delay = delay.mul_f64(1.1);
                 }
-                Ok(Err(status)) => return Err(Error::Call { name: name.to_owned(), socket, status }),
+                Ok(Err(status)) => {
+                    return Err(Error::Call {
+                        name: name.to_owned(),
+                        socket,
+                        status,
+                    });
+                }
                 Err(_) => {
-                    last = Status::deadline_exceeded(format!("no answer within {:?}", self.timeout));
+                    last =
+                        Status::deadline_exceeded(format!("no answer within {:?}", self.timeout));
                     break;
                 }
             }
         }
-        Err(Error::Call { name: name.to_owned(), socket, status: last })
+        Err(Error::Call {
+            name: name.to_owned(),
+            socket,
+            status: last,
+        })
     }
 }

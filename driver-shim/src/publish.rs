@@ -59,7 +59,10 @@ pub struct Publish<'a> {
 #[derive(Debug)]
 pub enum Published {
     /// Files were written (first mount, or new content on republish).
-    Written { versions: Vec<(String, String)>, first: bool },
+    Written {
+        versions: Vec<(String, String)>,
+        first: bool,
+    },
     /// The provider returned the same content.
     Unchanged { versions: Vec<(String, String)> },
     /// Nothing was asked: rotation off, or content younger than the poll interval.
@@ -84,7 +87,11 @@ pub struct Error {
 
 /// A failure of the publish path, for callers that check before calling [`Shim::publish`].
 pub fn fail(code: Code, message: impl Into<String>) -> Error {
-    Error { code, message: message.into(), republish: false }
+    Error {
+        code,
+        message: message.into(),
+        republish: false,
+    }
 }
 
 /// The publish machinery.
@@ -104,7 +111,10 @@ struct Busy<'a> {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.target);
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.target);
     }
 }
 
@@ -112,7 +122,12 @@ impl Shim {
     /// A shim calling `providers`.
     #[must_use]
     pub fn new(settings: Settings, providers: Providers, metrics: Arc<Metrics>) -> Self {
-        Self { settings, providers, metrics, busy: Mutex::new(HashSet::new()) }
+        Self {
+            settings,
+            providers,
+            metrics,
+            busy: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The metrics.
@@ -122,11 +137,23 @@ impl Shim {
     }
 
     fn claim(&self, target: &Path) -> Result<Busy<'_>, Error> {
-        let mut set = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut set = self
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !set.insert(target.to_owned()) {
-            return Err(fail(Code::Aborted, format!("an operation on {} is already in progress", target.display())));
+            return Err(fail(
+                Code::Aborted,
+                format!(
+                    "an operation on {} is already in progress",
+                    target.display()
+                ),
+            ));
         }
-        Ok(Busy { set: &self.busy, target: target.to_owned() })
+        Ok(Busy {
+            set: &self.busy,
+            target: target.to_owned(),
+        })
     }
 
     /// Publishes (or republishes) a volume.
@@ -175,8 +202,13 @@ impl Shim {
     pub fn republish_failed(&self, error: Error) -> Result<Published, Error> {
         self.metrics.republish_errors.inc();
         match self.settings.republish_errors {
-            RepublishErrors::Report => Ok(Published::Reported { error: error.message }),
-            RepublishErrors::Fail => Err(Error { republish: true, ..error }),
+            RepublishErrors::Report => Ok(Published::Reported {
+                error: error.message,
+            }),
+            RepublishErrors::Fail => Err(Error {
+                republish: true,
+                ..error
+            }),
         }
     }
 
@@ -194,37 +226,69 @@ impl Shim {
 
     async fn fill(&self, p: &Publish<'_>, mounted: bool) -> Result<Published, Error> {
         if p.spc.provider.is_empty() {
-            return Err(fail(Code::InvalidArgument, format!("secretproviderclass {}: spec.provider is empty", p.spc.name)));
+            return Err(fail(
+                Code::InvalidArgument,
+                format!("secretproviderclass {}: spec.provider is empty", p.spc.name),
+            ));
         }
         if p.spc.parameters.is_empty() {
-            return Err(fail(Code::InvalidArgument, format!("secretproviderclass {}: spec.parameters is empty", p.spc.name)));
+            return Err(fail(
+                Code::InvalidArgument,
+                format!(
+                    "secretproviderclass {}: spec.parameters is empty",
+                    p.spc.name
+                ),
+            ));
         }
         // Find the provider before mounting anything.
-        self.providers.socket(&p.spc.provider).map_err(|e| fail(e.code(), e.to_string()))?;
+        self.providers
+            .socket(&p.spc.provider)
+            .map_err(|e| fail(e.code(), e.to_string()))?;
         if !mounted {
             self.prepare(p.target)?;
         }
-        let request = mount_request(&p.spc.parameters, p.volume_context, p.secrets, &p.target.to_string_lossy());
+        let request = mount_request(
+            &p.spc.parameters,
+            p.volume_context,
+            p.secrets,
+            &p.target.to_string_lossy(),
+        );
         let response = self
             .providers
             .mount(&p.spc.provider, request)
             .await
             .map_err(|e| fail(e.code(), e.to_string()))?;
         if let Some(error) = response.error.as_ref().filter(|e| !e.code.is_empty()) {
-            return Err(fail(Code::Unknown, format!("mount request failed with provider error code {}", error.code)));
+            return Err(fail(
+                Code::Unknown,
+                format!(
+                    "mount request failed with provider error code {}",
+                    error.code
+                ),
+            ));
         }
         if response.object_version.is_empty() {
-            return Err(fail(Code::Unknown, "the provider returned no object versions (missing object versions)"));
+            return Err(fail(
+                Code::Unknown,
+                "the provider returned no object versions (missing object versions)",
+            ));
         }
-        let versions: Vec<(String, String)> =
-            response.object_version.iter().map(|v| (v.id.clone(), v.version.clone())).collect();
+        let versions: Vec<(String, String)> = response
+            .object_version
+            .iter()
+            .map(|v| (v.id.clone(), v.version.clone()))
+            .collect();
         if response.files.is_empty() {
             return Ok(Published::ProviderWrote { versions });
         }
         let payloads: Vec<Payload> = response
             .files
             .into_iter()
-            .map(|f| Payload { path: f.path, mode: u32::try_from(f.mode).unwrap_or(u32::MAX), contents: Zeroizing::new(f.contents) })
+            .map(|f| Payload {
+                path: f.path,
+                mode: u32::try_from(f.mode).unwrap_or(u32::MAX),
+                contents: Zeroizing::new(f.contents),
+            })
             .collect();
         let target = p.target.to_owned();
         let outcome = tokio::task::spawn_blocking(move || atomic_writer::write(&target, &payloads))
@@ -236,7 +300,10 @@ impl Shim {
                 if mounted {
                     self.metrics.rotations.inc();
                 }
-                Published::Written { versions, first: !mounted }
+                Published::Written {
+                    versions,
+                    first: !mounted,
+                }
             }
             Outcome::Unchanged => Published::Unchanged { versions },
         })
@@ -247,20 +314,31 @@ impl Shim {
             .recursive(true)
             .mode(0o750)
             .create(target)
-            .map_err(|e| fail(Code::Internal, format!("cannot create {}: {e}", target.display())))?;
+            .map_err(|e| {
+                fail(
+                    Code::Internal,
+                    format!("cannot create {}: {e}", target.display()),
+                )
+            })?;
         if self.settings.use_tmpfs {
-            mount::mount_tmpfs(target, self.settings.tmpfs_size)
-                .map_err(|e| fail(Code::Internal, format!("cannot mount tmpfs at {}: {e}", target.display())))?;
+            mount::mount_tmpfs(target, self.settings.tmpfs_size).map_err(|e| {
+                fail(
+                    Code::Internal,
+                    format!("cannot mount tmpfs at {}: {e}", target.display()),
+                )
+            })?;
         }
         Ok(())
     }
 
     fn clean(&self, target: &Path) {
-        if self.settings.use_tmpfs && mount::is_mount_point(target).unwrap_or(false)
-            && let Err(e) = mount::unmount(target) {
-                tracing::warn!(target = %target.display(), error = %e, "cannot unmount after a failed publish");
-                return;
-            }
+        if self.settings.use_tmpfs
+            && mount::is_mount_point(target).unwrap_or(false)
+            && let Err(e) = mount::unmount(target)
+        {
+            tracing::warn!(target = %target.display(), error = %e, "cannot unmount after a failed publish");
+            return;
+        }
         let _ = std::fs::remove_dir_all(target);
     }
 
@@ -269,7 +347,10 @@ impl Shim {
     pub fn unpublish(&self, target: &Path) -> Result<(), Error> {
         let _busy = self.claim(target)?;
         if std::fs::symlink_metadata(target).is_err() {
-            self.metrics.unpublish.get_or_create(&ResultLabels { result: "ok" }).inc();
+            self.metrics
+                .unpublish
+                .get_or_create(&ResultLabels { result: "ok" })
+                .inc();
             return Ok(());
         }
         if let Ok(entries) = std::fs::read_dir(target) {
@@ -284,14 +365,34 @@ impl Shim {
         }
         if mount::is_mount_point(target).unwrap_or(false) {
             mount::unmount(target).map_err(|e| {
-                self.metrics.unpublish.get_or_create(&ResultLabels { result: "error" }).inc();
-                fail(Code::Internal, format!("cannot unmount {}: {e}", target.display()))
+                self.metrics
+                    .unpublish
+                    .get_or_create(&ResultLabels { result: "error" })
+                    .inc();
+                fail(
+                    Code::Internal,
+                    format!("cannot unmount {}: {e}", target.display()),
+                )
             })?;
         }
         std::fs::remove_dir_all(target)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .map_err(|e| fail(Code::Internal, format!("cannot remove {}: {e}", target.display())))?;
-        self.metrics.unpublish.get_or_create(&ResultLabels { result: "ok" }).inc();
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(|e| {
+                fail(
+                    Code::Internal,
+                    format!("cannot remove {}: {e}", target.display()),
+                )
+            })?;
+        self.metrics
+            .unpublish
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
         Ok(())
     }
 }

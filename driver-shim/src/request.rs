@@ -21,7 +21,10 @@ pub fn mount_request(
     secrets: &HashMap<String, String>,
     target_path: &str,
 ) -> MountRequest {
-    let mut attributes: BTreeMap<&str, &str> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut attributes: BTreeMap<&str, &str> = parameters
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     for (k, v) in volume_context {
         attributes.insert(k, v);
     }
@@ -68,8 +71,14 @@ mod tests {
 
     #[test]
     fn overlays_sorts_and_escapes_like_the_driver() {
-        let params = BTreeMap::from([("objects".to_owned(), "- a: <b> & c".to_owned()), ("roleName".to_owned(), "spc".to_owned())]);
-        let ctx = HashMap::from([("roleName".to_owned(), "pod".to_owned()), ("csi.storage.k8s.io/pod.name".to_owned(), "p".to_owned())]);
+        let params = BTreeMap::from([
+            ("objects".to_owned(), "- a: <b> & c".to_owned()),
+            ("roleName".to_owned(), "spc".to_owned()),
+        ]);
+        let ctx = HashMap::from([
+            ("roleName".to_owned(), "pod".to_owned()),
+            ("csi.storage.k8s.io/pod.name".to_owned(), "p".to_owned()),
+        ]);
         let req = mount_request(&params, &ctx, &HashMap::new(), "/t");
         assert_eq!(
             req.attributes,
@@ -82,7 +91,10 @@ mod tests {
 
     #[test]
     fn tokens_in_secrets_reach_the_attributes() {
-        let secrets = HashMap::from([(TOKENS_KEY.to_owned(), r#"{"vault":{"token":"t"}}"#.to_owned())]);
+        let secrets = HashMap::from([(
+            TOKENS_KEY.to_owned(),
+            r#"{"vault":{"token":"t"}}"#.to_owned(),
+        )]);
         let req = mount_request(&BTreeMap::new(), &HashMap::new(), &secrets, "/t");
         let attrs: BTreeMap<String, String> = serde_json::from_str(&req.attributes).expect("json");
         assert!(attrs.contains_key(TOKENS_KEY));

@@ -44,19 +44,31 @@ struct SecretObject {
 fn string_map(value: Option<&serde_json::Value>) -> BTreeMap<String, String> {
     value
         .and_then(serde_json::Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn parse(index: usize, raw: &serde_json::Value) -> Result<SecretObject, String> {
-    let text = |k: &str| raw.get(k).and_then(serde_json::Value::as_str).map(str::trim).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        raw.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let name = text("secretName");
     let kind = text("type");
     if name.is_empty() {
         return Err(format!("secretObjects[{index}].secretName is empty"));
     }
     if kind.is_empty() {
-        return Err(format!("secretObjects[{index}] ({name}): type is empty; set it, e.g. Opaque"));
+        return Err(format!(
+            "secretObjects[{index}] ({name}): type is empty; set it, e.g. Opaque"
+        ));
     }
     let data: Vec<(String, String)> = raw
         .get("data")
@@ -65,7 +77,13 @@ fn parse(index: usize, raw: &serde_json::Value) -> Result<SecretObject, String> 
             entries
                 .iter()
                 .map(|e| {
-                    let field = |k: &str| e.get(k).and_then(serde_json::Value::as_str).map(str::trim).unwrap_or_default().to_owned();
+                    let field = |k: &str| {
+                        e.get(k)
+                            .and_then(serde_json::Value::as_str)
+                            .map(str::trim)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
                     (field("objectName"), field("key"))
                 })
                 .collect()
@@ -76,13 +94,24 @@ fn parse(index: usize, raw: &serde_json::Value) -> Result<SecretObject, String> 
     }
     for (j, (object, key)) in data.iter().enumerate() {
         if object.is_empty() || key.is_empty() {
-            return Err(format!("secretObjects[{index}].data[{j}] ({name}): objectName and key are both required"));
+            return Err(format!(
+                "secretObjects[{index}].data[{j}] ({name}): objectName and key are both required"
+            ));
         }
         if kind == TLS_TYPE && key != "tls.key" && key != "tls.crt" {
-            return Err(format!("secretObjects[{index}].data[{j}] ({name}): a kubernetes.io/tls Secret takes only the keys tls.key and tls.crt, not {key:?}"));
+            return Err(format!(
+                "secretObjects[{index}].data[{j}] ({name}): a kubernetes.io/tls Secret takes only the keys tls.key and tls.crt, not {key:?}"
+            ));
         }
     }
-    Ok(SecretObject { index, name, kind, labels: string_map(raw.get("labels")), annotations: string_map(raw.get("annotations")), data })
+    Ok(SecretObject {
+        index,
+        name,
+        kind,
+        labels: string_map(raw.get("labels")),
+        annotations: string_map(raw.get("annotations")),
+        data,
+    })
 }
 
 /// Hash of a Secret's data, to skip writes that change nothing.
@@ -118,12 +147,19 @@ impl SecretSync {
     /// SecretProviderClassPodStatus for a bare pod.
     async fn owners(&self, pod: &PodRef, spc: &str) -> Result<Vec<OwnerReference>, String> {
         let pods: Api<Pod> = Api::namespaced(self.client(), &pod.namespace);
-        let found = pods.get_opt(&pod.name).await.map_err(|e| format!("cannot read pod {}/{}: {e}", pod.namespace, pod.name))?;
+        let found = pods
+            .get_opt(&pod.name)
+            .await
+            .map_err(|e| format!("cannot read pod {}/{}: {e}", pod.namespace, pod.name))?;
         let owners: Vec<OwnerReference> = found
             .and_then(|p| p.metadata.owner_references)
             .unwrap_or_default()
             .into_iter()
-            .map(|o| OwnerReference { controller: None, block_owner_deletion: None, ..o })
+            .map(|o| OwnerReference {
+                controller: None,
+                block_owner_deletion: None,
+                ..o
+            })
             .collect();
         if !owners.is_empty() {
             return Ok(owners);
@@ -132,7 +168,8 @@ impl SecretSync {
             &GroupVersionKind::gvk(GROUP, "v1", "SecretProviderClassPodStatus"),
             "secretproviderclasspodstatuses",
         );
-        let statuses: Api<DynamicObject> = Api::namespaced_with(self.client(), &pod.namespace, &resource);
+        let statuses: Api<DynamicObject> =
+            Api::namespaced_with(self.client(), &pod.namespace, &resource);
         let name = format!("{}-{}-{spc}", pod.name, pod.namespace);
         let status = statuses
             .get_opt(&name)
@@ -149,7 +186,10 @@ impl SecretSync {
     }
 
     /// Builds one Secret's data from the mounted files.
-    fn data(object: &SecretObject, files: &BTreeMap<String, Vec<u8>>) -> Result<BTreeMap<String, ByteString>, String> {
+    fn data(
+        object: &SecretObject,
+        files: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<BTreeMap<String, ByteString>, String> {
         let mut data = BTreeMap::new();
         for (j, (object_name, key)) in object.data.iter().enumerate() {
             let Some(content) = files.get(object_name) else {
@@ -158,14 +198,25 @@ impl SecretSync {
                     "secretObjects[{}].data[{j}] ({}): file matching objectName {object_name:?} not found in the pod; files: {}",
                     object.index,
                     object.name,
-                    if existing.is_empty() { "none".to_owned() } else { existing.join(", ") }
+                    if existing.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        existing.join(", ")
+                    }
                 ));
             };
             let value = if object.kind == TLS_TYPE {
                 let pair = tls::split(content).map_err(|e| {
-                    format!("secretObjects[{}].data[{j}] ({}): objectName {object_name:?}: {e}", object.index, object.name)
+                    format!(
+                        "secretObjects[{}].data[{j}] ({}): objectName {object_name:?}: {e}",
+                        object.index, object.name
+                    )
                 })?;
-                if key == "tls.key" { pair.key.to_vec() } else { pair.certs }
+                if key == "tls.key" {
+                    pair.key.to_vec()
+                } else {
+                    pair.certs
+                }
             } else {
                 content.clone()
             };
@@ -175,12 +226,21 @@ impl SecretSync {
     }
 
     /// Creates or updates one Secret. Returns whether its data changed.
-    async fn upsert(&self, namespace: &str, object: &SecretObject, data: BTreeMap<String, ByteString>, owners: &[OwnerReference]) -> Result<bool, String> {
+    async fn upsert(
+        &self,
+        namespace: &str,
+        object: &SecretObject,
+        data: BTreeMap<String, ByteString>,
+        owners: &[OwnerReference],
+    ) -> Result<bool, String> {
         let api: Api<Secret> = Api::namespaced(self.client(), namespace);
         let mut labels = object.labels.clone();
         labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
         for _ in 0..CONFLICT_RETRIES {
-            let existing = api.get_opt(&object.name).await.map_err(|e| format!("cannot read secret {namespace}/{}: {e}", object.name))?;
+            let existing = api
+                .get_opt(&object.name)
+                .await
+                .map_err(|e| format!("cannot read secret {namespace}/{}: {e}", object.name))?;
             match existing {
                 None => {
                     let secret = Secret {
@@ -188,7 +248,8 @@ impl SecretSync {
                             name: Some(object.name.clone()),
                             namespace: Some(namespace.to_owned()),
                             labels: Some(labels.clone()),
-                            annotations: (!object.annotations.is_empty()).then(|| object.annotations.clone()),
+                            annotations: (!object.annotations.is_empty())
+                                .then(|| object.annotations.clone()),
                             owner_references: Some(owners.to_vec()),
                             ..ObjectMeta::default()
                         },
@@ -199,13 +260,19 @@ impl SecretSync {
                     match api.create(&PostParams::default(), &secret).await {
                         Ok(_) => return Ok(true),
                         Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                        Err(e) => return Err(format!("cannot create secret {namespace}/{}: {e}", object.name)),
+                        Err(e) => {
+                            return Err(format!(
+                                "cannot create secret {namespace}/{}: {e}",
+                                object.name
+                            ));
+                        }
                     }
                 }
                 Some(mut secret) => {
                     let old_hash = data_hash(secret.data.as_ref().unwrap_or(&BTreeMap::new()));
                     let data_changed = old_hash != data_hash(&data);
-                    let mut current_owners = secret.metadata.owner_references.clone().unwrap_or_default();
+                    let mut current_owners =
+                        secret.metadata.owner_references.clone().unwrap_or_default();
                     let mut owners_changed = false;
                     for owner in owners {
                         if !current_owners.iter().any(|o| o.uid == owner.uid) {
@@ -214,10 +281,17 @@ impl SecretSync {
                         }
                     }
                     let current_labels = secret.metadata.labels.get_or_insert_with(BTreeMap::new);
-                    let labels_changed = labels.iter().any(|(k, v)| current_labels.get(k) != Some(v));
+                    let labels_changed =
+                        labels.iter().any(|(k, v)| current_labels.get(k) != Some(v));
                     current_labels.extend(labels.clone());
-                    let current_annotations = secret.metadata.annotations.get_or_insert_with(BTreeMap::new);
-                    let annotations_changed = object.annotations.iter().any(|(k, v)| current_annotations.get(k) != Some(v));
+                    let current_annotations = secret
+                        .metadata
+                        .annotations
+                        .get_or_insert_with(BTreeMap::new);
+                    let annotations_changed = object
+                        .annotations
+                        .iter()
+                        .any(|(k, v)| current_annotations.get(k) != Some(v));
                     current_annotations.extend(object.annotations.clone());
                     if !(data_changed || owners_changed || labels_changed || annotations_changed) {
                         return Ok(false);
@@ -225,53 +299,86 @@ impl SecretSync {
                     secret.metadata.owner_references = Some(current_owners);
                     secret.data = Some(data.clone());
                     secret.string_data = None;
-                    match api.replace(&object.name, &PostParams::default(), &secret).await {
+                    match api
+                        .replace(&object.name, &PostParams::default(), &secret)
+                        .await
+                    {
                         Ok(_) => return Ok(data_changed),
                         Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                        Err(e) => return Err(format!("cannot update secret {namespace}/{}: {e}", object.name)),
+                        Err(e) => {
+                            return Err(format!(
+                                "cannot update secret {namespace}/{}: {e}",
+                                object.name
+                            ));
+                        }
                     }
                 }
             }
         }
-        Err(format!("secret {namespace}/{}: still conflicting after {CONFLICT_RETRIES} attempts", object.name))
+        Err(format!(
+            "secret {namespace}/{}: still conflicting after {CONFLICT_RETRIES} attempts",
+            object.name
+        ))
     }
 }
 
 #[tonic::async_trait]
 impl AfterMount for SecretSync {
-    async fn mounted(&self, pod: &PodRef, spc: &SecretProviderClass, target: &Path, changed: bool) -> Result<(), String> {
+    async fn mounted(
+        &self,
+        pod: &PodRef,
+        spc: &SecretProviderClass,
+        target: &Path,
+        rotated: bool,
+    ) -> Result<(), String> {
         if spc.secret_objects.is_empty() {
             return Ok(());
         }
-        let objects = spc.secret_objects.iter().enumerate().map(|(i, raw)| parse(i, raw)).collect::<Result<Vec<_>, _>>()?;
+        let objects = spc
+            .secret_objects
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse(i, raw))
+            .collect::<Result<Vec<_>, _>>()?;
         let target = target.to_owned();
-        let files = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Vec<u8>>, String> {
-            let mut files = BTreeMap::new();
-            for (path, file) in atomic_writer::current_files(&target).map_err(|e| e.to_string())? {
-                let content = std::fs::read(&file).map_err(|e| format!("reading {path}: {e}"))?;
-                files.insert(path, content);
-            }
-            Ok(files)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let files =
+            tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Vec<u8>>, String> {
+                let mut files = BTreeMap::new();
+                for (path, file) in
+                    atomic_writer::current_files(&target).map_err(|e| e.to_string())?
+                {
+                    let content =
+                        std::fs::read(&file).map_err(|e| format!("reading {path}: {e}"))?;
+                    files.insert(path, content);
+                }
+                Ok(files)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
         let owners = self.owners(pod, &spc.name).await?;
-        let mut rotated = Vec::new();
+        let mut updated = Vec::new();
         for object in &objects {
             let data = Self::data(object, &files)?;
             let data_changed = self.upsert(&pod.namespace, object, data, &owners).await?;
-            if data_changed && changed {
-                rotated.push(object.name.clone());
+            if data_changed && rotated {
+                updated.push(object.name.clone());
             }
         }
-        if !rotated.is_empty() {
-            let ids: Vec<&str> = objects.iter().flat_map(|o| o.data.iter().map(|(name, _)| name.as_str())).collect();
+        if !updated.is_empty() {
+            let ids: Vec<&str> = objects
+                .iter()
+                .flat_map(|o| o.data.iter().map(|(name, _)| name.as_str()))
+                .collect();
             self.cluster
                 .event(
                     pod,
                     EventType::Normal,
                     "SecretRotationComplete",
-                    &format!("updated secrets {} from objects {}", rotated.join(", "), ids.join(", ")),
+                    &format!(
+                        "updated secrets {} from objects {}",
+                        updated.join(", "),
+                        ids.join(", ")
+                    ),
                 )
                 .await;
         }
@@ -288,11 +395,26 @@ mod tests {
     fn entries_are_checked() {
         assert!(parse(0, &json!({"secretName": "s", "type": "Opaque", "data": [{"objectName": "a", "key": "k"}]})).is_ok());
         for (raw, words) in [
-            (json!({"type": "Opaque", "data": [{"objectName": "a", "key": "k"}]}), "secretName"),
-            (json!({"secretName": "s", "data": [{"objectName": "a", "key": "k"}]}), "type is empty"),
-            (json!({"secretName": "s", "type": "Opaque"}), "data is empty"),
-            (json!({"secretName": "s", "type": "Opaque", "data": [{"key": "k"}]}), "objectName and key"),
-            (json!({"secretName": "s", "type": TLS_TYPE, "data": [{"objectName": "a", "key": "ca.crt"}]}), "tls.key and tls.crt"),
+            (
+                json!({"type": "Opaque", "data": [{"objectName": "a", "key": "k"}]}),
+                "secretName",
+            ),
+            (
+                json!({"secretName": "s", "data": [{"objectName": "a", "key": "k"}]}),
+                "type is empty",
+            ),
+            (
+                json!({"secretName": "s", "type": "Opaque"}),
+                "data is empty",
+            ),
+            (
+                json!({"secretName": "s", "type": "Opaque", "data": [{"key": "k"}]}),
+                "objectName and key",
+            ),
+            (
+                json!({"secretName": "s", "type": TLS_TYPE, "data": [{"objectName": "a", "key": "ca.crt"}]}),
+                "tls.key and tls.crt",
+            ),
         ] {
             let err = parse(0, &raw).expect_err("invalid");
             assert!(err.contains(words), "{err}");
@@ -302,9 +424,17 @@ mod tests {
     #[test]
     fn missing_files_are_named_with_the_files_that_exist() {
         let object = parse(1, &json!({"secretName": "s", "type": "Opaque", "data": [{"objectName": "nope", "key": "k"}]})).expect("ok");
-        let files = BTreeMap::from([("a".to_owned(), b"secret-value".to_vec()), ("b".to_owned(), b"x".to_vec())]);
+        let files = BTreeMap::from([
+            ("a".to_owned(), b"secret-value".to_vec()),
+            ("b".to_owned(), b"x".to_vec()),
+        ]);
         let err = SecretSync::data(&object, &files).expect_err("missing");
-        assert!(err.contains("\"nope\"") && err.contains("files: a, b") && !err.contains("secret-value"), "{err}");
+        assert!(
+            err.contains("\"nope\"")
+                && err.contains("files: a, b")
+                && !err.contains("secret-value"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,35 +15,52 @@ pub struct TlsPair {
 /// Splits `content` into key and certificates.
 pub fn split(content: &[u8]) -> Result<TlsPair, String> {
     if let Ok(blocks) = pem::parse_many(content)
-        && !blocks.is_empty() {
-            let key = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY"));
-            let certs: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
-            let key = key.ok_or("the file holds no PEM private key")?;
-            if certs.is_empty() {
-                return Err("the file holds no PEM certificate".to_owned());
-            }
-            return Ok(TlsPair {
-                key: Zeroizing::new(pem::encode(key).into_bytes()),
-                certs: certs.iter().map(|c| pem::encode(c)).collect::<String>().into_bytes(),
-            });
+        && !blocks.is_empty()
+    {
+        let key = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY"));
+        let certs: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
+        let key = key.ok_or("the file holds no PEM private key")?;
+        if certs.is_empty() {
+            return Err("the file holds no PEM certificate".to_owned());
         }
-    let store = p12_keystore::KeyStore::from_pkcs12(content, "", p12_keystore::Pkcs12ImportPolicy::Relaxed)
-        .map_err(|_| "the file is neither PEM nor PKCS#12 with an empty password".to_owned())?;
-    let (_, chain) = store.private_key_chain().ok_or("the PKCS#12 file holds no private key")?;
+        return Ok(TlsPair {
+            key: Zeroizing::new(pem::encode(key).into_bytes()),
+            certs: certs
+                .iter()
+                .map(|c| pem::encode(c))
+                .collect::<String>()
+                .into_bytes(),
+        });
+    }
+    let store =
+        p12_keystore::KeyStore::from_pkcs12(content, "", p12_keystore::Pkcs12ImportPolicy::Relaxed)
+            .map_err(|_| "the file is neither PEM nor PKCS#12 with an empty password".to_owned())?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or("the PKCS#12 file holds no private key")?;
     if chain.certs().is_empty() {
         return Err("the PKCS#12 file holds no certificate".to_owned());
     }
     let key = pem::Pem::new("PRIVATE KEY", chain.key().as_der().to_vec());
-    let certs: String = chain.certs().iter().map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_der().to_vec()))).collect();
-    Ok(TlsPair { key: Zeroizing::new(pem::encode(&key).into_bytes()), certs: certs.into_bytes() })
+    let certs: String = chain
+        .certs()
+        .iter()
+        .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_der().to_vec())))
+        .collect();
+    Ok(TlsPair {
+        key: Zeroizing::new(pem::encode(&key).into_bytes()),
+        certs: certs.into_bytes(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBAzCBqwIJAJ8vXz0=\n-----END CERTIFICATE-----\n";
-    const KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB0=\n-----END EC PRIVATE KEY-----\n";
+    const CERT: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBAzCBqwIJAJ8vXz0=\n-----END CERTIFICATE-----\n";
+    const KEY: &str =
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB0=\n-----END EC PRIVATE KEY-----\n";
 
     #[test]
     fn pem_key_and_chain_are_split() {
@@ -58,8 +75,20 @@ mod tests {
 
     #[test]
     fn missing_parts_are_named() {
-        assert!(split(CERT.as_bytes()).err().is_some_and(|e| e.contains("private key")));
-        assert!(split(KEY.as_bytes()).err().is_some_and(|e| e.contains("certificate")));
-        assert!(split(b"not a certificate").err().is_some_and(|e| e.contains("neither PEM nor PKCS#12")));
+        assert!(
+            split(CERT.as_bytes())
+                .err()
+                .is_some_and(|e| e.contains("private key"))
+        );
+        assert!(
+            split(KEY.as_bytes())
+                .err()
+                .is_some_and(|e| e.contains("certificate"))
+        );
+        assert!(
+            split(b"not a certificate")
+                .err()
+                .is_some_and(|e| e.contains("neither PEM nor PKCS#12"))
+        );
     }
 }

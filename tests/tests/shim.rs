@@ -17,6 +17,8 @@ mod csi;
 mod local;
 #[path = "shim/mirror.rs"]
 mod mirror;
+#[path = "shim/mirror_more.rs"]
+mod mirror_more;
 #[path = "shim/openbao.rs"]
 mod openbao;
 #[path = "shim/publish.rs"]
