@@ -18,6 +18,20 @@ const ATTEMPTS: u32 = 3;
 /// First retry delay; the upstream driver's service config uses 1 s, growing by 1.1.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// Whether a failed call may succeed if repeated: Unavailable, as the upstream
+/// driver retries, and a connection cut mid-call (a provider restarting), which
+/// this client reports as Unknown with a transport error.
+fn retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown => {
+            let message = status.message();
+            message.contains("transport error") || message.contains("connection") || message.contains("h2 protocol error")
+        }
+        _ => false,
+    }
+}
+
 /// Why no provider could be called.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -144,7 +158,7 @@ impl Providers {
             call.set_timeout(remaining);
             match tokio::time::timeout(remaining, client.mount(call)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) if status.code() == Code::Unavailable && attempt + 1 < ATTEMPTS => {
+                Ok(Err(status)) if retryable(&status) && attempt + 1 < ATTEMPTS => {
                     tracing::debug!(provider = name, attempt, "provider unavailable; retrying");
                     last = status;
                     tokio::time::sleep(
@@ -172,5 +186,19 @@ impl Providers {
             socket,
             status: last,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_retried_provider_answers_are_not() {
+        assert!(retryable(&Status::unavailable("provider restarting")));
+        assert!(retryable(&Status::unknown("transport error")));
+        assert!(!retryable(&Status::unknown("mount request failed with provider error code X")));
+        assert!(!retryable(&Status::invalid_argument("objects[0]: bad")));
+        assert!(!retryable(&Status::permission_denied("login refused")));
     }
 }

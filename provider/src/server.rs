@@ -24,6 +24,13 @@ use crate::render::{self, render};
 use crate::request::{self, MountContext};
 use crate::version::Versioner;
 
+/// Longest status message sent: gRPC carries it in a header, and an oversized
+/// header block makes HTTP/2 clients drop the whole connection, failing every
+/// other mount on it.
+const MAX_STATUS_MESSAGE: usize = 2048;
+/// A single word (a quoted value) longer than this is shown shortened.
+const MAX_WORD: usize = 160;
+
 /// Name reported by `Version`.
 const RUNTIME_NAME: &str = "courier";
 /// The only provider API version.
@@ -122,7 +129,12 @@ impl ProviderService {
         span.record("spc", ctx.spc.as_str());
         span.record("identity", ctx.identity.log_label());
 
-        let plan = self.dialect.parse(&ctx.attributes, &self.core.defaults)?;
+        // Hostile YAML (alias bombs) costs CPU before the budget stops it: parse off
+        // the async workers so other mounts go on meanwhile.
+        let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
+        let plan = tokio::task::spawn_blocking(move || dialect.parse(&attributes, &defaults))
+            .await
+            .map_err(|e| MountError::Internal(format!("the parameter parser stopped: {e}")))??;
         let backend_name = plan.backend.name();
         span.record("backend", backend_name);
         audit.backend = backend_name;
@@ -233,6 +245,8 @@ enum MountError {
          (raise --mount-timeout only if it is merely slow)"
     )]
     Deadline { backend: &'static str, timeout: Duration },
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl MountError {
@@ -243,6 +257,7 @@ impl MountError {
             Self::Request(_) | Self::Dialect(_) | Self::Render(_) => "invalid",
             Self::Backend(e) => e.kind.label(),
             Self::Deadline { .. } => "deadline",
+            Self::Internal(_) => "internal",
         }
     }
 
@@ -259,14 +274,61 @@ impl MountError {
                 ErrorKind::Timeout => Code::DeadlineExceeded,
             },
             Self::Deadline { .. } => Code::DeadlineExceeded,
+            Self::Internal(_) => Code::Internal,
         };
-        Status::new(code, self.to_string())
+        Status::new(code, shorten(&self.to_string()))
     }
+}
+
+/// Shortens very long words (quoted input) and caps the whole message, keeping
+/// the field names and the explanation around them.
+fn shorten(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_STATUS_MESSAGE));
+    for (i, word) in message.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if word.len() > MAX_WORD {
+            let mut end = MAX_WORD / 2;
+            while !word.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&word[..end]);
+            out.push_str(&format!("…({} bytes)", word.len()));
+        } else {
+            out.push_str(word);
+        }
+    }
+    if out.len() > MAX_STATUS_MESSAGE {
+        let mut end = MAX_STATUS_MESSAGE;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_shortened_but_keep_their_words() {
+        let huge = "x".repeat(900 * 1024);
+        let message = format!("objects[0].objectName: \"{huge}\" has a component of 921600 bytes (at most 255)");
+        let short = shorten(&message);
+        assert!(short.len() < 400, "{}", short.len());
+        assert!(short.starts_with("objects[0].objectName: \"xxx"));
+        assert!(short.ends_with("has a component of 921600 bytes (at most 255)"), "{short}");
+        assert!(short.contains("bytes)"));
+        let many_words = "word ".repeat(2000);
+        assert!(shorten(&many_words).len() <= MAX_STATUS_MESSAGE + '…'.len_utf8());
+        assert_eq!(shorten("plain message"), "plain message");
+        let multibyte = "é".repeat(400);
+        assert!(shorten(&multibyte).len() < 200);
+    }
 
     #[test]
     fn codes() {

@@ -100,13 +100,7 @@ pub fn render_all(templates: &[TemplateSpec], objects: &[(String, &SecretBytes)]
     if templates.is_empty() {
         return Ok(Vec::new());
     }
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // A file's final newline is content (PEM bundles, env files): keep it.
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
-        env.set_syntax(syntax);
-    }
-    env.set_fuel(Some(FUEL));
+    let env = environment();
     let names: Vec<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
     let context: BTreeMap<String, Value> =
         objects.iter().map(|(name, content)| (name.clone(), secret_value(content.expose_secret()))).collect();
@@ -143,6 +137,29 @@ pub fn render_all(templates: &[TemplateSpec], objects: &[(String, &SecretBytes)]
         out.push(SecretBytes::new(rendered.into_bytes()));
     }
     Ok(out)
+}
+
+/// An engine as templates are rendered with.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    // A file's final newline is content (PEM bundles, env files): keep it.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
+    env
+}
+
+/// Checks a template's syntax before anything is fetched.
+pub(crate) fn check_syntax(source: &str) -> Result<(), String> {
+    environment().template_from_str(source).map(|_| ()).map_err(|e| {
+        format!(
+            "syntax error{}: {}",
+            e.line().map(|l| format!(" on line {l}")).unwrap_or_default(),
+            e.detail().unwrap_or("invalid template")
+        )
+    })
 }
 
 /// Limits for the `templates` parameter, checked by the dialect.
