@@ -110,8 +110,9 @@ fn templates(attributes: &BTreeMap<String, String>) -> Result<Vec<TemplateSpec>,
         let path = ObjectPath::parse(&raw_path)
             .map_err(|e| Error::new(format!("templates[{}].path", entry.index), format!("{raw_path:?} {e}")))?;
         let source = entry.required("template")?;
-        template::check_syntax(&source)
-            .map_err(|problem| Error::new(format!("templates[{}].template", entry.index), problem))?;
+        template::check_syntax(&source).map_err(|problem| {
+            Error::new(format!("templates[{}].template", entry.index), format!("template for {:?}: {problem}", path.as_str()))
+        })?;
         let mode = entry.file_mode("filePermission")?;
         out.push(TemplateSpec { index: entry.index, path, source, mode });
     }

@@ -123,3 +123,77 @@ async fn tokens_in_the_csi_secrets_log_the_pod_in() -> anyhow::Result<()> {
     assert_eq!(read(&volume.target_path(), "username"), "bob");
     Ok(())
 }
+
+/// The backend stops between mounts: the republish fails at the provider (Unavailable after its retries), the
+/// files the pod reads stay exactly as they were, and the failure is reported on the pod, not hidden.
+#[tokio::test]
+async fn a_backend_stopped_during_a_republish_leaves_the_old_files_and_is_reported() -> anyhow::Result<()> {
+    use courier_tests::{JwtRole, KUBERNETES_ISSUER, OpenBao, PodFixture, ProviderBuilder, TokenIssuer};
+
+    let node = Node::start().await?;
+    // Its own OpenBao, since this test stops it.
+    let bao = OpenBao::start().await?;
+    let issuer = TokenIssuer::new()?;
+    bao.enable_jwt_auth("jwt", &[issuer.public_key_pem().to_owned()], KUBERNETES_ISSUER).await?;
+    let pod = PodFixture::new("team-stop", "app");
+    bao.write_policy("app", "path \"secret/data/stop/*\" { capabilities = [\"read\"] }").await?;
+    bao.jwt_role(
+        "jwt",
+        &JwtRole {
+            name: "app".to_owned(),
+            bound_audiences: vec!["vault".to_owned()],
+            namespace: pod.namespace().to_owned(),
+            service_account: pod.service_account().to_owned(),
+            policies: vec!["app".to_owned()],
+        },
+    )
+    .await?;
+    bao.kv2_put("secret", "stop/app", json!({"password": "kept-password"})).await?;
+    let provider = ProviderBuilder::new()
+        .provider("vault")
+        .providers_dir(&node.providers_dir)
+        .vault_addr(bao.addr())
+        .static_reuse(std::time::Duration::ZERO)
+        .arg("--mount-timeout")
+        .arg("10s")
+        .start()
+        .await?;
+    node.kube.put_pod(&pod, NODE);
+    node.kube.put_secret_provider_class(
+        pod.namespace(),
+        SPC,
+        "vault",
+        [
+            ("roleName".to_owned(), "app".to_owned()),
+            ("vaultAddress".to_owned(), bao.addr()),
+            ("vaultAuthMountPath".to_owned(), "jwt".to_owned()),
+            ("objects".to_owned(), "- {objectName: password, secretPath: secret/data/stop/app, secretKey: password}\n".to_owned()),
+        ],
+    );
+    let volume = node.volume(&pod).token("vault", issuer.token(&pod, "vault")?);
+    let target = volume.target_path();
+    let mut kubelet = node.kubelet().await?;
+    node.publish_when_synced(&mut kubelet, &volume)
+        .await
+        .map_err(|s| anyhow::anyhow!("{s:?}\nshim:\n{}\nprovider:\n{}", node.logs(), provider.logs()))?;
+    assert_eq!(read(&target, "password"), "kept-password");
+    let data = data_dir(&target);
+
+    drop(bao);
+    // Report mode (the default): kubelet sees success, so it does not tear the working mount down.
+    kubelet.publish(&volume).await?;
+    assert_eq!(read(&target, "password"), "kept-password", "the old files stay");
+    assert_eq!(data_dir(&target), data, "nothing was swapped");
+    let warnings: Vec<serde_json::Value> = node
+        .kube
+        .events_about(pod.namespace(), pod.name())
+        .into_iter()
+        .filter(|e| e["reason"] == "MountRotationFailed" && e["type"] == "Warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "one Warning on the pod; events: {:?}", node.kube.events());
+    let message = warnings[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("vault backend") && message.contains("attempts"), "names the backend and the retries: {message}");
+    assert!(!message.contains("kept-password"));
+    kubelet.unpublish(&volume).await?;
+    Ok(())
+}
