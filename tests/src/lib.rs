@@ -33,6 +33,7 @@ pub mod legacy_client;
 mod memory;
 mod moto;
 mod mount_request;
+pub mod objects;
 mod openbao;
 mod pod;
 mod pod_identity_agent;

@@ -17,6 +17,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 
+pub(crate) use courier_tests::objects::{Obj, obj, objects_yaml};
+
 /// Where JWT auth is mounted.
 pub(crate) const JWT_MOUNT: &str = "jwt";
 /// Where the database secrets engine is mounted.
@@ -379,56 +381,7 @@ where
     }
 }
 
-/// One entry of the `objects` parameter.
-#[derive(Debug, Clone)]
-pub(crate) struct Obj {
-    fields: Vec<(&'static str, String)>,
-}
 
-/// An object named `name` read from `path`.
-pub(crate) fn obj(name: &str, path: &str) -> Obj {
-    Obj {
-        fields: vec![("objectName", quote(name)), ("secretPath", quote(path))],
-    }
-}
-
-impl Obj {
-    pub(crate) fn key(self, key: &str) -> Self {
-        self.field("secretKey", quote(key))
-    }
-
-    pub(crate) fn method(self, method: &str) -> Self {
-        self.field("method", quote(method))
-    }
-
-    /// `secretArgs`, written as a YAML flow mapping (JSON).
-    pub(crate) fn args(self, args: Value) -> Self {
-        self.field("secretArgs", args.to_string())
-    }
-
-    fn field(mut self, name: &'static str, yaml: String) -> Self {
-        self.fields.retain(|(n, _)| *n != name);
-        self.fields.push((name, yaml));
-        self
-    }
-}
-
-/// The `objects` parameter: a YAML list, as SecretProviderClasses carry it in a block scalar.
-pub(crate) fn objects_yaml(objects: &[Obj]) -> String {
-    let mut yaml = String::new();
-    for object in objects {
-        for (i, (name, value)) in object.fields.iter().enumerate() {
-            let lead = if i == 0 { "- " } else { "  " };
-            yaml.push_str(&format!("{lead}{name}: {value}\n"));
-        }
-    }
-    yaml
-}
-
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
-fn quote(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
-}
 
 #[test]
 fn metrics_are_summed_by_labels() {

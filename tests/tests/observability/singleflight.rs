@@ -81,7 +81,7 @@ async fn twenty_concurrent_mounts_of_one_service_account_log_in_once_and_share_r
             .as_ref()
             .map_err(|s| anyhow::anyhow!("a mount failed: {s:?}"))?;
         for (object, value) in &seeded {
-            assert_eq!(&text(response, &object.name), value);
+            assert_eq!(&text(response, &object.name()), value);
         }
     }
     let metrics = provider.metrics().await?;
@@ -169,7 +169,7 @@ async fn twenty_concurrent_mounts_over_four_identities_log_in_four_times() -> an
             .as_ref()
             .map_err(|s| anyhow::anyhow!("a mount failed: {s:?}"))?;
         for (object, value) in &seeded {
-            assert_eq!(&text(response, &object.name), value);
+            assert_eq!(&text(response, &object.name()), value);
         }
     }
     let metrics = provider.metrics().await?;

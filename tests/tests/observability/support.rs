@@ -17,6 +17,8 @@ use tokio::sync::{Barrier, OnceCell};
 use tokio::task::JoinHandle;
 use tonic::Status;
 
+pub(crate) use courier_tests::objects::{Obj, objects_yaml};
+
 /// Where JWT auth is mounted.
 pub(crate) const JWT_MOUNT: &str = "jwt";
 /// Loopback with an ephemeral port: health and metrics share one listener, whose address the log names.
@@ -222,50 +224,7 @@ impl Identity<'_> {
     }
 }
 
-/// One entry of the `objects` parameter.
-#[derive(Debug, Clone)]
-pub(crate) struct Obj {
-    pub(crate) name: String,
-    fields: Vec<(&'static str, String)>,
-}
 
-impl Obj {
-    /// Object `name` read from `path`.
-    pub(crate) fn new(name: &str, path: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            fields: vec![("objectName", quote(name)), ("secretPath", quote(path))],
-        }
-    }
-
-    /// `secretKey`.
-    pub(crate) fn key(self, key: &str) -> Self {
-        self.field("secretKey", quote(key))
-    }
-
-    /// Any field, as a YAML scalar written verbatim.
-    pub(crate) fn field(mut self, name: &'static str, yaml: String) -> Self {
-        self.fields.retain(|(n, _)| *n != name);
-        self.fields.push((name, yaml));
-        self
-    }
-}
-
-/// The `objects` parameter as a YAML list.
-pub(crate) fn objects_yaml(objects: &[Obj]) -> String {
-    let mut yaml = String::new();
-    for object in objects {
-        for (i, (name, value)) in object.fields.iter().enumerate() {
-            let lead = if i == 0 { "- " } else { "  " };
-            yaml.push_str(&format!("{lead}{name}: {value}\n"));
-        }
-    }
-    yaml
-}
-
-fn quote(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
-}
 
 /// `<prefix>-<16 hex digits>`: a value no log line or label would contain by accident.
 pub(crate) fn random_value(prefix: &str) -> String {

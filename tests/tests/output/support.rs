@@ -17,6 +17,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tonic::Status;
 
+pub(crate) use courier_tests::objects::{Obj, obj, objects_yaml, quote, sm, ssm};
+
 /// Where JWT auth is mounted on the shared OpenBao.
 pub(crate) const JWT_MOUNT: &str = "jwt";
 /// The service account every case's pod runs as.
@@ -341,102 +343,6 @@ impl AwsCase {
 // ---------------------------------------------------------------------------------------------------------------
 // Parameters
 
-/// One entry of `objects`, any dialect.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Obj {
-    fields: Vec<(&'static str, String)>,
-}
-
-/// A Vault object named `name` read from `path`.
-pub(crate) fn obj(name: &str, path: &str) -> Obj {
-    Obj::default()
-        .text("objectName", name)
-        .text("secretPath", path)
-}
-
-/// A Secrets Manager secret (`objectType: secretsmanager`).
-pub(crate) fn sm(name: &str) -> Obj {
-    Obj::default()
-        .text("objectName", name)
-        .text("objectType", "secretsmanager")
-}
-
-/// An SSM parameter or path (`objectType: ssmparameter`).
-pub(crate) fn ssm(name: &str) -> Obj {
-    Obj::default()
-        .text("objectName", name)
-        .text("objectType", "ssmparameter")
-}
-
-impl Obj {
-    /// `secretKey`.
-    pub(crate) fn key(self, key: &str) -> Self {
-        self.text("secretKey", key)
-    }
-
-    /// `objectAlias`.
-    pub(crate) fn alias(self, alias: &str) -> Self {
-        self.text("objectAlias", alias)
-    }
-
-    /// `expandKeys: true`.
-    pub(crate) fn expand(self) -> Self {
-        self.field("expandKeys", "true".to_owned())
-    }
-
-    /// `render: false`.
-    pub(crate) fn hidden(self) -> Self {
-        self.field("render", "false".to_owned())
-    }
-
-    /// `encoding`.
-    pub(crate) fn encoding(self, encoding: &str) -> Self {
-        self.text("encoding", encoding)
-    }
-
-    /// `objectEncoding`.
-    pub(crate) fn object_encoding(self, encoding: &str) -> Self {
-        self.text("objectEncoding", encoding)
-    }
-
-    /// `filePermission`, written verbatim (`0600` is octal, as in a manifest).
-    pub(crate) fn mode(self, raw: &str) -> Self {
-        self.field("filePermission", raw.to_owned())
-    }
-
-    /// `jmesPath`: (expression, objectAlias) pairs.
-    pub(crate) fn jmes(self, entries: &[(&str, &str)]) -> Self {
-        let list: Vec<Value> = entries
-            .iter()
-            .map(|(path, alias)| serde_json::json!({"path": path, "objectAlias": alias}))
-            .collect();
-        self.field("jmesPath", Value::Array(list).to_string())
-    }
-
-    /// A field whose value is the string `text`.
-    pub(crate) fn text(self, name: &'static str, text: &str) -> Self {
-        self.field(name, quote(text))
-    }
-
-    /// A field with a YAML value written verbatim.
-    pub(crate) fn field(mut self, name: &'static str, yaml: String) -> Self {
-        self.fields.retain(|(n, _)| *n != name);
-        self.fields.push((name, yaml));
-        self
-    }
-}
-
-/// The `objects` parameter as a YAML block list.
-pub(crate) fn objects_yaml(objects: &[Obj]) -> String {
-    let mut yaml = String::new();
-    for object in objects {
-        for (i, (name, value)) in object.fields.iter().enumerate() {
-            let lead = if i == 0 { "- " } else { "  " };
-            yaml.push_str(&format!("{lead}{name}: {value}\n"));
-        }
-    }
-    yaml
-}
 
 /// One entry of `templates`.
 #[derive(Debug, Clone)]
@@ -476,10 +382,6 @@ pub(crate) fn templates_yaml(templates: &[Tpl]) -> String {
     yaml
 }
 
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
-pub(crate) fn quote(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Calls and checks

@@ -11,8 +11,9 @@ use courier_tests::{
 };
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
-use serde_json::Value;
 use tokio::sync::OnceCell;
+
+pub(crate) use courier_tests::objects::{Obj, obj, objects_yaml, quote};
 
 /// Where JWT auth is mounted on the shared OpenBao.
 pub(crate) const JWT_MOUNT: &str = "jwt";
@@ -229,51 +230,4 @@ pub(crate) fn role_arn(name: &str) -> String {
     format!("arn:aws:iam::{MOTO_ACCOUNT_ID}:role/{name}")
 }
 
-/// One entry of the `objects` parameter.
-#[derive(Debug, Clone)]
-pub(crate) struct Obj {
-    fields: Vec<(&'static str, String)>,
-}
 
-/// An object named `name` read from `path`.
-pub(crate) fn obj(name: &str, path: &str) -> Obj {
-    Obj {
-        fields: vec![("objectName", quote(name)), ("secretPath", quote(path))],
-    }
-}
-
-impl Obj {
-    pub(crate) fn key(self, key: &str) -> Self {
-        self.field("secretKey", quote(key))
-    }
-
-    /// `method: PUT` with `secretArgs` (a JSON flow mapping).
-    pub(crate) fn put(self, args: Value) -> Self {
-        self.field("method", quote("PUT"))
-            .field("secretArgs", args.to_string())
-    }
-
-    /// Any field with a YAML value written verbatim.
-    pub(crate) fn field(mut self, name: &'static str, yaml: String) -> Self {
-        self.fields.retain(|(n, _)| *n != name);
-        self.fields.push((name, yaml));
-        self
-    }
-}
-
-/// The `objects` parameter: a YAML list, as SecretProviderClasses carry it in a block scalar.
-pub(crate) fn objects_yaml(objects: &[Obj]) -> String {
-    let mut yaml = String::new();
-    for object in objects {
-        for (i, (name, value)) in object.fields.iter().enumerate() {
-            let lead = if i == 0 { "- " } else { "  " };
-            yaml.push_str(&format!("{lead}{name}: {value}\n"));
-        }
-    }
-    yaml
-}
-
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
-pub(crate) fn quote(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
-}

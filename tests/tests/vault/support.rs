@@ -10,6 +10,8 @@ use courier_tests::{
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+pub(crate) use courier_tests::objects::{Obj, obj, objects_yaml};
+
 /// Where JWT auth is mounted on the shared servers.
 pub(crate) const JWT_MOUNT: &str = "jwt";
 /// The service account every case's pod runs as.
@@ -186,71 +188,4 @@ pub(crate) async fn provider_builder(names: &[&str]) -> anyhow::Result<ProviderB
     Ok(builder)
 }
 
-/// One entry of the `objects` parameter.
-#[derive(Debug, Clone)]
-pub(crate) struct Obj {
-    fields: Vec<(&'static str, String)>,
-}
 
-/// An object named `name` read from `path`.
-pub(crate) fn obj(name: &str, path: &str) -> Obj {
-    Obj {
-        fields: vec![("objectName", quote(name)), ("secretPath", quote(path))],
-    }
-}
-
-impl Obj {
-    /// An entry with only the given fields (for invalid entries).
-    pub(crate) fn bare() -> Self {
-        Self { fields: Vec::new() }
-    }
-
-    pub(crate) fn key(self, key: &str) -> Self {
-        self.field("secretKey", quote(key))
-    }
-
-    pub(crate) fn method(self, method: &str) -> Self {
-        self.field("method", quote(method))
-    }
-
-    /// `secretArgs`, written as a YAML flow mapping (JSON).
-    pub(crate) fn args(self, args: Value) -> Self {
-        self.field("secretArgs", args.to_string())
-    }
-
-    pub(crate) fn encoding(self, encoding: &str) -> Self {
-        self.field("encoding", quote(encoding))
-    }
-
-    /// `filePermission`, written unquoted as a SecretProviderClass author writes it (e.g. `0600`).
-    pub(crate) fn file_permission(self, raw: &str) -> Self {
-        self.field("filePermission", raw.to_owned())
-    }
-
-    /// Any field with a YAML scalar written verbatim.
-    pub(crate) fn field(mut self, name: &'static str, yaml: String) -> Self {
-        self.fields.retain(|(n, _)| *n != name);
-        self.fields.push((name, yaml));
-        self
-    }
-}
-
-/// The `objects` parameter: a YAML list, as SecretProviderClasses carry it in a block scalar.
-pub(crate) fn objects_yaml(objects: &[Obj]) -> String {
-    let mut yaml = String::new();
-    for object in objects {
-        for (i, (name, value)) in object.fields.iter().enumerate() {
-            let lead = if i == 0 { "- " } else { "  " };
-            yaml.push_str(&format!("{lead}{name}: {value}\n"));
-        }
-        if object.fields.is_empty() {
-            yaml.push_str("- {}\n");
-        }
-    }
-    yaml
-}
-
-/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
-fn quote(text: &str) -> String {
-    Value::String(text.to_owned()).to_string()
-}
