@@ -187,9 +187,7 @@ impl PodIdentity {
                 return Err(TokenProblem::Expired(now_unix - exp));
             }
         let service_account_uid = claims
-            .get("kubernetes.io")
-            .and_then(|k| k.get("serviceaccount"))
-            .and_then(|sa| sa.get("uid"))
+            .pointer("/kubernetes.io/serviceaccount/uid")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
             .to_owned();
@@ -206,19 +204,9 @@ fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
     claims.is_object().then_some(claims)
 }
 
-/// Reads `kubernetes.io.serviceaccount.uid` from a JWT's payload without verifying it.
+/// `kubernetes.io.serviceaccount.uid` from a JWT's payload, unverified.
 fn sa_uid_claim(jwt: &str) -> Option<String> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims
-        .get("kubernetes.io")?
-        .get("serviceaccount")?
-        .get("uid")?
-        .as_str()
-        .map(str::to_owned)
+    jwt_claims(jwt)?.pointer("/kubernetes.io/serviceaccount/uid")?.as_str().map(str::to_owned)
 }
 
 /// Upper bound on cached credentials, so a churn of identities cannot grow memory

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::Value;
 
 use super::objects::{RawObject, parse_list};
-use super::{Defaults, Error, MountPlan};
+use super::{Defaults, Error, MountPlan, boolean, single};
 use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, Service, VersionSelector};
 use crate::backend::{BackendConfig, Derived, Expand, ObjectSource, ObjectSpec};
 use crate::object_path::ObjectPath;
@@ -37,9 +37,6 @@ pub(super) enum Flavor {
     Native,
 }
 
-fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
-    attrs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
-}
 
 /// Parses an AWS-provider SecretProviderClass.
 pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: &Defaults) -> Result<MountPlan, Error> {
@@ -61,12 +58,7 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
             return Err(Error::new("pathTranslation", format!("{t:?} must be 'False' or a single character")));
         }
     };
-    let use_pod_identity = match single(attrs, "usePodIdentity") {
-        None => false,
-        Some(v) => v.parse::<bool>().map_err(|_| {
-            Error::new("usePodIdentity", format!("{v:?} is not a boolean; use \"true\" or \"false\""))
-        })?,
-    };
+    let use_pod_identity = boolean(attrs, "usePodIdentity")?.unwrap_or(false);
     let prefer_ipv6 = match single(attrs, "preferredAddressType").map(|v| v.to_ascii_lowercase()) {
         None => false,
         Some(v) if v == "ipv4" || v == "auto" => false,

@@ -75,6 +75,21 @@ impl Dialect {
     }
 }
 
+/// A parameter's trimmed value; empty means unset.
+fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    attrs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// A `"true"`/`"false"` parameter; anything else is an error naming it.
+fn boolean(attrs: &BTreeMap<String, String>, name: &str) -> Result<Option<bool>, Error> {
+    single(attrs, name).map(|v| parse_bool(name, &v)).transpose()
+}
+
+/// `value` of parameter `name` as a boolean.
+fn parse_bool(name: &str, value: &str) -> Result<bool, Error> {
+    value.parse::<bool>().map_err(|_| Error::new(name, format!("{value:?} is not a boolean; use \"true\" or \"false\"")))
+}
+
 /// Provider-wide defaults a SecretProviderClass may override.
 #[derive(Debug, Clone)]
 pub struct Defaults {

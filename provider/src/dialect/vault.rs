@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use super::objects::{RawObject, parse_list};
-use super::{Defaults, Error, MountPlan};
+use super::{Defaults, Error, MountPlan, boolean, parse_bool, single};
 use crate::backend::vault::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 use crate::backend::{BackendConfig, Expand, ObjectSource, ObjectSpec};
 
@@ -55,16 +55,6 @@ pub(super) fn param(attrs: &BTreeMap<String, String>, names: &[String]) -> Resul
     Ok(found.map(|(_, v)| v.to_owned()))
 }
 
-/// A `"true"`/`"false"` parameter; anything else is an error naming it.
-fn boolean(attrs: &BTreeMap<String, String>, name: &str) -> Result<Option<bool>, Error> {
-    single(attrs, name)
-        .map(|v| v.parse::<bool>().map_err(|_| Error::new(name, format!("{v:?} is not a boolean; use \"true\" or \"false\""))))
-        .transpose()
-}
-
-fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
-    attrs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
-}
 
 /// Parses a vault-csi-provider SecretProviderClass for `flavor`.
 pub(super) fn parse(
@@ -98,9 +88,7 @@ pub(super) fn parse(
 
     let skip_verify = match param(attrs, &spellings("SkipTLSVerify"))? {
         None => false,
-        Some(v) => v.parse::<bool>().map_err(|_| {
-            Error::new("vaultSkipTLSVerify", format!("{v:?} is not a boolean; use \"true\" or \"false\""))
-        })?,
+        Some(v) => parse_bool("vaultSkipTLSVerify", &v)?,
     };
     let tls = TlsSettings {
         ca_cert: param(attrs, &spellings("CACertPath"))?.map(PathBuf::from),

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -70,10 +70,6 @@ pub(super) fn lease_facts(response: &Value, now_unix: u64) -> Option<LeaseFacts>
     Some(LeaseFacts { lease_id: None, renewable: false, duration: Duration::from_secs(remaining) })
 }
 
-/// Seconds since the epoch.
-pub(super) fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 /// What is needed to revoke a lease after its pod is gone.
 #[derive(Debug, Clone)]

@@ -28,10 +28,10 @@ use tokio::sync::{Mutex, Semaphore};
 pub use config::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 
 use self::client::{Clients, Endpoint};
-use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts, now_unix};
+use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts};
 use self::select::{SelectError, data_kind, select};
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
-use crate::identity::{CredentialCache, PodIdentity, TokenProblem};
+use crate::identity::{CredentialCache, PodIdentity, TokenProblem, unix_now};
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels, status_class};
 use crate::secret::{SecretBytes, SecretString};
 use crate::singleflight::{Flights, Role};
@@ -182,12 +182,6 @@ impl VaultBackend {
         Self { state }
     }
 
-    /// Dynamic secrets held for reuse.
-    #[must_use]
-    pub fn leases_held(&self) -> usize {
-        self.state.leases.len()
-    }
-
     /// Fetches `objects` as `identity`. The result is in the order of `objects`.
     pub async fn fetch(
         &self,
@@ -196,7 +190,7 @@ impl VaultBackend {
         objects: &[ObjectSpec],
     ) -> Result<Vec<Fetched>, Error> {
         let backend = cfg.flavor.name();
-        let checked = identity.checked_token(&cfg.audience, now_unix()).map_err(|problem| match problem {
+        let checked = identity.checked_token(&cfg.audience, unix_now()).map_err(|problem| match problem {
             TokenProblem::Missing => {
                 let passed: Vec<&str> = identity.audiences().collect();
                 Error::new(
@@ -356,7 +350,7 @@ fn aborted<T>(backend: &'static str) -> impl FnOnce() -> Shared<T> {
 
 /// Whether a response carries a lease (dynamic secret): it belongs to one pod.
 fn has_lease(response: &Value) -> bool {
-    response.get("lease_id").and_then(Value::as_str).is_some_and(|id| !id.is_empty())
+    lease_facts(response, unix_now()).is_some_and(|f| f.lease_id.is_some())
 }
 
 impl Session {
@@ -516,7 +510,7 @@ impl Session {
             Lookup::Miss => {}
         }
         let response = self.fetch_object(obj).await?;
-        if let Some(facts) = lease_facts(&response, now_unix()) {
+        if let Some(facts) = lease_facts(&response, unix_now()) {
             let parent = self.token().await.ok();
             let revoke = if self.cfg.leases.revoke_on_unmount && facts.lease_id.is_some() {
                 parent.as_ref().map(|token| Revoker {
