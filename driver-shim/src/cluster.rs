@@ -2,7 +2,6 @@
 //! (never fetched per mount), SecretProviderClassPodStatus records, and Events.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -234,6 +233,17 @@ impl Cluster {
                     }
                 }
                 Some(mut object) => {
+                    let labelled = object
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(NODE_LABEL))
+                        == Some(&self.node_id);
+                    let owned = object.metadata.owner_references.as_deref()
+                        == Some(std::slice::from_ref(&owner));
+                    if labelled && owned && object.data.get("status") == Some(&status) {
+                        return Ok(());
+                    }
                     object
                         .metadata
                         .labels
@@ -321,6 +331,3 @@ fn truncate_bytes(text: &str, max: usize) -> String {
     }
     text[..end].to_owned()
 }
-
-/// Keeps the type used in signatures readable.
-pub type SharedCluster = Arc<Cluster>;

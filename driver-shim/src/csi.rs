@@ -262,9 +262,8 @@ impl NodeService {
     ) {
         let (versions, changed, rotated) = match published {
             Published::Written { versions, first } => (versions, true, !first),
-            Published::Unchanged { versions } | Published::ProviderWrote { versions } => {
-                (versions, false, false)
-            }
+            Published::ProviderWrote { versions } => (versions, true, false),
+            Published::Unchanged { versions } => (versions, false, false),
             Published::Reported { error } => {
                 tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, spc = %spc.name, error = %error, "republish failed; previous files kept");
                 self.cluster
@@ -280,10 +279,12 @@ impl NodeService {
             Published::Skipped => return,
         };
         tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, spc = %spc.name, changed, objects = versions.len(), "volume published");
-        if let Err(e) = self
-            .cluster
-            .record_status(pod, &spc.name, &target.to_string_lossy(), versions)
-            .await
+        // The status record holds the versions: it changes only when the files do.
+        if changed
+            && let Err(e) = self
+                .cluster
+                .record_status(pod, &spc.name, &target.to_string_lossy(), versions)
+                .await
         {
             tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, error = %e, "cannot record the SecretProviderClassPodStatus");
         }

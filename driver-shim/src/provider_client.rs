@@ -26,7 +26,9 @@ fn retryable(status: &Status) -> bool {
         Code::Unavailable => true,
         Code::Unknown => {
             let message = status.message();
-            message.contains("transport error") || message.contains("connection") || message.contains("h2 protocol error")
+            message.contains("transport error")
+                || message.contains("connection")
+                || message.contains("h2 protocol error")
         }
         _ => false,
     }
@@ -197,7 +199,9 @@ mod tests {
     fn transport_failures_are_retried_provider_answers_are_not() {
         assert!(retryable(&Status::unavailable("provider restarting")));
         assert!(retryable(&Status::unknown("transport error")));
-        assert!(!retryable(&Status::unknown("mount request failed with provider error code X")));
+        assert!(!retryable(&Status::unknown(
+            "mount request failed with provider error code X"
+        )));
         assert!(!retryable(&Status::invalid_argument("objects[0]: bad")));
         assert!(!retryable(&Status::permission_denied("login refused")));
     }

@@ -61,8 +61,19 @@ async fn a_kv_secret_is_published_rotated_and_left_alone_while_unchanged() -> an
     // Unchanged in OpenBao: the provider is asked, nothing is written.
     let data = data_dir(&target);
     let before = (stamp(&target), stamp(&target.join(&data)));
+    let status_path = format!(
+        "/apis/secrets-store.csi.x-k8s.io/v1/namespaces/{}/secretproviderclasspodstatuses/{}",
+        case.pod.namespace(),
+        crate::support::spcps_name(&case.pod)
+    );
+    let status_writes = node.kube.requests_to("PUT", &status_path).len();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     kubelet.publish(&volume).await?;
+    assert_eq!(
+        node.kube.requests_to("PUT", &status_path).len(),
+        status_writes,
+        "an unchanged republish does not rewrite the status record"
+    );
     assert_eq!(data_dir(&target), data);
     assert_eq!(
         (stamp(&target), stamp(&target.join(&data))),
@@ -78,6 +89,11 @@ async fn a_kv_secret_is_published_rotated_and_left_alone_while_unchanged() -> an
     .await?;
     kubelet.publish(&volume).await?;
     assert_eq!(read(&target, "creds/password"), "second-password");
+    assert_eq!(
+        node.kube.requests_to("PUT", &status_path).len(),
+        status_writes + 1,
+        "a rotation updates the status record once"
+    );
     assert_eq!(read(&target, "username"), "alice");
     assert_ne!(
         data_dir(&target),
