@@ -32,8 +32,7 @@ const DEFAULT_FILE_MODE: u32 = 0o644;
 /// Highest permission value a file can carry (`0777`).
 const MAX_FILE_MODE: u32 = 0o777;
 
-/// A decoded mount request.
-#[derive(Debug)]
+/// A decoded mount request. Its Debug shows attribute names only.
 pub struct MountContext {
     /// SecretProviderClass parameters merged with the pod's volume attributes
     /// (the token key removed).
@@ -44,6 +43,17 @@ pub struct MountContext {
     pub default_mode: u32,
     /// The SecretProviderClass name, for logs (may be empty).
     pub spc: String,
+}
+
+impl std::fmt::Debug for MountContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountContext")
+            .field("attributes", &self.attributes.keys().collect::<Vec<_>>())
+            .field("identity", &self.identity)
+            .field("default_mode", &format_args!("{:o}", self.default_mode))
+            .field("spc", &self.spc)
+            .finish()
+    }
 }
 
 /// Why a request could not be decoded.
@@ -272,6 +282,16 @@ mod tests {
             assert!(err.starts_with(field), "{err} should name {field}");
             assert!(!err.contains("12345678") && !err.contains("secret-token-text"), "{err}");
         }
+    }
+
+    #[test]
+    fn debug_shows_no_parameter_or_token_value() {
+        let tokens = r#"{"vault":{"token":"jwt-secret-value"}}"#;
+        let ctx = MountContext::decode(&attrs(&[(TOKENS_KEY, tokens), ("objects", "args: plaintext-secret")]), "null", "420")
+            .expect("valid");
+        let shown = format!("{ctx:?}");
+        assert!(shown.contains("objects"), "{shown}");
+        assert!(!shown.contains("plaintext-secret") && !shown.contains("jwt-secret-value"), "{shown}");
     }
 
     #[test]

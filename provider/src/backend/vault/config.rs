@@ -108,7 +108,7 @@ impl Method {
 }
 
 /// One request to Vault.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct VaultObject {
     /// API path without `v1/` and without the query, e.g. `secret/data/app`.
     pub path: String,
@@ -122,6 +122,20 @@ pub struct VaultObject {
     pub secret_key: Option<String>,
     /// `expandKeys`: select the data map (KV v2 `data.data`) rather than the whole response.
     pub expand: bool,
+}
+
+/// `secretArgs` may carry data to encrypt or sign: Debug shows their names only.
+impl std::fmt::Debug for VaultObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultObject")
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("method", &self.method)
+            .field("args", &self.args.as_ref().map(|a| a.keys().collect::<Vec<_>>()))
+            .field("secret_key", &self.secret_key)
+            .field("expand", &self.expand)
+            .finish()
+    }
 }
 
 impl VaultObject {
