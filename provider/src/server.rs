@@ -31,6 +31,10 @@ const MAX_STATUS_MESSAGE: usize = 2048;
 /// A single word (a quoted value) longer than this is shown shortened.
 const MAX_WORD: usize = 160;
 
+/// Parameters up to this size and without YAML aliases (`*`, what an alias bomb
+/// needs however small it is) are parsed on the request's own task.
+const INLINE_PARSE_BYTES: usize = 4096;
+
 /// Name reported by `Version`.
 const RUNTIME_NAME: &str = "courier";
 /// The only provider API version.
@@ -129,12 +133,19 @@ impl ProviderService {
         span.record("spc", ctx.spc.as_str());
         span.record("identity", ctx.identity.log_label());
 
-        // Hostile YAML (alias bombs) costs CPU before the budget stops it: parse off
-        // the async workers so other mounts go on meanwhile.
-        let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
-        let plan = tokio::task::spawn_blocking(move || dialect.parse(&attributes, &defaults))
-            .await
-            .map_err(|e| MountError::Internal(format!("the parameter parser stopped: {e}")))??;
+        // Hostile YAML (alias bombs, huge inputs) costs CPU before the budget stops
+        // it: such parameters are parsed off the async workers so other mounts go on
+        // meanwhile; ordinary ones inline, without a thread hand-off per mount.
+        let yaml: Vec<&String> = ["objects", "templates"].iter().filter_map(|k| ctx.attributes.get(*k)).collect();
+        let costly = yaml.iter().map(|y| y.len()).sum::<usize>() > INLINE_PARSE_BYTES || yaml.iter().any(|y| y.contains('*'));
+        let plan = if !costly {
+            self.dialect.parse(&ctx.attributes, &self.core.defaults)?
+        } else {
+            let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
+            tokio::task::spawn_blocking(move || dialect.parse(&attributes, &defaults))
+                .await
+                .map_err(|e| MountError::Internal(format!("the parameter parser stopped: {e}")))??
+        };
         let backend_name = plan.backend.name();
         span.record("backend", backend_name);
         audit.backend = backend_name;
