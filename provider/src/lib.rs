@@ -21,6 +21,7 @@ pub mod object_path;
 pub mod provider_name;
 pub mod render;
 pub mod request;
+pub mod sandbox;
 pub mod secret;
 pub mod server;
 pub mod singleflight;

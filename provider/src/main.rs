@@ -17,7 +17,7 @@ use courier_provider::server::Settings;
 use courier_provider::socket::{self, BoundSocket};
 use courier_provider::telemetry::{self, Health, LogFormat};
 use courier_provider::version::Versioner;
-use courier_provider::{Core, ProviderName, ProviderService};
+use courier_provider::{Core, ProviderName, ProviderService, sandbox};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -101,13 +101,35 @@ struct Args {
     #[arg(long, env = "COURIER_MOUNT_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
     mount_timeout: Duration,
 
+    /// Memory (data segment) one template renderer may use, in MiB. Templates run in a
+    /// short-lived child process with this limit, so a template that builds huge values
+    /// fails alone.
+    #[arg(long, env = "COURIER_TEMPLATE_MEMORY_MIB", default_value_t = sandbox::DEFAULT_MEMORY_LIMIT / (1024 * 1024),
+          value_parser = clap::value_parser!(u64).range(8..=1024))]
+    template_memory_mib: u64,
+
+    /// Template renderers running at once; further templated mounts wait their turn.
+    #[arg(long, env = "COURIER_TEMPLATE_RENDERERS", default_value_t = sandbox::DEFAULT_CONCURRENCY as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    template_renderers: u16,
+
     /// Longest time to finish in-flight mounts after SIGTERM.
     #[arg(long, env = "COURIER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
 }
 
+fn main() -> anyhow::Result<()> {
+    // A template renderer child (see `sandbox`): no runtime, no threads, no flags.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new(sandbox::CHILD_ARG)) {
+        let limit = argv.next().and_then(|a| a.into_string().ok());
+        std::process::exit(sandbox::child_main(limit.as_deref()));
+    }
+    serve()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(args.log_format, &args.log_level)?;
     if let Err(e) = run(args).await {
@@ -143,6 +165,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             aws_region: args.aws_region.clone().filter(|r| !r.is_empty()),
         },
         mount_timeout: args.mount_timeout,
+        templates: Some(sandbox::Sandbox::new(
+            std::env::current_exe().context("cannot find the provider's own binary for the template renderer")?,
+            args.template_memory_mib * 1024 * 1024,
+            usize::from(args.template_renderers),
+        )),
         vault: VaultSettings {
             static_reuse: args.static_reuse,
             backend_concurrency: args.backend_concurrency,

@@ -91,6 +91,19 @@ pub enum RenderError {
         /// Why they clash.
         why: &'static str,
     },
+    /// The files so far are more than the driver accepts for one mount.
+    #[error(
+        "objects[{index}] {path:?}: the mount's files reach {bytes} bytes with this object; the driver accepts at \
+         most {MAX_MOUNT_BYTES}: split the objects across SecretProviderClasses"
+    )]
+    TooLarge {
+        /// Object index.
+        index: usize,
+        /// Object path.
+        path: String,
+        /// Bytes of files up to and including this object.
+        bytes: usize,
+    },
     /// Every object has `render: false` and there are no templates.
     #[error("nothing would be written: every object has render: false and no templates are listed")]
     Nothing,
@@ -104,7 +117,9 @@ impl RenderError {
     }
 }
 
-/// Turns fetched objects into files and versions, then renders the templates.
+/// Turns fetched objects into files and versions, then renders the templates in
+/// this process (the provider renders them in [`crate::sandbox`] instead, through
+/// [`render_objects`] and [`Staged::finish`]).
 pub fn render(
     specs: &[ObjectSpec],
     fetched: Vec<Fetched>,
@@ -112,10 +127,78 @@ pub fn render(
     default_mode: u32,
     versioner: &Versioner,
 ) -> Result<Rendered, RenderError> {
+    let staged = render_objects(specs, fetched, default_mode, versioner)?;
+    let outputs = render_all(templates, &staged.template_inputs())?;
+    staged.finish(templates, outputs, default_mode, versioner)
+}
+
+/// Objects rendered into files, waiting for the templates.
+pub struct Staged {
+    files: Vec<File>,
+    versions: Vec<ObjectVersion>,
+    inputs: Vec<(String, SecretBytes)>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("files", &self.files.len()).field("inputs", &self.inputs.len()).finish()
+    }
+}
+
+impl Staged {
+    /// What templates see: each object's name and content.
+    #[must_use]
+    pub fn template_inputs(&self) -> Vec<(String, &SecretBytes)> {
+        self.inputs.iter().map(|(n, c)| (n.clone(), c)).collect()
+    }
+
+    /// Adds the templates' outputs and checks the whole mount.
+    pub fn finish(
+        mut self,
+        templates: &[TemplateSpec],
+        outputs: Vec<SecretBytes>,
+        default_mode: u32,
+        versioner: &Versioner,
+    ) -> Result<Rendered, RenderError> {
+        self.inputs.clear();
+        for (template, output) in templates.iter().zip(outputs) {
+            let descriptor = format!("template|{}", template.source);
+            self.versions.push(ObjectVersion {
+                id: template.path.as_str().to_owned(),
+                version: versioner.version(&descriptor, output.expose_secret()),
+            });
+            self.files.push(File {
+                path: template.path.as_str().to_owned(),
+                mode: template.mode.unwrap_or(default_mode),
+                contents: output,
+            });
+        }
+        check_conflicts(&self.files)?;
+        if self.versions.is_empty() {
+            return Err(RenderError::Nothing);
+        }
+        Ok(Rendered { files: self.files, versions: self.versions })
+    }
+}
+
+/// Most bytes of files one mount may return: the driver reads at most 4 MiB of
+/// response, and the gRPC framing needs a little of that.
+pub const MAX_MOUNT_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+
+/// Turns fetched objects into files and versions, and keeps their contents for
+/// the templates. The running size is checked as each object is added.
+pub fn render_objects(
+    specs: &[ObjectSpec],
+    fetched: Vec<Fetched>,
+    default_mode: u32,
+    versioner: &Versioner,
+) -> Result<Staged, RenderError> {
     let mut files = Vec::with_capacity(specs.len());
     let mut versions = Vec::with_capacity(specs.len());
     let mut inputs: Vec<(String, SecretBytes)> = Vec::with_capacity(specs.len());
+    let written = std::cell::Cell::new(0usize);
     let mut push = |path: &str, mode: u32, descriptor: &str, contents: SecretBytes| {
+        written.set(written.get() + contents.len());
         versions.push(ObjectVersion { id: path.to_owned(), version: versioner.version(descriptor, contents.expose_secret()) });
         files.push(File { path: path.to_owned(), mode, contents });
     };
@@ -151,6 +234,7 @@ pub fn render(
                 }
             }
             inputs.push((spec.name.clone(), SecretBytes::new(serde_json::Value::Object(map).to_string().into_bytes())));
+            check_running_size(spec, written.get())?;
             continue;
         }
 
@@ -183,6 +267,7 @@ pub fn render(
                 push(derived.path.as_str(), derived.mode.or(spec.mode).unwrap_or(default_mode), &format!("{descriptor}|jmes={}", derived.jmes_path), value);
             }
             inputs.push((spec.name.clone(), fetched.content));
+            check_running_size(spec, written.get())?;
             continue;
         }
 
@@ -195,19 +280,18 @@ pub fn render(
             push(derived.path.as_str(), derived.mode.or(spec.mode).unwrap_or(default_mode), &format!("{descriptor}|jmes={}", derived.jmes_path), value);
         }
         inputs.push((spec.name.clone(), contents));
+        check_running_size(spec, written.get())?;
     }
 
-    let refs: Vec<(String, &SecretBytes)> = inputs.iter().map(|(n, c)| (n.clone(), c)).collect();
-    let outputs = render_all(templates, &refs)?;
-    for (template, output) in templates.iter().zip(outputs) {
-        push(template.path.as_str(), template.mode.unwrap_or(default_mode), &format!("template|{}", template.source), output);
-    }
+    Ok(Staged { files, versions, inputs })
+}
 
-    check_conflicts(&files)?;
-    if versions.is_empty() {
-        return Err(RenderError::Nothing);
+/// Fails, naming `spec`, once the files written so far exceed [`MAX_MOUNT_BYTES`].
+fn check_running_size(spec: &ObjectSpec, bytes: usize) -> Result<(), RenderError> {
+    if bytes > MAX_MOUNT_BYTES {
+        return Err(RenderError::TooLarge { index: spec.index, path: spec.path.as_str().to_owned(), bytes });
     }
-    Ok(Rendered { files, versions })
+    Ok(())
 }
 
 fn join(base: Option<&ObjectPath>, name: &str) -> Result<ObjectPath, crate::object_path::PathError> {

@@ -20,8 +20,9 @@ use crate::backend::{self, BackendConfig, ErrorKind};
 use crate::dialect::{self, Defaults, Dialect};
 use crate::metrics::{Metrics, MountLabels, MountLatencyLabels};
 use crate::provider_name::ProviderName;
-use crate::render::{self, render};
+use crate::render::{self, MAX_MOUNT_BYTES, render};
 use crate::request::{self, MountContext};
+use crate::sandbox::Sandbox;
 use crate::version::Versioner;
 
 /// Longest status message sent: gRPC carries it in a header, and an oversized
@@ -34,6 +35,9 @@ const MAX_WORD: usize = 160;
 /// Parameters up to this size and without YAML aliases (`*`, what an alias bomb
 /// needs however small it is) are parsed on the request's own task.
 const INLINE_PARSE_BYTES: usize = 4096;
+/// Costly parses (above) running at once; more wait their turn, so a burst of
+/// hostile classes holds at most this many parsers' memory.
+const COSTLY_PARSES: usize = 2;
 
 /// Name reported by `Version`.
 const RUNTIME_NAME: &str = "courier";
@@ -48,16 +52,21 @@ pub struct Core {
     versioner: Versioner,
     defaults: Defaults,
     mount_timeout: Duration,
+    templates: Option<Sandbox>,
+    parse_permits: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
 }
 
 /// Provider-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     /// Defaults a SecretProviderClass may override.
     pub defaults: Defaults,
     /// Longest time one mount may take.
     pub mount_timeout: Duration,
+    /// Where templates are rendered: a child-process sandbox, or this process
+    /// (`None`, for embedding and tests only: memory is then not bounded).
+    pub templates: Option<Sandbox>,
     /// Vault backend tunables.
     pub vault: VaultSettings,
     /// AWS backend tunables.
@@ -74,6 +83,8 @@ impl Core {
             versioner,
             defaults: settings.defaults,
             mount_timeout: settings.mount_timeout,
+            templates: settings.templates,
+            parse_permits: tokio::sync::Semaphore::new(COSTLY_PARSES),
             metrics,
         }
     }
@@ -141,6 +152,12 @@ impl ProviderService {
         let plan = if !costly {
             self.dialect.parse(&ctx.attributes, &self.core.defaults)?
         } else {
+            let _permit = self
+                .core
+                .parse_permits
+                .acquire()
+                .await
+                .map_err(|_| MountError::Internal("the parameter parser is shut down".to_owned()))?;
             let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
             tokio::task::spawn_blocking(move || dialect.parse(&attributes, &defaults))
                 .await
@@ -160,7 +177,17 @@ impl ProviderService {
         let fetched = tokio::time::timeout(self.core.mount_timeout, fetch)
             .await
             .map_err(|_| MountError::Deadline { backend: backend_name, timeout: self.core.mount_timeout })??;
-        let rendered = render(&plan.objects, fetched, &plan.templates, ctx.default_mode, &self.core.versioner)?;
+        let default_mode = ctx.default_mode;
+        let versioner = &self.core.versioner;
+        let rendered = match &self.core.templates {
+            Some(sandbox) if !plan.templates.is_empty() => {
+                let staged = render::render_objects(&plan.objects, fetched, default_mode, versioner)?;
+                let outputs = sandbox.render(&plan.templates, &staged.template_inputs()).await.map_err(render::RenderError::from)?;
+                staged.finish(&plan.templates, outputs, default_mode, versioner)?
+            }
+            _ => render(&plan.objects, fetched, &plan.templates, default_mode, versioner)?,
+        };
+        check_size(rendered.files.iter().map(|f| f.contents.len()).sum())?;
 
         audit.objects = rendered.versions.iter().map(|v| (v.id.clone(), Some(v.version.clone()))).collect();
         for v in &rendered.versions {
@@ -240,6 +267,14 @@ impl CsiDriverProvider for ProviderService {
     }
 }
 
+/// The whole mount's files must fit in what the driver reads.
+fn check_size(bytes: usize) -> Result<(), MountError> {
+    if bytes > MAX_MOUNT_BYTES {
+        return Err(MountError::TooLarge { bytes });
+    }
+    Ok(())
+}
+
 /// Everything a mount can fail with.
 #[derive(Debug, thiserror::Error)]
 enum MountError {
@@ -256,6 +291,11 @@ enum MountError {
          (raise --mount-timeout only if it is merely slow)"
     )]
     Deadline { backend: &'static str, timeout: Duration },
+    #[error(
+        "the mount's files total {bytes} bytes; the driver accepts at most {MAX_MOUNT_BYTES}: \
+         split the objects across SecretProviderClasses"
+    )]
+    TooLarge { bytes: usize },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -265,7 +305,7 @@ impl MountError {
     fn label(&self) -> &'static str {
         match self {
             Self::Render(e) if e.is_not_found() => "not_found",
-            Self::Request(_) | Self::Dialect(_) | Self::Render(_) => "invalid",
+            Self::Request(_) | Self::Dialect(_) | Self::Render(_) | Self::TooLarge { .. } => "invalid",
             Self::Backend(e) => e.kind.label(),
             Self::Deadline { .. } => "deadline",
             Self::Internal(_) => "internal",
@@ -276,7 +316,7 @@ impl MountError {
     fn status(&self) -> Status {
         let code = match self {
             Self::Render(e) if e.is_not_found() => Code::NotFound,
-            Self::Request(_) | Self::Dialect(_) | Self::Render(_) => Code::InvalidArgument,
+            Self::Request(_) | Self::Dialect(_) | Self::Render(_) | Self::TooLarge { .. } => Code::InvalidArgument,
             Self::Backend(e) => match e.kind {
                 ErrorKind::Invalid => Code::InvalidArgument,
                 ErrorKind::Denied => Code::PermissionDenied,

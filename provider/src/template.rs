@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use zeroize::Zeroizing;
 
 use crate::object_path::ObjectPath;
 use crate::secret::SecretBytes;
@@ -23,7 +24,10 @@ const MAX_TEMPLATES: usize = 100;
 /// Largest template source accepted.
 const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Largest rendered file.
-const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Largest output of all templates of a mount together (the driver reads at most
+/// 4 MiB of files per mount).
+pub(crate) const MAX_TOTAL_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 /// Instructions a template may execute; stops runaway loops.
 const FUEL: u64 = 200_000;
 
@@ -95,48 +99,123 @@ fn secret_value(content: &[u8]) -> Value {
     Value::from_object(SecretValue { text, fields })
 }
 
-/// Renders `templates` over `objects` (name -> content).
+/// Renders `templates` over `objects` (name -> content), in this process.
+///
+/// Memory is bounded for the output (each file stops at [`MAX_OUTPUT_BYTES`] as it
+/// is written, all files at [`MAX_TOTAL_OUTPUT_BYTES`]) and instructions by fuel,
+/// but not for values a template builds in between: the provider runs templates
+/// through [`crate::sandbox`], a child process with a memory limit.
 pub fn render_all(templates: &[TemplateSpec], objects: &[(String, &SecretBytes)]) -> Result<Vec<SecretBytes>, TemplateError> {
-    if templates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let env = environment();
-    let names: Vec<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
-    let context: BTreeMap<String, Value> =
-        objects.iter().map(|(name, content)| (name.clone(), secret_value(content.expose_secret()))).collect();
-    let ctx = minijinja::context! { objects => Value::from(context) };
     let mut out = Vec::with_capacity(templates.len());
+    let mut renderer = Renderer::new(objects);
     for t in templates {
-        let fail = |line: Option<usize>, problem: String| TemplateError { index: t.index, path: t.path.as_str().to_owned(), line, problem };
-        let describe = |e: &minijinja::Error| {
-            let line = e.line();
-            let source_line = line
-                .and_then(|l| t.source.lines().nth(l.saturating_sub(1)))
-                .map(|s| s.trim().chars().take(120).collect::<String>());
-            let what = match e.kind() {
-                ErrorKind::UndefinedError => format!(
-                    "undefined name{}; objects available: {}",
-                    source_line.map(|s| format!(" in `{s}`")).unwrap_or_default(),
-                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-                ),
-                ErrorKind::OutOfFuel => "the template runs too long (loop limit reached)".to_owned(),
-                ErrorKind::SyntaxError => format!("syntax error: {}", e.detail().unwrap_or("invalid template")),
-                _ => format!(
-                    "{}{}",
-                    e.kind(),
-                    e.detail().map(|d| format!(": {d}")).unwrap_or_default()
-                ),
-            };
-            fail(line, what)
-        };
-        let template = env.template_from_str(&t.source).map_err(|e| describe(&e))?;
-        let rendered = template.render(&ctx).map_err(|e| describe(&e))?;
-        if rendered.len() > MAX_OUTPUT_BYTES {
-            return Err(fail(None, format!("renders {} bytes; at most {MAX_OUTPUT_BYTES}", rendered.len())));
-        }
-        out.push(SecretBytes::new(rendered.into_bytes()));
+        out.push(renderer.render(t)?);
     }
     Ok(out)
+}
+
+/// Renders templates one at a time over one context, with a shared output budget.
+pub(crate) struct Renderer {
+    env: Environment<'static>,
+    names: Vec<String>,
+    context: Value,
+    total: usize,
+}
+
+impl Renderer {
+    /// A renderer over `objects` (name -> content).
+    pub(crate) fn new(objects: &[(String, &SecretBytes)]) -> Self {
+        let names = objects.iter().map(|(n, _)| n.clone()).collect();
+        let context: BTreeMap<String, Value> =
+            objects.iter().map(|(name, content)| (name.clone(), secret_value(content.expose_secret()))).collect();
+        Self { env: environment(), names, context: minijinja::context! { objects => Value::from(context) }, total: 0 }
+    }
+
+    /// Renders one template; the output stops at the per-file and total limits as
+    /// it is written.
+    pub(crate) fn render(&mut self, t: &TemplateSpec) -> Result<SecretBytes, TemplateError> {
+        let template = self.env.template_from_str(&t.source).map_err(|e| describe(t, &self.names, &e))?;
+        let limit = MAX_OUTPUT_BYTES.min(MAX_TOTAL_OUTPUT_BYTES.saturating_sub(self.total));
+        let mut sink = CappedSink { bytes: Zeroizing::new(Vec::new()), limit, over: false };
+        if let Err(e) = template.render_captured_to(&self.context, &mut sink) {
+            if sink.over {
+                return Err(too_large(t, limit == MAX_OUTPUT_BYTES));
+            }
+            return Err(describe(t, &self.names, &e));
+        }
+        self.total += sink.bytes.len();
+        Ok(SecretBytes::new(std::mem::take(&mut *sink.bytes)))
+    }
+}
+
+/// The error for output over a limit.
+pub(crate) fn too_large(t: &TemplateSpec, per_file: bool) -> TemplateError {
+    let problem = if per_file {
+        format!("renders more than {MAX_OUTPUT_BYTES} bytes")
+    } else {
+        format!("the templates together render more than {MAX_TOTAL_OUTPUT_BYTES} bytes")
+    };
+    TemplateError { index: t.index, path: t.path.as_str().to_owned(), line: None, problem }
+}
+
+/// A rendering error, described by kind, template, line and the source line as
+/// written: never by the values involved (minijinja's details quote operands,
+/// such as the number in `unable to calculate 8675309421 / 0`).
+fn describe(t: &TemplateSpec, names: &[String], e: &minijinja::Error) -> TemplateError {
+    let line = e.line();
+    let source_line = line
+        .and_then(|l| t.source.lines().nth(l.saturating_sub(1)))
+        .map(|s| s.trim().chars().take(120).collect::<String>());
+    let in_source = source_line.map(|s| format!(" in `{s}`")).unwrap_or_default();
+    let problem = match e.kind() {
+        ErrorKind::UndefinedError => format!(
+            "undefined name{in_source}; objects available: {}",
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        ),
+        ErrorKind::OutOfFuel => "the template runs too long (loop limit reached)".to_owned(),
+        // Syntax errors are about the template's text, which is configuration.
+        ErrorKind::SyntaxError => format!("syntax error: {}", e.detail().unwrap_or("invalid template")),
+        kind => format!("{}{in_source}", kind_text(kind)),
+    };
+    TemplateError { index: t.index, path: t.path.as_str().to_owned(), line, problem }
+}
+
+/// A fixed description of an error kind: the kind's own text, which holds no values.
+fn kind_text(kind: ErrorKind) -> String {
+    match kind {
+        ErrorKind::InvalidOperation => "invalid operation (a value of the wrong type or out of range)".to_owned(),
+        ErrorKind::BadSerialization => "a value cannot be serialized".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Collects output and fails the write that would cross `limit`.
+struct CappedSink {
+    bytes: Zeroizing<Vec<u8>>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for CappedSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.limit {
+            self.over = true;
+            return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "output limit"));
+        }
+        // Grow by hand so a reallocation never leaves an unzeroized copy behind.
+        if self.bytes.capacity() < self.bytes.len() + buf.len() {
+            let wanted = (self.bytes.len() + buf.len()).max(self.bytes.capacity() * 2).min(self.limit);
+            let mut grown = Zeroizing::new(Vec::with_capacity(wanted));
+            grown.extend_from_slice(&self.bytes);
+            self.bytes = grown;
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An engine as templates are rendered with.
@@ -144,16 +223,22 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
-    // A file's final newline is content (PEM bundles, env files): keep it.
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
-        env.set_syntax(syntax);
-    }
+    env.set_syntax(syntax());
     env
 }
 
+/// A file's final newline is content (PEM bundles, env files): keep it.
+fn syntax() -> minijinja::syntax::SyntaxConfig {
+    minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build().unwrap_or_default()
+}
+
 /// Checks a template's syntax before anything is fetched.
+///
+/// This only parses: compiling folds constant expressions, so `{{ "x" * 100000000 }}`
+/// would build its value here, in the provider. Templates are compiled and run
+/// only in the renderer (see `crate::sandbox`).
 pub(crate) fn check_syntax(source: &str) -> Result<(), String> {
-    environment().template_from_str(source).map(|_| ()).map_err(|e| {
+    minijinja::machinery::parse(source, "<template>", syntax()).map(|_| ()).map_err(|e| {
         format!(
             "syntax error{}: {}",
             e.line().map(|l| format!(" on line {l}")).unwrap_or_default(),
@@ -207,6 +292,36 @@ mod tests {
         assert!(err.problem.contains("undefined"), "{err}");
         let err = run("{{ env }}", &[]).expect_err("no environment");
         assert!(err.problem.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_expression_never_the_value() {
+        let pin: &[u8] = br#"{"pin":"8675309421"}"#;
+        for source in [
+            "{{ (objects.db.pin ~ '') | int / 0 }}",
+            "{{ (objects.db.pin | int) // 0 }}",
+            "{{ (objects.db.pin | int) % 0 }}",
+            "{{ [1][objects.db.pin | int] + 1 }}",
+            "{{ objects.db.pin | int | batch(0) }}",
+        ] {
+            let err = run(source, &[("db", pin)]).expect_err(source);
+            let text = err.to_string();
+            assert!(!text.contains("8675309421") && !text.contains("867530942"), "{text}");
+            assert!(text.contains(source), "the expression as written: {text}");
+        }
+    }
+
+    #[test]
+    fn output_stops_at_the_limit_as_it_is_written() {
+        let err = run("{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}", &[]).expect_err("too large");
+        assert!(err.problem.contains("renders more than"), "{err}");
+    }
+
+    #[test]
+    fn the_syntax_check_does_not_evaluate_constants() {
+        // Compiling would fold this into a 100 MB string; the check only parses.
+        assert!(check_syntax("{{ ('x' * 100000000) ~ ('x' * 100000000) }}").is_ok());
+        assert!(check_syntax("{% if %}").is_err());
     }
 
     #[test]

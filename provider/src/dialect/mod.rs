@@ -7,6 +7,7 @@
 //! [`MountPlan`]; every error names the parameter and object it is about.
 
 mod aws;
+mod bounded_yaml;
 mod native;
 mod objects;
 mod vault;

@@ -3,12 +3,18 @@
 
 use serde_json::{Map, Value};
 
-use super::{Error, MAX_OBJECTS};
+use super::{Error, MAX_OBJECTS, bounded_yaml};
 use crate::object_path::ObjectPath;
 use crate::request::kind_of;
 
 /// Longest `objects` text accepted; far above any real SecretProviderClass.
 const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
+/// Most values (maps, lists, scalars, keys) one list may build: a thousand
+/// objects of a dozen fields each fit many times over, and the values built stay
+/// within a few MiB whatever the input.
+const MAX_YAML_VALUES: usize = 50_000;
+/// Deepest nesting accepted (objects are maps of scalars and small maps).
+const MAX_YAML_DEPTH: usize = 32;
 
 /// One entry of `objects`, with typed accessors that name the field on error.
 /// Its Debug shows field names only: values may be secret arguments.
@@ -31,13 +37,16 @@ pub(super) fn parse_named_list(list: &'static str, yaml: &str) -> Result<Vec<Raw
     if yaml.trim().is_empty() {
         return Err(Error::new(list, "is empty; list at least one entry"));
     }
-    let mut options = serde_saphyr::Options::default();
-    // `filePermission: 0600` must stay "0600" (octal, as the anchors read it), not
-    // become the decimal 600.
-    options.leading_zero_numbers_as_strings = true;
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-    let value: Value = serde_saphyr::from_str_with_options(yaml, options)
-        .map_err(|e| Error::new(list, format!("is not valid YAML: {}", yaml_error(&e))))?;
+    let limits = bounded_yaml::Limits {
+        max_entries: MAX_OBJECTS,
+        max_nodes: MAX_YAML_VALUES,
+        max_text_bytes: MAX_OBJECTS_YAML_BYTES,
+        max_depth: MAX_YAML_DEPTH,
+    };
+    let value = bounded_yaml::parse(yaml, limits).map_err(|failure| match failure {
+        bounded_yaml::ParseFailure::Budget(limit) => Error::new(list, limit),
+        bounded_yaml::ParseFailure::Syntax(first_line) => Error::new(list, format!("is not valid YAML: {first_line}")),
+    })?;
     let items = match value {
         Value::Array(items) => items,
         other => {
@@ -47,9 +56,6 @@ pub(super) fn parse_named_list(list: &'static str, yaml: &str) -> Result<Vec<Raw
     if items.is_empty() {
         return Err(Error::new(list, "is an empty list; list at least one entry"));
     }
-    if items.len() > MAX_OBJECTS {
-        return Err(Error::new(list, format!("lists {} entries; at most {MAX_OBJECTS}", items.len())));
-    }
     items.into_iter()
         .enumerate()
         .map(|(index, item)| match item {
@@ -57,13 +63,6 @@ pub(super) fn parse_named_list(list: &'static str, yaml: &str) -> Result<Vec<Raw
             other => Err(Error::new(format!("{list}[{index}]"), format!("expected a map, found {}", kind_of(&other)))),
         })
         .collect()
-}
-
-/// The YAML error's first line, which names the position; the input is not quoted.
-fn yaml_error(e: &serde_saphyr::Error) -> String {
-    let text = e.to_string();
-    let first = text.lines().next().unwrap_or("syntax error");
-    first.chars().take(200).collect()
 }
 
 impl std::fmt::Debug for RawObject {

@@ -372,7 +372,10 @@ async fn templates_cannot_include_files_read_the_environment_or_run_forever() ->
 async fn template_errors_never_show_secret_values() -> anyhow::Result<()> {
     let case = vault_case("tpl-leak").await?;
     let secret = format!("leak-canary-{}", case.id);
-    case.put("db", json!({"password": secret, "port": 5432}))
+    // A numeric secret, and values computed from secrets: engines quote operands of
+    // failed arithmetic, conversions and comparisons.
+    let pin = format!("86753{}", case.id.bytes().map(|b| u32::from(b % 10)).fold(0u32, |a, d| (a * 10 + d) % 100_000));
+    case.put("db", json!({"password": secret, "port": 5432, "pin": pin.clone()}))
         .await?;
     let provider = vault_provider().await?;
     let mut client = provider.client("vault").await?;
@@ -392,8 +395,23 @@ async fn template_errors_never_show_secret_values() -> anyhow::Result<()> {
         "{% include objects.db.password %}",
         "{% import objects.db.password as m %}",
         "{% extends objects.db.password %}",
+        "{{ (objects.db.pin ~ '') | int / 0 }}",
+        "{{ (objects.db.pin | int) // 0 }}",
+        "{{ (objects.db.pin | int) % 0 }}",
+        "{{ (objects.db.pin | int) * 99999999999999999999 }}",
+        "{{ (objects.db.pin | int) ** 999 }}",
+        "{{ ((objects.db.pin | int) + 1) / 0 }}",
+        "{{ range((objects.db.pin | int) * 1000) }}",
+        "{{ [1, 2][objects.db.pin | int] }}",
+        "{{ (objects.db.pin | int) | batch(0) }}",
+        "{{ objects.db.password | round }}",
+        "{{ (objects.db.pin | int) < 'x' }}",
+        "{{ objects.db.password | indent(objects.db.password) }}",
+        "{{ objects.db.password | attr(objects.db.password) }}",
+        "{{ (objects.db.pin ~ objects.db.password) | int | abs / 0 }}",
     ];
     let mut leaks = Vec::new();
+    let mut failures = 0;
     for source in sources {
         let result = mount(
             &mut client,
@@ -406,11 +424,17 @@ async fn template_errors_never_show_secret_values() -> anyhow::Result<()> {
         )
         .await;
         eprintln!("template {source:?}:");
+        // Some of these render (large numbers are valid); only failures have messages.
+        if result.is_ok() {
+            continue;
+        }
+        failures += 1;
         let status = assert_status(result, Code::InvalidArgument, &["templates[0]", "\"out\""]);
-        if status.message().contains(&secret) {
+        if status.message().contains(&secret) || status.message().contains(&pin) {
             leaks.push(format!("{source}  =>  {}", status.message()));
         }
     }
+    assert!(failures >= 20, "only {failures} of {} templates failed: the cases no longer test messages", sources.len());
     assert!(
         leaks.is_empty(),
         "template errors showed the secret value:\n{}",
@@ -484,5 +508,63 @@ async fn nothing_to_write_is_refused() -> anyhow::Result<()> {
         .await?;
         assert_status(result, Code::InvalidArgument, &["nothing would be written"]);
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn template_bombs_fail_alone_without_growing_the_provider() -> anyhow::Result<()> {
+    let case = vault_case("tpl-bomb").await?;
+    case.put("app", json!({"v": "bomb-secret"})).await?;
+    let provider = vault_provider().await?;
+    let mut client = provider.client("vault").await?;
+    let before = courier_tests::ProcessMemory::of(provider.pid())?;
+
+    // Each reaches rendering (the object exists and the pod may read it) and tries
+    // to build far more than a template may: the renderer stops, the template is named.
+    let bombs: &[(&str, &[&str])] = &[
+        ("{% for i in range(20) %}{{ \"x\" * 100000000 }}{% endfor %}", &["templates[0]", "\"out\""]),
+        ("{{ objects.v * 50000000 }}", &["templates[0]"]),
+        (
+            "{% set ns = namespace(s=\"xxxxxxxxxxxxxxxx\") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+            &["templates[0]"],
+        ),
+        ("{{ range(100000) | join(\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\") }}", &["templates[0]"]),
+        ("{% for i in range(100000) %}{{ objects.v }}{{ \"y\" * 1000 }}{% endfor %}", &["templates[0]"]),
+        ("{{ (\"x\" * 10000000) | replace(\"x\", \"yyyyyyyyyy\") | length }}", &["templates[0]"]),
+        ("{{ \"x\" | center(1000000000) }}", &["templates[0]"]),
+    ];
+    for (source, words) in bombs {
+        let result = mount(
+            &mut client,
+            case.request(VaultSocket::Vault, &[obj("v", &case.path("app")).key("v")])?
+                .parameter("templates", templates_yaml(&[tpl("out", source)]))
+                .build()?,
+        )
+        .await;
+        eprintln!("template {source:?}:");
+        let status = assert_status(result, Code::InvalidArgument, words);
+        eprintln!("  {}", status.message());
+        assert_no_secret(&status, &["bomb-secret"]);
+        // The provider keeps serving after each bomb.
+        let ok = mount(
+            &mut client,
+            case.request(VaultSocket::Vault, &[obj("v", &case.path("app")).key("v")])?
+                .parameter("templates", templates_yaml(&[tpl("ok", "v={{ objects.v }}")]))
+                .build()?,
+        )
+        .await
+        .map_err(|s| anyhow::anyhow!("after {source:?}: {s}"))?;
+        assert_eq!(text(&ok, "ok"), "v=bomb-secret");
+    }
+    let after = courier_tests::ProcessMemory::of(provider.pid())?;
+    eprintln!("provider memory before {before:?}, after {after:?}");
+    // The values were built (and refused) in the renderer, not in the provider: its
+    // peak stays far below even one bomb's 100 MB string.
+    assert!(
+        after.peak_rss_bytes < before.peak_rss_bytes + 48 * 1024 * 1024,
+        "the provider's peak grew from {} to {} bytes",
+        before.peak_rss_bytes,
+        after.peak_rss_bytes
+    );
     Ok(())
 }

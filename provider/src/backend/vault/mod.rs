@@ -43,7 +43,8 @@ const MAX_ATTEMPTS: u32 = 3;
 /// First retry delay; doubled per attempt, plus up to 50% jitter.
 const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
 /// Largest response body accepted; a larger one is refused rather than buffered.
-const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// (The driver takes at most 4 MiB of files for a whole mount.)
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// A cached Vault token is dropped this long before its TTL ends, at most.
 const TOKEN_EXPIRY_MARGIN_MAX: Duration = Duration::from_secs(60);
 /// Reuse period for tokens that report no TTL (never cached forever).
