@@ -59,6 +59,10 @@ async fn no_secret_reaches_a_log_line_a_message_or_the_metrics() -> anyhow::Resu
     let aws_password = random_value("aws-password");
     let aws_number_neighbour = random_value("aws-neighbour");
     let ssm_value = random_value("ssm-secure");
+    // A numeric secret, and a value computed from it: template engines quote the
+    // operands of failed arithmetic, so these must not reach any message either.
+    let pin: u64 = rand::random_range(900_000_000_000..999_999_999_999);
+    let (pin, pin_plus_one) = (pin.to_string(), (pin + 1).to_string());
     env.bao
         .kv2_put(
             "secret",
@@ -69,6 +73,7 @@ async fn no_secret_reaches_a_log_line_a_message_or_the_metrics() -> anyhow::Resu
                 "b64": STANDARD.encode(&base64_inner),
                 "hexv": hex::encode(&hex_inner),
                 "badhex": not_hex,
+                "pin": pin,
             }),
         )
         .await?;
@@ -270,6 +275,39 @@ path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}
             outcome: Expect::Fails(Code::InvalidArgument),
         },
         Planned {
+            label: "templates failing on a numeric secret and values computed from it",
+            socket: "vault",
+            request: vault_request(&app, &[obj("pin", &kv).key("pin").field("render", "false".to_owned())])?
+                .parameter(
+                    "templates",
+                    "- {path: a, template: \"{{ (objects.pin | int) / 0 }}\"}\n",
+                )
+                .build()?,
+            outcome: Expect::Fails(Code::InvalidArgument),
+        },
+        Planned {
+            label: "template dividing a value computed from a numeric secret",
+            socket: "courier",
+            request: vault_request(&app, &[obj("pin", &kv).key("pin").field("render", "false".to_owned())])?
+                .parameter(
+                    "templates",
+                    "- {path: b, template: \"{{ ((objects.pin | int) + 1) // 0 }}\"}\n",
+                )
+                .build()?,
+            outcome: Expect::Fails(Code::InvalidArgument),
+        },
+        Planned {
+            label: "template indexing out of range with a numeric secret",
+            socket: "vault",
+            request: vault_request(&app, &[obj("pin", &kv).key("pin").field("render", "false".to_owned())])?
+                .parameter(
+                    "templates",
+                    "- {path: c, template: \"{{ range(3)[(objects.pin | int) + 1] + 1 }}\"}\n",
+                )
+                .build()?,
+            outcome: Expect::Fails(Code::InvalidArgument),
+        },
+        Planned {
             label: "expandKeys over an unsafe key",
             socket: "vault",
             request: vault_request(
@@ -351,6 +389,8 @@ path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}
         ("aws password", &aws_password),
         ("aws field next to a number", &aws_number_neighbour),
         ("ssm SecureString", &ssm_value),
+        ("kv numeric secret", &pin),
+        ("a value computed from the numeric secret", &pin_plus_one),
         ("a Vault token of this server", &own_vault_token),
     ]
     .into_iter()
