@@ -141,7 +141,6 @@ impl Default for VaultSettings {
 type Shared<T> = Result<T, Error>;
 
 /// State shared by all mounts.
-#[derive(Debug)]
 struct State {
     settings: VaultSettings,
     metrics: Arc<Metrics>,
@@ -152,6 +151,20 @@ struct State {
     reads_inflight: Flights<ReadKey, Shared<Arc<Value>>>,
     limits: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     leases: Leases,
+}
+
+/// Shows settings and sizes, never a cached token or response.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("settings", &self.settings)
+            .field("tokens", &self.tokens.len())
+            .field("reads", &self.reads.len())
+            .field("logins_inflight", &self.logins_inflight.len())
+            .field("reads_inflight", &self.reads_inflight.len())
+            .field("leases", &self.leases.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The Vault/OpenBao backend: HTTP clients, the login cache and shared reads.
@@ -309,6 +322,56 @@ impl VaultBackend {
             fetched.push(Fetched::value(SecretBytes::new(bytes), None));
         }
         Ok(fetched)
+    }
+}
+
+#[cfg(test)]
+impl VaultBackend {
+    /// Fills every cache with `token` as the Vault token and `response` (which must
+    /// carry a lease) as the cached response, for tests of what Debug shows.
+    pub(crate) fn seed_for_test(&self, token: &str, response: &Value) {
+        let state = &self.state;
+        let key = TokenKey {
+            address: "http://127.0.0.1:8200".into(),
+            namespace: None,
+            mount: "jwt".into(),
+            role: "app".into(),
+            audience: "vault".into(),
+            sa_namespace: "team-a".into(),
+            sa_name: "app".into(),
+            sa_uid: "sa-uid".into(),
+        };
+        let login = LoginToken { secret: SecretString::new(token.to_owned()), expires: None };
+        let response = Arc::new(response.clone());
+        let read = ReadKey { identity: key.clone(), request: "GET secret/data/app".into() };
+        let ttl = Duration::from_secs(600);
+        state.tokens.insert(key.clone(), login.clone(), ttl);
+        state.reads.insert(read.clone(), Arc::clone(&response), ttl);
+        state.logins_inflight.hold_for_test(key.clone(), Ok(login.clone()));
+        state.reads_inflight.hold_for_test(read, Ok(Arc::clone(&response)));
+        let Some(facts) = lease_facts(&response, unix_now()) else { panic!("the seeded response carries no lease") };
+        let Ok(base) = reqwest::Url::parse("http://127.0.0.1:8200/v1/") else { panic!("a literal URL parses") };
+        let cfg = VaultConfig {
+            flavor: Flavor::OpenBao,
+            address: key.address.clone(),
+            namespace: None,
+            auth_mount: key.mount.clone(),
+            role: key.role.clone(),
+            audience: key.audience.clone(),
+            tls: TlsSettings {
+                ca_cert: None,
+                ca_dir: None,
+                server_name: None,
+                client_cert: None,
+                client_key: None,
+                verify: TlsVerify::Enabled,
+            },
+            leases: LeasePolicy { share: false, revoke_on_unmount: true },
+        };
+        let revoker =
+            Revoker { endpoint: Endpoint { http: reqwest::Client::new(), base }, cfg: Arc::new(cfg), token: login.secret.clone() };
+        let lease = LeaseKey { identity: key, pod_uid: Some("pod-uid".into()), request: "PUT database/creds/app".into() };
+        state.leases.store(lease, response, facts, Some(revoker), Some((login.tag(), None)), Instant::now());
     }
 }
 
