@@ -1012,18 +1012,30 @@ fn optional_errors(response: &Value) -> String {
     if text == "no error text" { String::new() } else { format!(": {text}") }
 }
 
-/// Whether a transport error is the server's certificate being refused.
+/// Whether a transport error is the server's certificate being refused: a TLS
+/// certificate error somewhere in the source chain.
 fn is_certificate_error(e: &reqwest::Error) -> bool {
     use std::error::Error as _;
     let mut source = e.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
-        if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("NotValidForName") {
+        if is_tls_certificate_error(cause) {
             return true;
         }
         source = cause.source();
     }
     false
+}
+
+/// The TLS connector wraps the TLS library's error in I/O errors (nested), whose
+/// own `source` skips the wrapped error, so I/O errors are opened by hand.
+fn is_tls_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.get_ref().is_some_and(|inner| is_tls_certificate_error(inner));
+    }
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
 }
 
 /// Whether a failed request provably never reached the server: no connection was
@@ -1114,6 +1126,17 @@ mod tests {
         let request = server.await.expect("server task");
         assert!(request.starts_with(b"POST /v1/pki/issue/web"), "the request was sent");
         assert!(!never_sent(&err), "{err:?}");
+    }
+
+    #[test]
+    fn certificate_errors_are_found_by_type_inside_nested_io_errors() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        assert!(is_tls_certificate_error(&nested));
+        let other = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError));
+        assert!(!is_tls_certificate_error(&other));
+        // The words alone do not count.
+        assert!(!is_tls_certificate_error(&std::io::Error::other("invalid peer certificate: UnknownIssuer")));
     }
 
     #[test]
