@@ -214,9 +214,17 @@ fn sa_uid_claim(jwt: &str) -> Option<String> {
 const MAX_CACHED_CREDENTIALS: usize = 10_000;
 
 /// Credentials that expire, keyed by identity plus backend configuration.
-#[derive(Debug)]
 pub struct CredentialCache<K, V> {
     entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+/// Shows how many entries are held, never a key or a value: values are tokens,
+/// credentials and secret responses.
+impl<K, V> std::fmt::Debug for CredentialCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        f.debug_struct("CredentialCache").field("entries", &entries).finish()
+    }
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Default for CredentialCache<K, V> {

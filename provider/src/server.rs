@@ -231,35 +231,26 @@ impl CsiDriverProvider for ProviderService {
             identity = field::Empty,
             backend = field::Empty,
         );
-        let started = Instant::now();
-        let mut audit = AuditRecord::default();
-        let result = self.mount_inner(request.into_inner(), &mut audit).instrument(span.clone()).await;
-        let elapsed = started.elapsed();
-        let duration_ms = elapsed.as_millis() as u64;
-        let _entered = span.enter();
-        let backend = if audit.backend.is_empty() { "none" } else { audit.backend };
-        let metrics = &self.core.metrics;
-        metrics
-            .mount_seconds
-            .get_or_create(&MountLatencyLabels { provider: self.name.to_string(), backend })
-            .observe(elapsed.as_secs_f64());
-        let result_label = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.label(),
+        let mut record = MountRecord {
+            service: self,
+            span: span.clone(),
+            started: Instant::now(),
+            audit: AuditRecord::default(),
+            recorded: false,
         };
-        metrics
-            .mounts
-            .get_or_create(&MountLabels { provider: self.name.to_string(), backend, result: result_label })
-            .inc();
+        let result = self.mount_inner(request.into_inner(), &mut record.audit).instrument(span.clone()).await;
+        let _entered = span.enter();
         match result {
             Ok(response) => {
-                audit.emit(self.name.as_str(), None, elapsed);
+                let elapsed = record.record(None);
+                let duration_ms = elapsed.as_millis() as u64;
                 tracing::info!(objects = response.object_version.len(), duration_ms, "mount served");
                 Ok(Response::new(response))
             }
             Err(e) => {
                 let status = e.status();
-                audit.emit(self.name.as_str(), Some((e.label(), status.message())), elapsed);
+                let elapsed = record.record(Some((e.label(), status.message())));
+                let duration_ms = elapsed.as_millis() as u64;
                 tracing::warn!(code = ?status.code(), duration_ms, error = %status.message(), "mount failed");
                 Err(status)
             }
@@ -273,6 +264,55 @@ fn check_size(bytes: usize) -> Result<(), MountError> {
         return Err(MountError::TooLarge { bytes });
     }
     Ok(())
+}
+
+/// Result label of a mount the caller dropped before it finished.
+const CANCELLED: &str = "cancelled";
+
+/// A mount's metrics and audit line, recorded once: when the mount finishes, or
+/// when the caller drops it first (the driver's deadline passed, the client went
+/// away: tonic then drops the handler's future), with result `cancelled`.
+struct MountRecord<'a> {
+    service: &'a ProviderService,
+    span: tracing::Span,
+    started: Instant,
+    audit: AuditRecord,
+    recorded: bool,
+}
+
+impl MountRecord<'_> {
+    /// Records the outcome (`failure`: label and message; `None` when served) and
+    /// returns the mount's duration.
+    fn record(&mut self, failure: Option<(&'static str, &str)>) -> Duration {
+        self.recorded = true;
+        let elapsed = self.started.elapsed();
+        let backend = if self.audit.backend.is_empty() { "none" } else { self.audit.backend };
+        let provider = self.service.name.to_string();
+        let metrics = &self.service.core.metrics;
+        metrics
+            .mount_seconds
+            .get_or_create(&MountLatencyLabels { provider: provider.clone(), backend })
+            .observe(elapsed.as_secs_f64());
+        let result = failure.map_or("ok", |(label, _)| label);
+        metrics.mounts.get_or_create(&MountLabels { provider, backend, result }).inc();
+        self.audit.emit(self.service.name.as_str(), failure, elapsed);
+        elapsed
+    }
+}
+
+impl Drop for MountRecord<'_> {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let span = self.span.clone();
+        let _entered = span.enter();
+        let elapsed = self.record(Some((CANCELLED, "the caller cancelled the mount before it finished")));
+        tracing::warn!(
+            duration_ms = elapsed.as_millis() as u64,
+            "mount cancelled: the caller gave up before it finished (the driver's deadline passed, or it went away)"
+        );
+    }
 }
 
 /// Everything a mount can fail with.
@@ -379,6 +419,41 @@ mod tests {
         assert_eq!(shorten("plain message"), "plain message");
         let multibyte = "é".repeat(400);
         assert!(shorten(&multibyte).len() < 200);
+    }
+
+    #[tokio::test]
+    async fn debug_of_a_populated_core_shows_no_cached_value() {
+        let settings = Settings {
+            defaults: Defaults { vault_address: "http://127.0.0.1:8200".into(), aws_region: None },
+            mount_timeout: Duration::from_secs(30),
+            templates: None,
+            vault: VaultSettings::default(),
+            aws: AwsSettings { default_region: None, pod_identity_agent_url: None, role_cache: Duration::from_secs(60), concurrency: 4 },
+        };
+        let core = Core::new(Versioner::random(), settings, Metrics::shared());
+        let vault_token = "s.vault-token-canary-5fa1";
+        let secret_value = "secret-value-canary-77c3";
+        let lease_id = "database/creds/app/lease-canary-0d9e";
+        let response = serde_json::json!({
+            "lease_id": lease_id,
+            "lease_duration": 300,
+            "renewable": true,
+            "data": {"username": "v-user-canary-31b8", "password": secret_value},
+        });
+        core.vault.seed_for_test(vault_token, &response);
+        let (aws_secret, aws_session) = ("aws-secret-key-canary-9e02", "aws-session-canary-c4d7");
+        core.aws.seed_for_test(aws_secret, aws_session);
+
+        for shown in [format!("{core:?}"), format!("{core:#?}")] {
+            for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session] {
+                assert!(!shown.contains(seeded), "Debug of Core shows {seeded:?}:\n{shown}");
+            }
+            assert!(!shown.contains("canary"), "{shown}");
+            // The caches are populated, and Debug says so by their sizes.
+            assert!(shown.contains("tokens: 1"), "{shown}");
+            assert!(shown.contains("leases: 1"), "{shown}");
+            assert!(shown.contains("credentials: 1"), "{shown}");
+        }
     }
 
     #[test]

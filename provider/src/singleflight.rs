@@ -20,9 +20,17 @@ pub enum Role {
 }
 
 /// In-flight work by key.
-#[derive(Debug)]
 pub struct Flights<K, V> {
     inflight: Arc<Mutex<HashMap<K, watch::Receiver<Option<V>>>>>,
+}
+
+/// Shows how many runs are in flight, never a key or a result (a login's token, a
+/// read's secret response).
+impl<K, V> std::fmt::Debug for Flights<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inflight = self.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        f.debug_struct("Flights").field("inflight", &inflight).finish()
+    }
 }
 
 impl<K, V> Default for Flights<K, V> {
@@ -86,6 +94,17 @@ where
 }
 
 #[cfg(test)]
+impl<K: Eq + Hash, V> Flights<K, V> {
+    /// Holds a finished run's `value` under `key`, as between its publication and
+    /// the removal of its key.
+    pub(crate) fn hold_for_test(&self, key: K, value: V) {
+        let (tx, rx) = watch::channel(Some(value));
+        drop(tx);
+        self.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, rx);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,6 +158,16 @@ mod tests {
         leader.abort();
         let (v, role) = follower.await;
         assert_eq!((v, role), (9, Role::Follower));
+    }
+
+    #[test]
+    fn debug_shows_a_count_not_results() {
+        let flights: Flights<String, String> = Flights::default();
+        flights.hold_for_test("key-canary".to_owned(), "result-canary".to_owned());
+        for shown in [format!("{flights:?}"), format!("{flights:#?}")] {
+            assert!(!shown.contains("canary"), "{shown}");
+            assert!(shown.contains('1'), "{shown}");
+        }
     }
 
     #[tokio::test]

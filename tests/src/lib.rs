@@ -18,6 +18,8 @@
 //!   [`InlineVolume`]; [`FakeProvider`] stands for any other provider, answering what the test sets.
 //! - [`legacy_client`] drives a socket the way drivers before v1.6 did (socket path as `:authority`), and
 //!   [`h2_capture`] proves what a client puts on the wire.
+//! - [`VaultProxy`] sits between the provider and OpenBao, records every request and injects faults (an error
+//!   status instead of forwarding, or an error status or a cut connection after OpenBao served the request).
 //! - [`SilentBackend`] is a fault injector: it accepts connections and never answers, like a hung server;
 //!   [`closed_port_url`] names an address where nothing listens.
 //!
@@ -45,6 +47,7 @@ mod sigv4;
 mod tokenreview;
 mod tokens;
 pub mod tools;
+mod vault_proxy;
 mod watchdog;
 
 pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE};
@@ -70,6 +73,7 @@ pub use provider::{
 pub use shim::{InlineVolume, Kubelet, MountCleanup, ShimBuilder, ShimProcess};
 pub use tokenreview::{ReviewRecord, TokenReviewServer};
 pub use tokens::{MintedToken, TokenIssuer, TokenOptions};
+pub use vault_proxy::{VaultCall, VaultFault, VaultFaultKind, VaultProxy};
 
 /// The issuer Kubernetes puts into service-account tokens by default; OpenBao's JWT auth binds to it.
 pub const KUBERNETES_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";

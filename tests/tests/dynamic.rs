@@ -17,6 +17,8 @@ mod identities;
 mod namespaces;
 #[path = "dynamic/pki.rs"]
 mod pki;
+#[path = "dynamic/replay.rs"]
+mod replay;
 #[path = "dynamic/restart.rs"]
 mod restart;
 #[path = "dynamic/revoke.rs"]

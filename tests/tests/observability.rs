@@ -10,6 +10,8 @@ mod support;
 
 #[path = "observability/audit.rs"]
 mod audit;
+#[path = "observability/cancelled.rs"]
+mod cancelled;
 #[path = "observability/faults.rs"]
 mod faults;
 #[path = "observability/health.rs"]

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::support::{Case, Obj, Provider, env, obj, provider_builder};
 
-const DOMAIN: &str = "example.internal";
+pub(crate) const DOMAIN: &str = "example.internal";
 /// The certificates' validity.
 const CERT_TTL: Duration = Duration::from_secs(10);
 const FRACTION: f64 = 0.5;
@@ -20,7 +20,7 @@ const SLACK: Duration = Duration::from_secs(5);
 const REPUBLISH: Duration = Duration::from_millis(300);
 
 /// A PKI engine `pki-<id>` with roles `web` (no lease) and `leased` (`generate_lease`).
-async fn pki_case(label: &str) -> anyhow::Result<(Case, String)> {
+pub(crate) async fn pki_case(label: &str) -> anyhow::Result<(Case, String)> {
     let case = env().await?.case(label, "5m", "10m").await?;
     let mount = format!("pki-{}", case.id);
     case.bao()

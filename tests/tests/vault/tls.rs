@@ -67,6 +67,12 @@ async fn unknown_server_certificate_is_refused() -> anyhow::Result<()> {
         "the message should say it is a TLS problem: {}",
         status.message()
     );
+    // Recognised as a certificate problem (by the error's type), so not retried as if the server were down.
+    assert!(
+        message.contains("tls verification") && !message.contains("attempts"),
+        "{}",
+        status.message()
+    );
     Ok(())
 }
 

@@ -81,9 +81,34 @@ struct State {
     limit: Arc<tokio::sync::Semaphore>,
 }
 
+/// Shows settings and cache sizes, never a credential.
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("settings", &self.settings)
+            .field("credentials", &self.credentials.len())
+            .field("credentials_inflight", &self.inflight.len())
+            .field("roles", &self.roles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+impl AwsBackend {
+    /// Caches credentials with `secret_key` and `session_token` (also as a run in
+    /// flight), for tests of what Debug shows.
+    pub(crate) fn seed_for_test(&self, secret_key: &str, session_token: &str) {
+        let key = CredentialKey {
+            method: "irsa",
+            role_arn: "arn:aws:iam::123456789012:role/app".into(),
+            sa_namespace: "team-a".into(),
+            sa_name: "app".into(),
+            sa_uid: "sa-uid".into(),
+        };
+        let expires = SystemTime::now() + Duration::from_secs(600);
+        let creds = Credentials::new("ASIATEST", secret_key, Some(session_token.to_owned()), Some(expires), "test");
+        self.state.credentials.insert(key.clone(), creds.clone(), Duration::from_secs(600));
+        self.state.inflight.hold_for_test(key, Ok((creds, expires)));
     }
 }
 

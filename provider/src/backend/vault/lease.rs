@@ -79,7 +79,6 @@ pub(super) struct Revoker {
     pub(super) token: SecretString,
 }
 
-#[derive(Debug)]
 struct Entry {
     /// Tag of the token that issued the lease; the lease dies with that token.
     issuer: Option<[u8; 16]>,
@@ -94,8 +93,23 @@ struct Entry {
     revoke: Option<Revoker>,
 }
 
+/// Shows the entry's timing and kind, never the response (the secret) or the lease
+/// id and token a revocation needs.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("leased", &self.facts.lease_id.is_some())
+            .field("renewable", &self.facts.renewable)
+            .field("original", &self.original)
+            .field("reuse_until", &self.reuse_until)
+            .field("expires_at", &self.expires_at)
+            .field("last_used", &self.last_used)
+            .field("revoke_on_unmount", &self.revoke.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The outcome of looking up a kept response.
-#[derive(Debug)]
 pub(super) enum Lookup {
     /// Nothing kept (or it ran out): issue one.
     Miss,
@@ -103,6 +117,19 @@ pub(super) enum Lookup {
     Reuse(Arc<Value>),
     /// Past the reuse point but renewable: renew this lease, then hand the response back.
     Renew { lease_id: String, increment: Duration, response: Arc<Value> },
+}
+
+/// Names the outcome, never the response or the lease id.
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Miss => f.write_str("Miss"),
+            Self::Reuse(_) => f.write_str("Reuse(<redacted>)"),
+            Self::Renew { increment, .. } => {
+                f.debug_struct("Renew").field("increment", increment).finish_non_exhaustive()
+            }
+        }
+    }
 }
 
 /// Events counted in metrics.
@@ -130,11 +157,21 @@ impl Event {
 }
 
 /// The kept responses.
-#[derive(Debug)]
 pub(super) struct Leases {
     entries: Mutex<HashMap<LeaseKey, Entry>>,
     reuse_fraction: f64,
     renew: bool,
+}
+
+/// Shows the settings and how many entries are kept, never an entry.
+impl std::fmt::Debug for Leases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leases")
+            .field("entries", &self.len())
+            .field("reuse_fraction", &self.reuse_fraction)
+            .field("renew", &self.renew)
+            .finish()
+    }
 }
 
 impl Leases {

@@ -142,7 +142,6 @@ impl Default for VaultSettings {
 type Shared<T> = Result<T, Error>;
 
 /// State shared by all mounts.
-#[derive(Debug)]
 struct State {
     settings: VaultSettings,
     metrics: Arc<Metrics>,
@@ -153,6 +152,20 @@ struct State {
     reads_inflight: Flights<ReadKey, Shared<Arc<Value>>>,
     limits: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
     leases: Leases,
+}
+
+/// Shows settings and sizes, never a cached token or response.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("settings", &self.settings)
+            .field("tokens", &self.tokens.len())
+            .field("reads", &self.reads.len())
+            .field("logins_inflight", &self.logins_inflight.len())
+            .field("reads_inflight", &self.reads_inflight.len())
+            .field("leases", &self.leases.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The Vault/OpenBao backend: HTTP clients, the login cache and shared reads.
@@ -313,6 +326,56 @@ impl VaultBackend {
     }
 }
 
+#[cfg(test)]
+impl VaultBackend {
+    /// Fills every cache with `token` as the Vault token and `response` (which must
+    /// carry a lease) as the cached response, for tests of what Debug shows.
+    pub(crate) fn seed_for_test(&self, token: &str, response: &Value) {
+        let state = &self.state;
+        let key = TokenKey {
+            address: "http://127.0.0.1:8200".into(),
+            namespace: None,
+            mount: "jwt".into(),
+            role: "app".into(),
+            audience: "vault".into(),
+            sa_namespace: "team-a".into(),
+            sa_name: "app".into(),
+            sa_uid: "sa-uid".into(),
+        };
+        let login = LoginToken { secret: SecretString::new(token.to_owned()), expires: None };
+        let response = Arc::new(response.clone());
+        let read = ReadKey { identity: key.clone(), request: "GET secret/data/app".into() };
+        let ttl = Duration::from_secs(600);
+        state.tokens.insert(key.clone(), login.clone(), ttl);
+        state.reads.insert(read.clone(), Arc::clone(&response), ttl);
+        state.logins_inflight.hold_for_test(key.clone(), Ok(login.clone()));
+        state.reads_inflight.hold_for_test(read, Ok(Arc::clone(&response)));
+        let Some(facts) = lease_facts(&response, unix_now()) else { panic!("the seeded response carries no lease") };
+        let Ok(base) = reqwest::Url::parse("http://127.0.0.1:8200/v1/") else { panic!("a literal URL parses") };
+        let cfg = VaultConfig {
+            flavor: Flavor::OpenBao,
+            address: key.address.clone(),
+            namespace: None,
+            auth_mount: key.mount.clone(),
+            role: key.role.clone(),
+            audience: key.audience.clone(),
+            tls: TlsSettings {
+                ca_cert: None,
+                ca_dir: None,
+                server_name: None,
+                client_cert: None,
+                client_key: None,
+                verify: TlsVerify::Enabled,
+            },
+            leases: LeasePolicy { share: false, revoke_on_unmount: true },
+        };
+        let revoker =
+            Revoker { endpoint: Endpoint { http: reqwest::Client::new(), base }, cfg: Arc::new(cfg), token: login.secret.clone() };
+        let lease = LeaseKey { identity: key, pod_uid: Some("pod-uid".into()), request: "PUT database/creds/app".into() };
+        state.leases.store(lease, response, facts, Some(revoker), Some((login.tag(), None)), Instant::now());
+    }
+}
+
 /// One mount's conversation with Vault. Owned, so shared work can run in spawned tasks.
 struct Session {
     state: Arc<State>,
@@ -333,9 +396,40 @@ struct Session {
 /// Outcome of one HTTP attempt.
 enum Attempt {
     Done(reqwest::StatusCode, Value),
-    Retry(String),
+    /// The server answered 429 or a 5xx: it was busy, sealed, or failed midway.
+    Busy(u16),
+    /// The request failed in transit. `unsent` when it provably never left this
+    /// process (the connection was never established).
+    Lost { why: String, unsent: bool },
     /// A failure retrying cannot fix (the server's certificate is not trusted).
     Fatal(String),
+}
+
+/// Which failed attempts of a request may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Sending it twice does no harm: a read, a lease renewal (the same increment
+    /// again), a login (see [`Session::login`]).
+    Always,
+    /// The request issues something (a certificate, database credentials, any
+    /// write-method secret read): sent again only when an attempt provably never
+    /// reached the server, or the server refused it unprocessed (429). After a 5xx
+    /// or a connection lost once the request was sent, the server may have issued
+    /// it; a second attempt would issue a second certificate or lease nobody holds.
+    UnsentOnly,
+}
+
+impl Replay {
+    /// Whether a failed attempt with this outcome may be sent again.
+    fn allows(self, outcome: &Attempt) -> bool {
+        match outcome {
+            // Vault's rate-limit quotas refuse a request before it is routed.
+            Attempt::Busy(429) => true,
+            Attempt::Busy(_) => self == Self::Always,
+            Attempt::Lost { unsent, .. } => *unsent || self == Self::Always,
+            Attempt::Done(..) | Attempt::Fatal(_) => false,
+        }
+    }
 }
 
 /// Runs shared work for at most `limit`.
@@ -421,7 +515,11 @@ impl Session {
         let path = format!("auth/{}/login", self.cfg.auth_mount);
         let body = serde_json::json!({"role": self.cfg.role, "jwt": self.jwt.expose_secret()});
         let started = Instant::now();
-        let result = self.send("login", reqwest::Method::POST, &path, None, Some(&body), None).await;
+        // A login is replayed like a read, after a 5xx or a lost connection too: all it
+        // can create is a Vault token, and a duplicate one is never used, holds no
+        // lease and ends with its TTL, while not retrying would fail the mount. The
+        // logins metric counts this call, not its attempts.
+        let result = self.send("login", reqwest::Method::POST, &path, None, Some(&body), None, Replay::Always).await;
         let label = |result: &'static str| LoginLabels { backend: self.name(), result };
         let (status, response) = match result {
             Ok(answer) => answer,
@@ -544,7 +642,8 @@ impl Session {
         let token = self.token().await?;
         let body = serde_json::json!({"lease_id": lease_id, "increment": increment.as_secs()});
         let (status, response) =
-            self.send("renew", reqwest::Method::PUT, "sys/leases/renew", None, Some(&body), Some(&token.secret)).await?;
+            self.send("renew", reqwest::Method::PUT, "sys/leases/renew", None, Some(&body), Some(&token.secret), Replay::Always)
+                .await?;
         let granted = response.get("lease_duration").and_then(Value::as_u64).unwrap_or(0);
         if !status.is_success() || granted == 0 {
             return Err(self.error(
@@ -602,10 +701,10 @@ impl Session {
 
     /// Reads one object's path, logging in again once if the token is refused.
     async fn read(self: &Arc<Self>, obj: &VaultObject) -> Result<Value, Error> {
-        let (method, operation) = match obj.method {
-            Method::Get => (reqwest::Method::GET, "read"),
-            Method::Put => (reqwest::Method::PUT, "write"),
-            Method::Post => (reqwest::Method::POST, "write"),
+        let (method, operation, replay) = match obj.method {
+            Method::Get => (reqwest::Method::GET, "read", Replay::Always),
+            Method::Put => (reqwest::Method::PUT, "write", Replay::UnsentOnly),
+            Method::Post => (reqwest::Method::POST, "write", Replay::UnsentOnly),
         };
         let body = match obj.method {
             Method::Get => None,
@@ -615,7 +714,7 @@ impl Session {
         let mut relogged = false;
         loop {
             let (status, response) = self
-                .send(operation, method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token.secret))
+                .send(operation, method.clone(), &obj.path, obj.query.as_deref(), body.as_ref(), Some(&token.secret), replay)
                 .await?;
             let code = status.as_u16();
             match code {
@@ -674,7 +773,9 @@ impl Session {
         Error::new(kind, self.name(), message)
     }
 
-    /// Sends one request with bounded, jittered retries on connect errors, 429 and 5xx.
+    /// Sends one request with bounded, jittered retries on connect errors, 429 and
+    /// 5xx, as far as `replay` allows.
+    #[allow(clippy::too_many_arguments, reason = "one request's parts; a struct for them would only be unpacked here")]
     async fn send(
         &self,
         operation: &'static str,
@@ -683,6 +784,7 @@ impl Session {
         query: Option<&str>,
         body: Option<&Value>,
         token: Option<&SecretString>,
+        replay: Replay,
     ) -> Result<(reqwest::StatusCode, Value), Error> {
         let mut url = self.endpoint.base.join(path).map_err(|e| {
             self.error(ErrorKind::Invalid, format!("path {path:?} does not form a URL: {e}"))
@@ -716,9 +818,9 @@ impl Session {
                 self.attempt(request).await
             };
             let status = match &outcome {
-                Ok(Attempt::Done(status, _)) => status_class(status.as_u16()),
-                Ok(Attempt::Retry(_)) => "5xx",
-                Ok(Attempt::Fatal(_)) | Err(_) => "error",
+                Attempt::Done(status, _) => status_class(status.as_u16()),
+                Attempt::Busy(_) => "5xx",
+                Attempt::Lost { .. } | Attempt::Fatal(_) => "error",
             };
             let metrics = &self.state.metrics;
             metrics.backend_requests.get_or_create(&RequestLabels { backend: self.name(), operation, status }).inc();
@@ -726,9 +828,10 @@ impl Session {
                 .backend_seconds
                 .get_or_create(&OperationLabels { backend: self.name(), operation })
                 .observe(started.elapsed().as_secs_f64());
+            let replayable = replay.allows(&outcome);
             match outcome {
-                Ok(Attempt::Done(status, value)) => return Ok((status, value)),
-                Ok(Attempt::Fatal(why)) => {
+                Attempt::Done(status, value) => return Ok((status, value)),
+                Attempt::Fatal(why) => {
                     return Err(self.error(
                         ErrorKind::Unavailable,
                         format!(
@@ -739,11 +842,22 @@ impl Session {
                         ),
                     ));
                 }
-                Ok(Attempt::Retry(why)) | Err(why) => {
-                    tracing::debug!(backend = self.name(), path, attempt, reason = %why, "retrying");
-                    last = why;
-                }
+                Attempt::Busy(code) => last = format!("HTTP {code}"),
+                Attempt::Lost { why, .. } => last = why,
             }
+            if !replayable {
+                return Err(self.error(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{} {path} failed after the request may have reached {} ({last}); it is not sent again, \
+                         since a second attempt could issue a second secret. The next mount tries again; check \
+                         that the server is healthy",
+                        method.as_str(),
+                        self.cfg.address
+                    ),
+                ));
+            }
+            tracing::debug!(backend = self.name(), path, attempt, reason = %last, "retrying");
         }
         Err(self.error(
             ErrorKind::Unavailable,
@@ -756,32 +870,46 @@ impl Session {
         ))
     }
 
-    async fn attempt(&self, request: reqwest::RequestBuilder) -> Result<Attempt, String> {
+    async fn attempt(&self, request: reqwest::RequestBuilder) -> Attempt {
         let mut response = match request.send().await {
             Ok(response) => response,
-            Err(e) if is_certificate_error(&e) => return Ok(Attempt::Fatal(describe_transport_error(&e))),
-            Err(e) => return Err(describe_transport_error(&e)),
+            Err(e) if is_certificate_error(&e) => return Attempt::Fatal(describe_transport_error(&e)),
+            Err(e) => return Attempt::Lost { why: describe_transport_error(&e), unsent: never_sent(&e) },
         };
         let status = response.status();
         if status.as_u16() == 429 || (status.is_server_error() && status.as_u16() != 501) {
-            return Ok(Attempt::Retry(format!("HTTP {}", status.as_u16())));
+            return Attempt::Busy(status.as_u16());
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe_transport_error(&e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+        // From here on the server has answered: whatever is lost was sent.
+        let lost = |why: String| Attempt::Lost { why, unsent: false };
+        let mut body = zeroize::Zeroizing::new(Vec::new());
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        return lost(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return lost(describe_transport_error(&e)),
             }
-            body.extend_from_slice(&chunk);
         }
-        let body = zeroize::Zeroizing::new(body);
         let value = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                format!("HTTP {}: the response is not JSON ({:?} error)", status.as_u16(), e.classify())
-            })?
+            match serde_json::from_slice(&body) {
+                Ok(value) => value,
+                Err(e) => {
+                    return lost(format!(
+                        "HTTP {}: the response is not JSON ({:?} error)",
+                        status.as_u16(),
+                        e.classify()
+                    ));
+                }
+            }
         };
-        Ok(Attempt::Done(status, value))
+        Attempt::Done(status, value)
     }
 }
 
@@ -885,18 +1013,40 @@ fn optional_errors(response: &Value) -> String {
     if text == "no error text" { String::new() } else { format!(": {text}") }
 }
 
-/// Whether a transport error is the server's certificate being refused.
+/// Whether a transport error is the server's certificate being refused: a TLS
+/// certificate error somewhere in the source chain.
 fn is_certificate_error(e: &reqwest::Error) -> bool {
     use std::error::Error as _;
     let mut source = e.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
-        if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("NotValidForName") {
+        if is_tls_certificate_error(cause) {
             return true;
         }
         source = cause.source();
     }
     false
+}
+
+/// The TLS connector wraps the TLS library's error in I/O errors (nested), whose
+/// own `source` skips the wrapped error, so I/O errors are opened by hand.
+fn is_tls_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.get_ref().is_some_and(|inner| is_tls_certificate_error(inner));
+    }
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
+}
+
+/// Whether a failed request provably never reached the server: no connection was
+/// established (refused, DNS, TLS handshake, connect timeout). The HTTP client
+/// reports each of these as a connect error of its connector (found by type in the
+/// error's source chain), before a byte of the request is written. Anything later (a
+/// reset, a timeout while waiting for the answer) may follow a request the server
+/// acted on.
+fn never_sent(e: &reqwest::Error) -> bool {
+    e.is_connect()
 }
 
 fn describe_transport_error(e: &reqwest::Error) -> String {
@@ -934,6 +1084,75 @@ mod tests {
             let d = backoff(attempt);
             let base = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
             assert!(d >= base && d <= base + base / 2, "{d:?}");
+        }
+    }
+
+    fn local_client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().expect("a plain HTTP client builds")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_was_never_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+        let err = local_client().post(format!("http://{addr}/v1/pki/issue/web")).send().await.expect_err("refused");
+        assert!(never_sent(&err), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_after_sending_may_have_reached_the_server() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            // Read the request, then close without an answer.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"{}") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            request
+        });
+        let err = local_client()
+            .post(format!("http://{addr}/v1/pki/issue/web"))
+            .body("{}")
+            .send()
+            .await
+            .expect_err("the connection is cut");
+        let request = server.await.expect("server task");
+        assert!(request.starts_with(b"POST /v1/pki/issue/web"), "the request was sent");
+        assert!(!never_sent(&err), "{err:?}");
+    }
+
+    #[test]
+    fn certificate_errors_are_found_by_type_inside_nested_io_errors() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        assert!(is_tls_certificate_error(&nested));
+        let other = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError));
+        assert!(!is_tls_certificate_error(&other));
+        // The words alone do not count.
+        assert!(!is_tls_certificate_error(&std::io::Error::other("invalid peer certificate: UnknownIssuer")));
+    }
+
+    #[test]
+    fn writes_are_replayed_only_when_unsent_or_refused_unprocessed() {
+        let lost = |unsent| Attempt::Lost { why: String::new(), unsent };
+        for (outcome, always, unsent_only) in [
+            (Attempt::Busy(503), true, false),
+            (Attempt::Busy(502), true, false),
+            (Attempt::Busy(429), true, true),
+            (lost(true), true, true),
+            (lost(false), true, false),
+            (Attempt::Fatal(String::new()), false, false),
+        ] {
+            assert_eq!(Replay::Always.allows(&outcome), always);
+            assert_eq!(Replay::UnsentOnly.allows(&outcome), unsent_only);
         }
     }
 
