@@ -71,6 +71,12 @@ impl Activity {
         }
     }
 
+    /// When the connection was accepted.
+    #[must_use]
+    pub fn opened(&self) -> Instant {
+        self.opened
+    }
+
     /// When the connection became idle, or `None` while a request is in progress.
     #[must_use]
     pub fn idle_since(&self) -> Option<Instant> {

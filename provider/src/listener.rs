@@ -3,7 +3,8 @@
 //! - At most [`ConnectionLimits::max_connections`] connections are held per
 //!   socket. A new connection over the cap takes the place of the connection
 //!   idle the longest (no request in progress; an idle client loses nothing but
-//!   a reconnect); when every connection is busy, it is closed at once. Both
+//!   a reconnect), though never one younger than [`EVICTION_GRACE`]; when every
+//!   connection is busy (or that young), it is closed at once. Both
 //!   are counted in `courier_connections_closed_total`.
 //! - An `accept` error (EMFILE and the like) backs off, from 10 ms doubling to
 //!   1 s, instead of retrying in a busy loop, and is logged at most once a
@@ -38,6 +39,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest wait between `accept` attempts while they keep failing.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A connection is never made to give way before it had this long to send its
+/// first request: evicting one between accept and its request would only churn.
+const EVICTION_GRACE: Duration = Duration::from_millis(250);
 /// The close reason of a connection refused over the cap (it never became a [`Connection`]).
 const OVER_LIMIT: &str = "over_limit";
 /// At most one log line per this interval for each kind of repeated event.
@@ -160,12 +164,13 @@ impl Acceptor {
         Some(connection)
     }
 
-    /// Closes the connection idle the longest; false if every one is busy.
+    /// Closes the connection idle the longest; false if every one is busy or new.
     fn evict_idlest(&mut self) -> bool {
+        let now = Instant::now();
         let idlest = self
             .held
             .iter()
-            .filter(|a| !a.is_leaving())
+            .filter(|a| !a.is_leaving() && now.duration_since(a.opened()) >= EVICTION_GRACE)
             .filter_map(|a| a.idle_since().map(|since| (since, a)))
             .min_by_key(|(since, _)| *since);
         match idlest {
@@ -255,6 +260,8 @@ mod tests {
         let Some(Ok(mut first)) = incoming.next().await else { panic!("first") };
         let _c2 = UnixStream::connect(&path).await.expect("connect");
         let Some(Ok(second)) = incoming.next().await else { panic!("second") };
+        // Only connections past the grace give way.
+        tokio::time::sleep(EVICTION_GRACE).await;
         // A third takes the first's place: the first reads end of input.
         let _c3 = UnixStream::connect(&path).await.expect("connect");
         let Some(Ok(third)) = incoming.next().await else { panic!("third") };
