@@ -17,7 +17,7 @@
 //! - [`ShimProcess`] runs the `courier-driver-shim` binary and [`Kubelet`] calls it as kubelet does for an inline
 //!   [`InlineVolume`]; [`FakeProvider`] stands for any other provider, answering what the test sets.
 //! - [`legacy_client`] drives a socket the way drivers before v1.6 did (socket path as `:authority`), and
-//!   [`h2_capture`] proves what a client puts on the wire.
+//!   [`h2_capture`] proves what a client puts on the wire; [`h2_attack`] is a hostile HTTP/2 client.
 //! - [`SilentBackend`] is a fault injector: it accepts connections and never answers, like a hung server;
 //!   [`closed_port_url`] names an address where nothing listens.
 //!
@@ -27,6 +27,7 @@ mod aws_proxy;
 pub mod calls;
 mod fake_provider;
 mod fault_injection;
+pub mod h2_attack;
 pub mod h2_capture;
 mod kube_api;
 pub mod legacy_client;
