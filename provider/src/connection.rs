@@ -307,7 +307,10 @@ mod tests {
 
     const TIMEOUTS: Timeouts = Timeouts { idle: Duration::from_secs(60), handshake: Duration::from_secs(10) };
 
-    fn connection() -> (tokio::io::DuplexStream, Connection<tokio::io::DuplexStream>, Arc<std::sync::Mutex<Vec<Option<CloseReason>>>>) {
+    /// The reasons `on_close` was called with.
+    type Closes = Arc<std::sync::Mutex<Vec<Option<CloseReason>>>>;
+
+    fn connection() -> (tokio::io::DuplexStream, Connection<tokio::io::DuplexStream>, Closes) {
         let (client, server) = tokio::io::duplex(1024);
         let closes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&closes);
