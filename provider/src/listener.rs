@@ -3,13 +3,13 @@
 //! - At most [`ConnectionLimits::max_connections`] connections are held per
 //!   socket. A new connection over the cap takes the place of the connection
 //!   idle the longest (no request in progress; an idle client loses nothing but
-//!   a reconnect), though never one younger than [`EVICTION_GRACE`]; when every
-//!   connection is busy (or that young), it is closed at once. Both
+//!   a reconnect); when every connection is busy, it is closed at once. Both
 //!   are counted in `courier_connections_closed_total`.
 //! - An `accept` error (EMFILE and the like) backs off, from 10 ms doubling to
 //!   1 s, instead of retrying in a busy loop, and is logged at most once a
 //!   second with the number of errors not logged since. When the process is out
-//!   of descriptors, the longest-idle connection is closed to free one.
+//!   of descriptors, the longest-idle connection accepted at least
+//!   [`EVICTION_GRACE`] ago is closed to free one.
 //! - Every connection is a [`Connection`] (idle and handshake timeouts) around
 //!   an [`AuthorityFix`] (bounded frame and header-block buffering).
 
@@ -39,8 +39,9 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest wait between `accept` attempts while they keep failing.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// A connection is never made to give way before it had this long to send its
-/// first request: evicting one between accept and its request would only churn.
+/// Out of descriptors, a connection is not made to give way before it had this
+/// long to send its first request: evicting the one just accepted to accept the
+/// next would only churn.
 const EVICTION_GRACE: Duration = Duration::from_millis(250);
 /// The close reason of a connection refused over the cap (it never became a [`Connection`]).
 const OVER_LIMIT: &str = "over_limit";
@@ -123,7 +124,7 @@ impl Acceptor {
                         );
                     }
                     if out_of_descriptors(&e) {
-                        self.evict_idlest();
+                        self.evict_idlest(EVICTION_GRACE);
                     }
                     let delay = next_backoff(self.backoff);
                     self.backoff = Some(delay);
@@ -136,7 +137,9 @@ impl Acceptor {
     /// Takes `stream` within the cap, or closes it.
     fn admit(&mut self, stream: UnixStream) -> Option<ServedConnection> {
         self.held.retain(|a| !a.is_leaving());
-        if self.held.len() >= self.limits.max_connections && !self.evict_idlest() {
+        // Over the cap even a just-accepted connection may give way: in a flood of
+        // new connections that is what lets the driver's own connection in.
+        if self.held.len() >= self.limits.max_connections && !self.evict_idlest(Duration::ZERO) {
             self.count_close(OVER_LIMIT);
             if let Some(suppressed) = self.refuse_log.allow(Instant::now()) {
                 tracing::warn!(
@@ -164,13 +167,14 @@ impl Acceptor {
         Some(connection)
     }
 
-    /// Closes the connection idle the longest; false if every one is busy or new.
-    fn evict_idlest(&mut self) -> bool {
+    /// Closes the connection idle the longest among those accepted at least
+    /// `grace` ago; false if every one is busy or younger.
+    fn evict_idlest(&mut self, grace: Duration) -> bool {
         let now = Instant::now();
         let idlest = self
             .held
             .iter()
-            .filter(|a| !a.is_leaving() && now.duration_since(a.opened()) >= EVICTION_GRACE)
+            .filter(|a| !a.is_leaving() && now.duration_since(a.opened()) >= grace)
             .filter_map(|a| a.idle_since().map(|since| (since, a)))
             .min_by_key(|(since, _)| *since);
         match idlest {
@@ -260,8 +264,6 @@ mod tests {
         let Some(Ok(mut first)) = incoming.next().await else { panic!("first") };
         let _c2 = UnixStream::connect(&path).await.expect("connect");
         let Some(Ok(second)) = incoming.next().await else { panic!("second") };
-        // Only connections past the grace give way.
-        tokio::time::sleep(EVICTION_GRACE).await;
         // A third takes the first's place: the first reads end of input.
         let _c3 = UnixStream::connect(&path).await.expect("connect");
         let Some(Ok(third)) = incoming.next().await else { panic!("third") };

@@ -381,8 +381,8 @@ async fn a_thousand_idle_connections_are_held_in_bounded_memory() -> anyhow::Res
     let evicted = metrics.count("courier_connections_closed_total", &[("reason", "evicted")]);
     let refused = metrics.count("courier_connections_closed_total", &[("reason", "over_limit")]);
     figures.line(format!(
-        "{IDLE_CONNECTIONS} idle connections, default cap: {open} open, {evicted} evicted, {refused} refused \
-         (younger than the eviction grace), RSS {} KiB",
+        "{IDLE_CONNECTIONS} idle connections, default cap: {open} open, {evicted} evicted, {refused} refused, \
+         RSS {} KiB",
         memory.rss_bytes / 1024
     ));
     probes.check("1000 idle connections over the default cap", &mut figures)?;
