@@ -12,6 +12,15 @@
 //! client's compression state) and re-encoded with a compressor whose state the
 //! server mirrors, with the invalid authority replaced by `localhost`. Only the
 //! client-to-server direction is inspected; replies pass through unchanged.
+//!
+//! Memory is bounded before any work: a frame longer than the server's
+//! SETTINGS_MAX_FRAME_SIZE is never waited for, and a header block is buffered only
+//! up to [`MAX_HEADER_BLOCK`] bytes, [`MAX_CONTINUATIONS`] CONTINUATION frames and
+//! a decoded size of [`MAX_HEADER_LIST_SIZE`]. Input over any of these is handed
+//! to the HTTP/2 server exactly as the client sent it, and the adapter steps
+//! aside: the server's own limits (which are tighter) answer it with the GOAWAY
+//! HTTP/2 prescribes (FRAME_SIZE_ERROR for the frame, ENHANCE_YOUR_CALM for a
+//! CONTINUATION flood) and close the connection.
 
 use std::io;
 use std::pin::Pin;
@@ -32,10 +41,23 @@ const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
 const FLAG_PADDED: u8 = 0x8;
 const FLAG_PRIORITY: u8 = 0x20;
-/// Frames we write are at most the size every peer must accept.
-const MAX_OUT_FRAME: usize = 16_384;
-/// Largest header block we buffer; gRPC requests carry well under 1 KiB.
-const MAX_HEADER_BLOCK: usize = 256 * 1024;
+/// Largest frame payload accepted: the HTTP/2 default SETTINGS_MAX_FRAME_SIZE,
+/// which the server advertises (it is set explicitly where the server is built).
+/// Frames we write are never larger either.
+pub const MAX_FRAME_SIZE: usize = 16_384;
+/// Largest decoded header list (RFC 9113 size: names, values and 32 bytes per
+/// field) the server accepts; it advertises this as SETTINGS_MAX_HEADER_LIST_SIZE.
+/// gRPC requests carry well under 1 KiB.
+pub const MAX_HEADER_LIST_SIZE: usize = 16 * 1024;
+/// Largest encoded header block we buffer. The server refuses anything near it.
+const MAX_HEADER_BLOCK: usize = 4 * MAX_HEADER_LIST_SIZE;
+/// Most CONTINUATION frames buffered for one header block: empty ones cost the
+/// client 9 bytes each and would otherwise grow the buffer without end. The
+/// server allows fewer, so a block over this is one it rejects anyway.
+const MAX_CONTINUATIONS: usize = 8;
+/// HPACK dynamic table size: SETTINGS_HEADER_TABLE_SIZE keeps its default, so a
+/// client may not grow its table beyond this (the decoder would allow any size).
+const HEADER_TABLE_SIZE: usize = 4096;
 /// The authority sent in place of an invalid one.
 const REPLACEMENT_AUTHORITY: &[u8] = b"localhost";
 /// Bytes read from the socket at a time.
@@ -60,6 +82,7 @@ struct Block {
     priority: Option<[u8; 5]>,
     fragment: Vec<u8>,
     raw: Vec<u8>,
+    continuations: usize,
 }
 
 /// A client connection whose invalid `:authority` is replaced by `localhost`.
@@ -77,13 +100,15 @@ pub struct AuthorityFix<S> {
 impl<S> AuthorityFix<S> {
     /// Wraps a freshly accepted connection.
     pub fn new(inner: S) -> Self {
+        let mut decoder = loona_hpack::Decoder::new();
+        decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         Self {
             inner,
             mode: Mode::Preface,
             inbuf: BytesMut::new(),
             outbuf: BytesMut::new(),
             block: None,
-            decoder: loona_hpack::Decoder::new(),
+            decoder,
             encoder: loona_hpack::Encoder::new(),
             eof: false,
         }
@@ -124,6 +149,9 @@ impl<S> AuthorityFix<S> {
             return false;
         }
         let len = (usize::from(self.inbuf[0]) << 16) | (usize::from(self.inbuf[1]) << 8) | usize::from(self.inbuf[2]);
+        if len > MAX_FRAME_SIZE {
+            return self.pass_oversize_frame();
+        }
         if self.inbuf.len() < FRAME_HEADER + len {
             return false;
         }
@@ -141,16 +169,19 @@ impl<S> AuthorityFix<S> {
                         priority,
                         fragment: fragment.to_vec(),
                         raw: frame.to_vec(),
+                        continuations: 0,
                     });
                 }
                 None => return self.give_up(&frame),
             },
             (TYPE_CONTINUATION, Some(block)) if block.stream_id == stream_id => {
+                block.continuations += 1;
+                if block.continuations > MAX_CONTINUATIONS || block.fragment.len() + payload.len() > MAX_HEADER_BLOCK {
+                    tracing::debug!("header block over the adapter's bounds; the server answers it");
+                    return self.give_up(&frame);
+                }
                 block.fragment.extend_from_slice(payload);
                 block.raw.extend_from_slice(&frame);
-                if block.fragment.len() > MAX_HEADER_BLOCK {
-                    return self.give_up(&[]);
-                }
             }
             (_, Some(_)) => return self.give_up(&frame),
             (_, None) => {
@@ -161,6 +192,19 @@ impl<S> AuthorityFix<S> {
         if flags & FLAG_END_HEADERS != 0 {
             self.finish_block();
         }
+        true
+    }
+
+    /// A frame longer than the server accepts: its payload is never waited for.
+    /// The server gets the frame's header as the client sent it (and whatever
+    /// followed it so far) and answers FRAME_SIZE_ERROR. A header block in
+    /// progress is dropped: the connection ends with this frame.
+    fn pass_oversize_frame(&mut self) -> bool {
+        tracing::debug!("frame over SETTINGS_MAX_FRAME_SIZE; the server answers it");
+        self.block = None;
+        let rest = self.inbuf.split();
+        self.outbuf.extend_from_slice(&rest);
+        self.mode = Mode::Passthrough;
         true
     }
 
@@ -178,10 +222,16 @@ impl<S> AuthorityFix<S> {
     fn finish_block(&mut self) {
         let Some(block) = self.block.take() else { return };
         let mut headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let decoded = self
-            .decoder
-            .decode_with_cb(&block.fragment, |name, value| headers.push((name.into_owned(), value.into_owned())));
-        if decoded.is_err() {
+        // Indexed fields repeat table entries at a byte each: bound what is kept
+        // by the decoded size, not by the block's.
+        let mut list_size = 0usize;
+        let decoded = self.decoder.decode_with_cb(&block.fragment, |name, value| {
+            list_size = list_size.saturating_add(name.len() + value.len() + 32);
+            if list_size <= MAX_HEADER_LIST_SIZE {
+                headers.push((name.into_owned(), value.into_owned()));
+            }
+        });
+        if decoded.is_err() || list_size > MAX_HEADER_LIST_SIZE {
             self.block = Some(block);
             self.give_up(&[]);
             return;
@@ -209,7 +259,7 @@ impl<S> AuthorityFix<S> {
 
     fn write_block(&mut self, block: &Block, encoded: &[u8]) {
         let priority_len = if block.priority.is_some() { 5 } else { 0 };
-        let first_room = MAX_OUT_FRAME - priority_len;
+        let first_room = MAX_FRAME_SIZE - priority_len;
         let (first, mut rest) = encoded.split_at(encoded.len().min(first_room));
         let mut flags = if block.end_stream { FLAG_END_STREAM } else { 0 };
         if block.priority.is_some() {
@@ -224,7 +274,7 @@ impl<S> AuthorityFix<S> {
         }
         self.outbuf.extend_from_slice(first);
         while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(rest.len().min(MAX_OUT_FRAME));
+            let (chunk, tail) = rest.split_at(rest.len().min(MAX_FRAME_SIZE));
             let flags = if tail.is_empty() { FLAG_END_HEADERS } else { 0 };
             push_frame_header(&mut self.outbuf, chunk.len(), TYPE_CONTINUATION, flags, block.stream_id);
             self.outbuf.extend_from_slice(chunk);
@@ -421,7 +471,7 @@ mod tests {
     async fn padding_priority_and_continuations_are_handled() {
         let path = b"/tmp/provider.sock";
         let mut enc = loona_hpack::Encoder::new();
-        let block = enc.encode([(&b":method"[..], &b"POST"[..]), (b":authority", path), (b"x-big", &[b'a'; 40_000][..])]);
+        let block = enc.encode([(&b":method"[..], &b"POST"[..]), (b":authority", path), (b"x-big", &[b'a'; 12_000][..])]);
         let (head, tail) = block.split_at(10);
         let mut input = PREFACE.to_vec();
         let mut frame = BytesMut::new();
@@ -437,15 +487,118 @@ mod tests {
         let frames = frames(&out);
         assert_eq!(frames[0].0, TYPE_HEADERS);
         assert_eq!(frames[0].1 & FLAG_PRIORITY, FLAG_PRIORITY);
-        assert!(frames.len() >= 3, "a 40 KB block needs continuation frames");
-        assert!(frames.iter().all(|(_, _, p)| p.len() <= MAX_OUT_FRAME));
+        assert!(frames.iter().all(|(_, _, p)| p.len() <= MAX_FRAME_SIZE));
         let mut block = frames[0].2[5..].to_vec();
         for (_, _, payload) in &frames[1..] {
             block.extend_from_slice(payload);
         }
         let decoded = loona_hpack::Decoder::new().decode(&block).expect("decodes");
         assert!(decoded.contains(&(b":authority".to_vec(), b"localhost".to_vec())));
-        assert!(decoded.iter().any(|(n, v)| n == b"x-big" && v.len() == 40_000));
+        assert!(decoded.iter().any(|(n, v)| n == b"x-big" && v.len() == 12_000));
+    }
+
+    /// Reads what the adapter hands the server while the client keeps the
+    /// connection open: the adapter must not wait for more input.
+    async fn forwarded_without_eof(input: &[u8], expected_len: usize) -> Vec<u8> {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let mut fixed = AuthorityFix::new(server);
+        client.write_all(input).await.expect("write");
+        let mut out = vec![0u8; expected_len];
+        tokio::time::timeout(std::time::Duration::from_secs(10), fixed.read_exact(&mut out))
+            .await
+            .expect("the adapter waited for input it must not wait for")
+            .expect("read");
+        assert_eq!(fixed.mode, Mode::Passthrough);
+        assert!(fixed.block.is_none() && fixed.inbuf.is_empty());
+        drop(client);
+        out
+    }
+
+    #[tokio::test]
+    async fn an_oversize_frame_is_handed_on_without_waiting_for_its_payload() {
+        let mut enc = loona_hpack::Encoder::new();
+        for authority in [&b"localhost"[..], b"/tmp/p.sock"] {
+            let mut input = PREFACE.to_vec();
+            // A header block in progress, then a frame claiming 16 MiB.
+            let mut first = headers_frame(&mut enc, 1, authority, 0);
+            first[4] &= !FLAG_END_HEADERS;
+            input.extend_from_slice(&first);
+            let mut oversize = BytesMut::new();
+            push_frame_header(&mut oversize, (1 << 24) - 1, TYPE_CONTINUATION, 0, 1);
+            oversize.extend_from_slice(&[0u8; 100]);
+            input.extend_from_slice(&oversize);
+            let out = forwarded_without_eof(&input, PREFACE.len() + oversize.len()).await;
+            // The server sees the preface and the oversize frame header, exactly as sent.
+            assert_eq!(&out[..PREFACE.len()], PREFACE);
+            assert_eq!(&out[PREFACE.len()..], &oversize[..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_continuation_flood_is_handed_on_after_a_bounded_buffer() {
+        let mut enc = loona_hpack::Encoder::new();
+        let mut input = PREFACE.to_vec();
+        let mut first = headers_frame(&mut enc, 1, b"/tmp/p.sock", 0);
+        first[4] &= !FLAG_END_HEADERS;
+        input.extend_from_slice(&first);
+        let mut empty = BytesMut::new();
+        push_frame_header(&mut empty, 0, TYPE_CONTINUATION, 0, 1);
+        for _ in 0..10_000 {
+            input.extend_from_slice(&empty);
+        }
+        // Everything passes unchanged once the bound is crossed.
+        let out = forwarded_without_eof(&input, input.len()).await;
+        assert_eq!(out, input);
+    }
+
+    #[tokio::test]
+    async fn a_header_block_over_the_byte_bound_is_handed_on() {
+        let mut input = PREFACE.to_vec();
+        let mut frame = BytesMut::new();
+        push_frame_header(&mut frame, MAX_FRAME_SIZE, TYPE_HEADERS, 0, 1);
+        frame.extend_from_slice(&[0x40u8; MAX_FRAME_SIZE]);
+        input.extend_from_slice(&frame);
+        for _ in 0..(MAX_HEADER_BLOCK / MAX_FRAME_SIZE) {
+            let mut cont = BytesMut::new();
+            push_frame_header(&mut cont, MAX_FRAME_SIZE, TYPE_CONTINUATION, 0, 1);
+            cont.extend_from_slice(&[0x40u8; MAX_FRAME_SIZE]);
+            input.extend_from_slice(&cont);
+        }
+        let out = forwarded_without_eof(&input, input.len()).await;
+        assert_eq!(out, input);
+    }
+
+    #[tokio::test]
+    async fn an_hpack_bomb_is_handed_on_undecoded() {
+        // One 4 KB field added to the table, then referenced a thousand times: a
+        // 5 KB block that decodes to 4 MB.
+        // Literal with incremental indexing, new name "x", value length 4000
+        // (7-bit prefix: 127, then 3873 in base-128 digits).
+        let mut block = vec![0x40, 0x01, b'x', 0x7f, 0xa1, 0x1e];
+        block.extend_from_slice(&[b'v'; 4000]);
+        block.extend_from_slice(&[0xbe; 1000]); // index 62: the first dynamic entry
+        assert!(loona_hpack::Decoder::new().decode(&block).expect("a valid block").len() > 1000);
+        let mut input = PREFACE.to_vec();
+        let mut frame = BytesMut::new();
+        push_frame_header(&mut frame, block.len(), TYPE_HEADERS, FLAG_END_HEADERS, 1);
+        frame.extend_from_slice(&block);
+        input.extend_from_slice(&frame);
+        let out = forwarded_without_eof(&input, input.len()).await;
+        assert_eq!(out, input);
+    }
+
+    #[tokio::test]
+    async fn a_table_size_over_the_default_is_refused() {
+        // Dynamic table size update to 1 MiB (5-bit prefix integer), then a field.
+        let mut block = vec![0x3f, 0xe1, 0xff, 0x3f];
+        block.extend_from_slice(&[0x82]);
+        let mut input = PREFACE.to_vec();
+        let mut frame = BytesMut::new();
+        push_frame_header(&mut frame, block.len(), TYPE_HEADERS, FLAG_END_HEADERS, 1);
+        frame.extend_from_slice(&block);
+        input.extend_from_slice(&frame);
+        let out = forwarded_without_eof(&input, input.len()).await;
+        assert_eq!(out, input);
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! with opaque versions.
 //!
 //! Layers, imports pointing down only:
-//! - [`server`]: gRPC service, sockets, status codes ([`authority`], [`socket`]);
+//! - [`server`]: gRPC service, sockets, status codes ([`authority`], [`socket`],
+//!   [`listener`], [`connection`]);
 //! - [`request`], [`dialect`]: request decoding and SecretProviderClass parameters;
 //! - [`identity`], [`backend`]: the pod's identity and the backends;
 //! - [`render`], [`version`]: files and object versions.
@@ -14,8 +15,10 @@
 pub mod audit;
 pub mod authority;
 pub mod backend;
+pub mod connection;
 pub mod dialect;
 pub mod identity;
+pub mod listener;
 pub mod metrics;
 pub mod object_path;
 pub mod provider_name;

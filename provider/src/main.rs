@@ -11,7 +11,9 @@ use courier_provider::backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
 use courier_provider::backend::vault::{
     DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings,
 };
+use courier_provider::connection::Timeouts;
 use courier_provider::dialect::Defaults;
+use courier_provider::listener::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS};
 use courier_provider::metrics::Metrics;
 use courier_provider::server::Settings;
 use courier_provider::socket::{self, BoundSocket};
@@ -113,6 +115,20 @@ struct Args {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     template_renderers: u16,
 
+    /// Most connections held at once on each socket. Over it, a new connection takes the place of
+    /// the one idle the longest, or is closed at once when all are busy.
+    #[arg(long, env = "COURIER_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// A connection with no request in progress for this long is closed (the driver reconnects
+    /// on its next call).
+    #[arg(long, env = "COURIER_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+
+    /// Longest time a new connection may take to send its preface and first request.
+    #[arg(long, env = "COURIER_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+
     /// Longest time to finish in-flight mounts after SIGTERM.
     #[arg(long, env = "COURIER_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
@@ -159,6 +175,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.backend_concurrency == 0 {
         bail!("--backend-concurrency must be at least 1");
     }
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    if args.idle_timeout.is_zero() || args.handshake_timeout.is_zero() {
+        bail!("--idle-timeout and --handshake-timeout must be positive");
+    }
+    let limits = ConnectionLimits {
+        max_connections: args.max_connections,
+        timeouts: Timeouts { idle: args.idle_timeout, handshake: args.handshake_timeout },
+    };
     let settings = Settings {
         defaults: Defaults {
             vault_address: args.vault_addr.trim_end_matches('/').to_owned(),
@@ -244,7 +270,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let mut stop = stop_rx.clone();
         servers.spawn(async move {
             let result = service
-                .serve(listener, async move {
+                .serve(listener, limits, async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
                 .await;

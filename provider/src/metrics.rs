@@ -76,6 +76,22 @@ pub struct LeaseLabels {
     pub event: &'static str,
 }
 
+/// Labels of a socket's connections.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// The socket's provider name.
+    pub provider: String,
+}
+
+/// Labels of a connection the provider closed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionCloseLabels {
+    /// The socket's provider name.
+    pub provider: String,
+    /// `idle`, `handshake_timeout`, `evicted` (made room for a new one) or `over_limit` (refused).
+    pub reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -104,6 +120,12 @@ pub struct Metrics {
     pub leases_held: Gauge,
     /// Lease events.
     pub leases: Family<LeaseLabels, Counter>,
+    /// Connections open, per socket.
+    pub connections_open: Family<ConnectionLabels, Gauge>,
+    /// Connections the provider closed or refused, by reason.
+    pub connections_closed: Family<ConnectionCloseLabels, Counter>,
+    /// Failed `accept` calls (each followed by a back-off).
+    pub accept_errors: Family<ConnectionLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -137,6 +159,16 @@ impl Default for Metrics {
         registry.register("leases_held", "Dynamic-secret leases held for reuse", leases_held.clone());
         let leases = Family::<LeaseLabels, Counter>::default();
         registry.register("lease_events", "Dynamic-secret lease events", leases.clone());
+        let connections_open = Family::<ConnectionLabels, Gauge>::default();
+        registry.register("connections_open", "Connections open on each provider socket", connections_open.clone());
+        let connections_closed = Family::<ConnectionCloseLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the provider closed (idle, handshake timeout, evicted) or refused (over limit)",
+            connections_closed.clone(),
+        );
+        let accept_errors = Family::<ConnectionLabels, Counter>::default();
+        registry.register("accept_errors", "Failed accepts on a provider socket (e.g. out of descriptors)", accept_errors.clone());
         Self {
             registry,
             mounts,
@@ -148,6 +180,9 @@ impl Default for Metrics {
             tokens_cached,
             leases_held,
             leases,
+            connections_open,
+            connections_closed,
+            accept_errors,
         }
     }
 }

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use courier_proto::v1alpha1::csi_driver_provider_server::{CsiDriverProvider, CsiDriverProviderServer};
 use courier_proto::v1alpha1::{self as api, MountRequest, MountResponse, VersionRequest, VersionResponse};
-use futures::TryStreamExt as _;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
 use crate::audit::AuditRecord;
-use crate::authority::AuthorityFix;
+use crate::authority;
+use crate::connection::TrackStreamsLayer;
+use crate::listener::{self, ConnectionLimits};
 use crate::backend::aws::{AwsBackend, AwsSettings};
 use crate::backend::vault::{VaultBackend, VaultSettings};
 use crate::backend::{self, BackendConfig, ErrorKind};
@@ -38,6 +38,13 @@ const INLINE_PARSE_BYTES: usize = 4096;
 /// Costly parses (above) running at once; more wait their turn, so a burst of
 /// hostile classes holds at most this many parsers' memory.
 const COSTLY_PARSES: usize = 2;
+
+/// Requests in progress at once on one connection: the RFC's recommended floor.
+/// The driver queues further mounts on its side until one finishes.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// A request whose client stalls (headers sent, body never finished) is ended
+/// this long after the mount deadline, so it cannot hold its connection open.
+const REQUEST_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
 /// Name reported by `Version`.
 const RUNTIME_NAME: &str = "courier";
@@ -112,18 +119,28 @@ impl ProviderService {
         Self { name, dialect, core }
     }
 
-    /// Serves this service on `listener` until `shutdown` completes, then finishes
-    /// the requests in flight.
+    /// Serves this service on `listener`, within `limits`, until `shutdown`
+    /// completes, then finishes the requests in flight.
     pub async fn serve(
         self,
         listener: tokio::net::UnixListener,
+        limits: ConnectionLimits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        let incoming = UnixListenerStream::new(listener).map_ok(AuthorityFix::new);
+        let incoming = listener::incoming(listener, limits, Arc::clone(&self.core.metrics), self.name.to_string());
         // grpc.health.v1 on the same socket, for probes that speak gRPC.
         let (reporter, health) = tonic_health::server::health_reporter();
         reporter.set_serving::<CsiDriverProviderServer<Self>>().await;
+        // The HTTP/2 limits are set explicitly rather than left to library defaults;
+        // the `:authority` adapter's bounds are derived from the same values.
         tonic::transport::Server::builder()
+            .max_frame_size(Some(authority::MAX_FRAME_SIZE as u32))
+            .http2_max_header_list_size(Some(authority::MAX_HEADER_LIST_SIZE as u32))
+            .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+            // A peer that dies closes a unix socket; idle peers meet the idle timeout.
+            .http2_keepalive_interval(None)
+            .timeout(self.core.mount_timeout + REQUEST_TIMEOUT_MARGIN)
+            .layer(TrackStreamsLayer)
             .add_service(health)
             .add_service(CsiDriverProviderServer::new(self))
             .serve_with_incoming_shutdown(incoming, shutdown)

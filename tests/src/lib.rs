@@ -17,7 +17,7 @@
 //! - [`ShimProcess`] runs the `courier-driver-shim` binary and [`Kubelet`] calls it as kubelet does for an inline
 //!   [`InlineVolume`]; [`FakeProvider`] stands for any other provider, answering what the test sets.
 //! - [`legacy_client`] drives a socket the way drivers before v1.6 did (socket path as `:authority`), and
-//!   [`h2_capture`] proves what a client puts on the wire.
+//!   [`h2_capture`] proves what a client puts on the wire; [`h2_attack`] is a hostile HTTP/2 client.
 //! - [`VaultProxy`] sits between the provider and OpenBao, records every request and injects faults (an error
 //!   status instead of forwarding, or an error status or a cut connection after OpenBao served the request).
 //! - [`SilentBackend`] is a fault injector: it accepts connections and never answers, like a hung server;
@@ -29,6 +29,7 @@ mod aws_proxy;
 pub mod calls;
 mod fake_provider;
 mod fault_injection;
+pub mod h2_attack;
 pub mod h2_capture;
 mod kube_api;
 pub mod legacy_client;

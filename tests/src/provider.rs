@@ -49,6 +49,9 @@ const INHERITED_ENV_TO_CLEAR: &[&str] = &[
     "COURIER_METRICS_ADDR",
     "COURIER_STATIC_REUSE",
     "COURIER_BACKEND_CONCURRENCY",
+    "COURIER_MAX_CONNECTIONS",
+    "COURIER_IDLE_TIMEOUT",
+    "COURIER_HANDSHAKE_TIMEOUT",
     // AWS: the tests point the provider at moto explicitly; nothing from the developer's AWS setup may leak in.
     "AWS_REGION",
     "AWS_DEFAULT_REGION",

@@ -9,6 +9,9 @@
 //! - `secrecy`: successful and failing mounts with the provider (and the driver shim's local mode) at trace
 //!   level; no seeded value (raw, base64, URL-safe base64, hex) nor any token reaches a log line, a message or
 //!   `/metrics`; files carry exactly the requested modes; sockets are owner-only.
+//! - `transport`: CONTINUATION floods, oversize frames and header blocks, slowloris clients, a thousand idle
+//!   connections, connections over the cap and EMFILE, each answered as HTTP/2 prescribes while `Version` is
+//!   still served on fresh connections.
 //!
 //! One OpenBao (with PostgreSQL behind its database engine) and one moto are shared by the binary; every test
 //! works under its own ids and runs its own provider processes. Figures are printed (`--nocapture`) and kept in
@@ -31,3 +34,5 @@ mod faults;
 mod isolation;
 #[path = "reliability/secrecy.rs"]
 mod secrecy;
+#[path = "reliability/transport.rs"]
+mod transport;
