@@ -8,23 +8,38 @@
 //! ```
 //!
 //! Identical content (same paths, bytes and modes) writes nothing.
+//!
+//! The writer works inside the target through a directory descriptor and never
+//! follows a link: an entry is read as what it is. It removes only what it
+//! creates (directories named `..<timestamp>.<random>`, its temporary links, and
+//! top-level links of the form `..data/<name>`), and replaces whatever stands at
+//! a name it needs (`..data`, an object's name) with its own entry.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::fs;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::{PermissionsExt as _, symlink};
 use std::path::{Component, Path, PathBuf};
 
+use rustix::fs::FileType;
 use zeroize::Zeroizing;
+
+use crate::dir::{self, Dir};
 
 /// The symlink naming the current data directory.
 pub const DATA_DIR: &str = "..data";
 const DATA_DIR_TMP: &str = "..data_tmp";
+/// Where a top-level link is made before it is renamed over its name.
+const LINK_TMP: &str = "..link_tmp";
 /// Longest path and component the driver accepts.
 const MAX_PATH: usize = 4096;
 const MAX_COMPONENT: usize = 255;
-
+/// Most components in one payload path: the writer's removal descends one
+/// descriptor per level, and kubelet's paths need a handful.
+const MAX_COMPONENTS: usize = dir::MAX_DEPTH - 1;
+/// Most bytes [`current_files`] reads back: more than a volume's tmpfs
+/// (`--tmpfs-size`, 16Mi by default) or a provider response (4 MiB by default)
+/// holds, and a bound on a directory someone else filled.
+pub const MAX_READ_BACK: u64 = 64 << 20;
 /// One file to write.
 pub struct Payload {
     /// Relative path.
@@ -110,6 +125,9 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
     if path.contains('\0') {
         return bad("contains a NUL byte");
     }
+    if path.split('/').count() > MAX_COMPONENTS {
+        return bad("has too many components");
+    }
     for component in path.split('/') {
         if component.is_empty() || component == "." {
             return bad("is not clean (empty or '.' component)");
@@ -130,9 +148,72 @@ pub fn validate_path(path: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes `payloads` into `target` atomically; nothing changes if they equal what
-/// is there.
-pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
+/// Writes `payloads` into the open target `dir` atomically; nothing changes if
+/// they equal what is there.
+pub fn write(dir: &Dir, payloads: &[Payload]) -> Result<Outcome, Error> {
+    let wanted = check(payloads)?;
+    let tops: BTreeSet<&str> = wanted
+        .keys()
+        .map(|p| p.split('/').next().unwrap_or(p))
+        .collect();
+    if let Some(current) = current_dir(dir)?
+        && same_content(&current, &wanted)?
+        && links_in_place(dir, &tops)?
+    {
+        return Ok(Outcome::Unchanged);
+    }
+
+    // 1. A fresh directory with every file.
+    let new_name = fresh_dir_name();
+    let new_dir = dir
+        .create_dir(&new_name, 0o755)
+        .map_err(io_err("create", &dir.display(&new_name)))?;
+    if let Err(e) = fill(&new_dir, &wanted) {
+        let _ = dir.remove(OsStr::new(&new_name));
+        return Err(e);
+    }
+
+    // 2. Point ..data at it with one rename: readers see the old set or the new one.
+    replace_with_link(dir, DATA_DIR_TMP, &new_name, DATA_DIR)?;
+
+    // 3. Top-level names: ours replace whatever stands there; stale ones of ours go.
+    for top in &tops {
+        let link = format!("{DATA_DIR}/{top}");
+        if dir
+            .read_link(top)
+            .map_err(io_err("read", &dir.display(top)))?
+            != Some(OsString::from(&link))
+        {
+            replace_with_link(dir, LINK_TMP, &link, top)?;
+        }
+    }
+    let names = dir.names().map_err(io_err("list", dir.path()))?;
+    for name in &names {
+        let Some(name) = dir::utf8(name) else {
+            continue;
+        };
+        if name.starts_with("..") || tops.contains(name) {
+            continue;
+        }
+        if is_own_link(dir, name)? {
+            dir.unlink(name)
+                .map_err(io_err("remove", &dir.display(name)))?;
+        }
+    }
+
+    // 4. The old directories go last: every one of ours but the new one.
+    for name in &names {
+        if dir::utf8(name).is_some_and(|n| is_own_dir_name(n) && n != new_name)
+            && dir.kind(name).ok().flatten() == Some(FileType::Directory)
+        {
+            let _ = dir.remove(name);
+        }
+    }
+    Ok(Outcome::Written)
+}
+
+/// Validates payloads into a map by path.
+fn check(payloads: &[Payload]) -> Result<BTreeMap<&str, &Payload>, Error> {
     let mut wanted: BTreeMap<&str, &Payload> = BTreeMap::new();
     for p in payloads {
         validate_path(&p.path)?;
@@ -159,102 +240,85 @@ pub fn write(target: &Path, payloads: &[Payload]) -> Result<Outcome, Error> {
             prefix = parent;
         }
     }
-
-    let data_link = target.join(DATA_DIR);
-    let old_dir = fs::read_link(&data_link).ok();
-    if let Some(old) = &old_dir
-        && same_content(&target.join(old), &wanted)?
-    {
-        return Ok(Outcome::Unchanged);
-    }
-
-    // 1. A fresh directory with every file.
-    let new_name = fresh_dir_name();
-    let new_dir = target.join(&new_name);
-    fs::create_dir(&new_dir).map_err(io_err("create", &new_dir))?;
-    fs::set_permissions(&new_dir, fs::Permissions::from_mode(0o755))
-        .map_err(io_err("chmod", &new_dir))?;
-    let written = (|| {
-        for (path, payload) in &wanted {
-            let file = new_dir.join(path);
-            if let Some(parent) = file.parent() {
-                create_dirs(&new_dir, parent)?;
-            }
-            fs::write(&file, &*payload.contents).map_err(io_err("write", &file))?;
-            fs::set_permissions(&file, fs::Permissions::from_mode(payload.mode))
-                .map_err(io_err("chmod", &file))?;
-        }
-        Ok::<(), Error>(())
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_dir_all(&new_dir);
-        return Err(e);
-    }
-
-    // 2. Point ..data at it with one rename: readers see the old set or the new one.
-    let tmp_link = target.join(DATA_DIR_TMP);
-    let _ = fs::remove_file(&tmp_link);
-    symlink(&new_name, &tmp_link).map_err(io_err("symlink", &tmp_link))?;
-    fs::rename(&tmp_link, &data_link).map_err(io_err("rename", &data_link))?;
-
-    // 3. Top-level names: add the new ones, drop the stale ones.
-    let new_tops: std::collections::BTreeSet<&str> = wanted
-        .keys()
-        .map(|p| p.split('/').next().unwrap_or(p))
-        .collect();
-    for top in &new_tops {
-        let link = target.join(top);
-        match fs::symlink_metadata(&link) {
-            Ok(meta) if meta.file_type().is_symlink() => continue,
-            Ok(meta) if meta.is_dir() => {
-                fs::remove_dir_all(&link).map_err(io_err("remove", &link))?
-            }
-            Ok(_) => fs::remove_file(&link).map_err(io_err("remove", &link))?,
-            Err(_) => {}
-        }
-        symlink(Path::new(DATA_DIR).join(top), &link).map_err(io_err("symlink", &link))?;
-    }
-    for entry in fs::read_dir(target).map_err(io_err("list", target))? {
-        let entry = entry.map_err(io_err("list", target))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with("..") || new_tops.contains(name) {
-            continue;
-        }
-        if entry.file_type().map(|t| t.is_symlink()).unwrap_or(false) {
-            let link = entry.path();
-            if fs::read_link(&link)
-                .map(|t| t.starts_with(DATA_DIR))
-                .unwrap_or(false)
-            {
-                fs::remove_file(&link).map_err(io_err("remove", &link))?;
-            }
-        }
-    }
-
-    // 4. The old directory goes last.
-    if let Some(old) = old_dir {
-        let old = target.join(old);
-        if old != new_dir {
-            let _ = fs::remove_dir_all(&old);
-        }
-    }
-    Ok(Outcome::Written)
+    Ok(wanted)
 }
 
-fn create_dirs(root: &Path, dir: &Path) -> Result<(), Error> {
-    if dir == root || dir.exists() {
-        return Ok(());
+/// Writes every file into the fresh directory `root`.
+fn fill(root: &Dir, wanted: &BTreeMap<&str, &Payload>) -> Result<(), Error> {
+    for (path, payload) in wanted {
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((parent, name)) => (Some(parent), name),
+            None => (None, *path),
+        };
+        let opened;
+        let into = match parent {
+            Some(parent) => {
+                opened = create_dirs(root, parent)?;
+                &opened
+            }
+            None => root,
+        };
+        into.create_file(name, payload.mode, &payload.contents)
+            .map_err(io_err("write", &root.display(path)))?;
     }
-    if let Some(parent) = dir.parent() {
-        create_dirs(root, parent)?;
+    Ok(())
+}
+
+/// Opens `relative` below `root`, creating missing directories (0755).
+fn create_dirs(root: &Dir, relative: &str) -> Result<Dir, Error> {
+    let mut here: Option<Dir> = None;
+    for part in relative.split('/') {
+        let at = here.as_ref().unwrap_or(root);
+        let next = match at.kind(part).map_err(io_err("stat", &at.display(part)))? {
+            Some(_) => at.child(part),
+            None => at.create_dir(part, 0o755),
+        }
+        .map_err(io_err("create", &at.display(part)))?;
+        here = Some(next);
     }
-    fs::create_dir(dir).map_err(io_err("create", dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", dir))
+    here.ok_or_else(|| Error::InvalidPath {
+        path: relative.to_owned(),
+        problem: "is empty",
+    })
+}
+
+/// Makes `name` a link holding `link`: created at `tmp`, then renamed over
+/// `name`. A directory standing at `name` (planted: the writer only ever puts
+/// links there) is removed first, without following anything in it.
+fn replace_with_link(dir: &Dir, tmp: &str, link: &str, name: &str) -> Result<(), Error> {
+    let tmp_path = dir.display(tmp);
+    dir.remove(OsStr::new(tmp))
+        .map_err(io_err("remove", &tmp_path))?;
+    dir.symlink(link, tmp)
+        .map_err(io_err("symlink", &tmp_path))?;
+    if dir.kind(name).map_err(io_err("stat", &dir.display(name)))? == Some(FileType::Directory) {
+        dir.remove(OsStr::new(name))
+            .map_err(io_err("remove", &dir.display(name)))?;
+    }
+    dir.rename(tmp, name)
+        .map_err(io_err("rename", &dir.display(name)))
+}
+
+/// Whether `name` is a link the writer made: exactly `..data/<name>`.
+fn is_own_link(dir: &Dir, name: &str) -> Result<bool, Error> {
+    Ok(dir
+        .read_link(name)
+        .map_err(io_err("read", &dir.display(name)))?
+        .is_some_and(|target| target == OsString::from(format!("{DATA_DIR}/{name}"))))
+}
+
+/// Whether every top-level name is the writer's link.
+fn links_in_place(dir: &Dir, tops: &BTreeSet<&str>) -> Result<bool, Error> {
+    for top in tops {
+        if !is_own_link(dir, top)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `..YYYY_MM_DD_HH_MM_SS.<random>`, as kubelet names its data directories.
-fn fresh_dir_name() -> OsString {
+fn fresh_dir_name() -> String {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let stamp: String = stamp
         .trim_end_matches('Z')
@@ -262,222 +326,183 @@ fn fresh_dir_name() -> OsString {
         .map(|c| if c.is_ascii_digit() { c } else { '_' })
         .collect();
     let suffix: u32 = rand::random();
-    OsString::from(format!("..{stamp}.{suffix:010}"))
+    format!("..{stamp}.{suffix:010}")
 }
 
-/// Whether `dir` holds exactly `wanted` (paths, bytes, modes).
-fn same_content(dir: &Path, wanted: &BTreeMap<&str, &Payload>) -> Result<bool, Error> {
-    let mut found = Vec::new();
-    if !dir.is_dir() {
-        return Ok(false);
+/// Whether `name` has the form [`fresh_dir_name`] gives.
+fn is_own_dir_name(name: &str) -> bool {
+    let Some((stamp, suffix)) = name
+        .strip_prefix("..")
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        return false;
+    };
+    let pattern = "dddd_dd_dd_dd_dd_dd";
+    stamp.len() == pattern.len()
+        && stamp.bytes().zip(pattern.bytes()).all(|(c, p)| match p {
+            b'd' => c.is_ascii_digit(),
+            _ => c == p,
+        })
+        && suffix.len() == 10
+        && suffix.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// The data directory `..data` names, if it is one of the writer's: a link to
+/// a name of the writer's form that is a real directory. Anything else at
+/// `..data` (a planted link, a directory) counts as no current content.
+fn current_dir(dir: &Dir) -> Result<Option<Dir>, Error> {
+    let Some(target) = dir
+        .read_link(DATA_DIR)
+        .map_err(io_err("read", &dir.display(DATA_DIR)))?
+    else {
+        return Ok(None);
+    };
+    let Some(name) = dir::utf8(&target).filter(|n| is_own_dir_name(n)) else {
+        return Ok(None);
+    };
+    if dir.kind(name).map_err(io_err("stat", &dir.display(name)))? != Some(FileType::Directory) {
+        return Ok(None);
     }
-    collect(dir, dir, &mut found)?;
-    if found.len() != wanted.len() {
-        return Ok(false);
+    dir.child(name)
+        .map(Some)
+        .map_err(io_err("open", &dir.display(name)))
+}
+
+/// One file of the current content.
+pub struct CurrentFile {
+    /// Relative path.
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Contents (zeroized on drop).
+    pub contents: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CurrentFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CurrentFile({:?}, {:o}, <redacted {} bytes>)",
+            self.path,
+            self.mode,
+            self.contents.len()
+        )
     }
-    for (path, file) in found {
-        let Some(payload) = wanted.get(path.as_str()) else {
-            return Ok(false);
+}
+
+/// Reads the tree under `root`: regular files only (a link or special file makes
+/// `None`, as it is not the writer's), at most `budget` bytes in all.
+fn read_tree(root: &Dir, budget: &mut u64) -> Result<Option<Vec<CurrentFile>>, Error> {
+    let mut out = Vec::new();
+    let mut pending: Vec<String> = vec![String::new()];
+    while let Some(relative) = pending.pop() {
+        let here;
+        let at = if relative.is_empty() {
+            root
+        } else {
+            here = root
+                .child(&relative)
+                .map_err(io_err("open", &root.display(&relative)))?;
+            &here
         };
-        let meta = fs::symlink_metadata(&file).map_err(io_err("stat", &file))?;
-        if meta.permissions().mode() & 0o777 != payload.mode {
-            return Ok(false);
-        }
-        if meta.len() != payload.contents.len() as u64 {
-            return Ok(false);
-        }
-        let bytes = Zeroizing::new(fs::read(&file).map_err(io_err("read", &file))?);
-        if *bytes != *payload.contents {
-            return Ok(false);
+        for name in at.names().map_err(io_err("list", at.path()))? {
+            let Some(name) = dir::utf8(&name) else {
+                return Ok(None);
+            };
+            let path = if relative.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{relative}/{name}")
+            };
+            if path.split('/').count() > MAX_COMPONENTS {
+                return Ok(None);
+            }
+            match at.kind(name).map_err(io_err("stat", &at.display(name)))? {
+                Some(FileType::Directory) => pending.push(path),
+                Some(FileType::RegularFile) => {
+                    let Some((mode, contents)) = at
+                        .read_file(name, *budget)
+                        .map_err(io_err("read", &at.display(name)))?
+                    else {
+                        return Ok(None);
+                    };
+                    *budget -= contents.len() as u64;
+                    out.push(CurrentFile {
+                        path,
+                        mode: mode & 0o777,
+                        contents,
+                    });
+                }
+                _ => return Ok(None),
+            }
         }
     }
-    Ok(true)
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Some(out))
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), Error> {
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let entry = entry.map_err(io_err("list", dir))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(io_err("stat", &path))?;
-        if kind.is_dir() {
-            collect(root, &path, out)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            out.push((relative.to_string_lossy().into_owned(), path));
-        }
-    }
-    Ok(())
+/// Whether `current` holds exactly `wanted` (paths, bytes, modes).
+fn same_content(current: &Dir, wanted: &BTreeMap<&str, &Payload>) -> Result<bool, Error> {
+    let mut budget: u64 = wanted.values().map(|p| p.contents.len() as u64).sum();
+    let Some(found) = read_tree(current, &mut budget)? else {
+        return Ok(false);
+    };
+    Ok(found.len() == wanted.len()
+        && found.iter().all(|file| {
+            wanted
+                .get(file.path.as_str())
+                .is_some_and(|p| p.mode == file.mode && *p.contents == *file.contents)
+        }))
 }
 
-/// The files currently visible in `target` (relative path -> path of the data file).
-pub fn current_files(target: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
-    let Ok(dir) = fs::read_link(target.join(DATA_DIR)) else {
+/// Whether `dir` holds content of the writer's (`..data` naming one of its directories).
+pub fn has_content(dir: &Dir) -> Result<bool, Error> {
+    Ok(current_dir(dir)?.is_some())
+}
+
+/// Where `..data` points, if it is the writer's.
+pub fn current_dir_name(dir: &Dir) -> Result<Option<PathBuf>, Error> {
+    Ok(current_dir(dir)?.map(|d| PathBuf::from(d.path().file_name().unwrap_or_default())))
+}
+
+/// The files a reader of `dir` sees, read through descriptors from the writer's
+/// current data directory only, at most [`MAX_READ_BACK`] bytes. Anything not
+/// the writer's (a planted `..data`, a link inside the data directory) yields
+/// no files.
+pub fn current_files(dir: &Dir) -> Result<Vec<CurrentFile>, Error> {
+    let Some(current) = current_dir(dir)? else {
         return Ok(Vec::new());
     };
-    let mut out = Vec::new();
-    collect(&target.join(&dir), &target.join(&dir), &mut out)?;
-    out.sort();
-    Ok(out)
+    let mut budget = MAX_READ_BACK;
+    Ok(read_tree(&current, &mut budget)?.unwrap_or_default())
+}
+
+/// Removes what the writer created in `dir` (its data directories, `..data`,
+/// its temporary and top-level links) and nothing else. Returns whether the
+/// directory is empty afterwards.
+pub fn clear(dir: &Dir) -> Result<bool, Error> {
+    let names = dir.names().map_err(io_err("list", dir.path()))?;
+    let mut left = 0;
+    for name in &names {
+        let own = match dir::utf8(name) {
+            Some(n @ (DATA_DIR | DATA_DIR_TMP | LINK_TMP)) => {
+                dir.kind(n).map_err(io_err("stat", &dir.display(n)))? == Some(FileType::Symlink)
+            }
+            Some(n) if is_own_dir_name(n) => {
+                dir.kind(n).map_err(io_err("stat", &dir.display(n)))? == Some(FileType::Directory)
+            }
+            Some(n) => is_own_link(dir, n)?,
+            None => false,
+        };
+        if own {
+            dir.remove(name)
+                .map_err(io_err("remove", &dir.display(name)))?;
+        } else {
+            left += 1;
+        }
+    }
+    Ok(left == 0)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn payload(path: &str, mode: u32, contents: &[u8]) -> Payload {
-        Payload {
-            path: path.to_owned(),
-            mode,
-            contents: Zeroizing::new(contents.to_vec()),
-        }
-    }
-
-    fn read(target: &Path, path: &str) -> Vec<u8> {
-        fs::read(target.join(path)).expect("readable")
-    }
-
-    #[test]
-    fn writes_the_kubelet_layout_with_exact_modes() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let t = dir.path();
-        let out = write(
-            t,
-            &[
-                payload("a", 0o644, b"one"),
-                payload("dir/b", 0o400, b"two"),
-                payload("z", 0, b""),
-            ],
-        )
-        .expect("ok");
-        assert_eq!(out, Outcome::Written);
-        assert_eq!(read(t, "a"), b"one");
-        assert_eq!(read(t, "dir/b"), b"two");
-        let data = fs::read_link(t.join(DATA_DIR)).expect("..data");
-        assert!(data.to_string_lossy().starts_with("..20"), "{data:?}");
-        assert_eq!(
-            fs::read_link(t.join("a")).expect("link"),
-            Path::new("..data/a")
-        );
-        assert_eq!(
-            fs::read_link(t.join("dir")).expect("link"),
-            Path::new("..data/dir")
-        );
-        let mode = |p: &str| fs::metadata(t.join(p)).expect("meta").permissions().mode() & 0o777;
-        assert_eq!((mode("a"), mode("dir/b"), mode("z")), (0o644, 0o400, 0));
-    }
-
-    #[test]
-    fn identical_content_writes_nothing_and_changes_swap() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let t = dir.path();
-        write(
-            t,
-            &[payload("a", 0o644, b"one"), payload("old", 0o644, b"x")],
-        )
-        .expect("ok");
-        let first = fs::read_link(t.join(DATA_DIR)).expect("data");
-        assert_eq!(
-            write(
-                t,
-                &[payload("a", 0o644, b"one"), payload("old", 0o644, b"x")]
-            )
-            .expect("ok"),
-            Outcome::Unchanged
-        );
-        assert_eq!(fs::read_link(t.join(DATA_DIR)).expect("data"), first);
-        assert_eq!(
-            write(
-                t,
-                &[payload("a", 0o600, b"one"), payload("old", 0o644, b"x")]
-            )
-            .expect("ok"),
-            Outcome::Written,
-            "mode change"
-        );
-        assert_eq!(
-            write(t, &[payload("a", 0o600, b"two")]).expect("ok"),
-            Outcome::Written
-        );
-        assert_eq!(read(t, "a"), b"two");
-        assert!(
-            fs::symlink_metadata(t.join("old")).is_err(),
-            "stale names are removed"
-        );
-        assert!(
-            !t.join(&first).exists(),
-            "the old data directory is removed"
-        );
-        let entries: Vec<_> = fs::read_dir(t)
-            .expect("ls")
-            .map(|e| e.expect("e").file_name())
-            .collect();
-        assert_eq!(entries.len(), 3, "a, ..data and one data dir: {entries:?}");
-    }
-
-    #[test]
-    fn bad_paths_are_refused_before_anything_is_written() {
-        let dir = tempfile::tempdir().expect("tmp");
-        for bad in [
-            "",
-            "/abs",
-            "../x",
-            "a/../b",
-            "..data",
-            "a//b",
-            "./a",
-            "a/.",
-            &"x".repeat(256),
-        ] {
-            assert!(
-                matches!(
-                    write(dir.path(), &[payload(bad, 0o644, b"v")]),
-                    Err(Error::InvalidPath { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            write(
-                dir.path(),
-                &[payload("a", 0o644, b"1"), payload("a", 0o644, b"2")]
-            ),
-            Err(Error::Duplicate(_))
-        ));
-        assert!(matches!(
-            write(
-                dir.path(),
-                &[payload("a", 0o644, b"1"), payload("a/b", 0o644, b"2")]
-            ),
-            Err(Error::InvalidPath { .. })
-        ));
-        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 0);
-    }
-
-    #[test]
-    fn stray_files_colliding_with_new_names_are_replaced() {
-        let dir = tempfile::tempdir().expect("tmp");
-        fs::write(dir.path().join("a"), b"left by someone").expect("stray");
-        write(dir.path(), &[payload("a", 0o644, b"ours")]).expect("ok");
-        assert!(
-            fs::symlink_metadata(dir.path().join("a"))
-                .expect("meta")
-                .file_type()
-                .is_symlink()
-        );
-        assert_eq!(read(dir.path(), "a"), b"ours");
-    }
-
-    #[test]
-    fn data_dir_names_follow_kubelet() {
-        let name = fresh_dir_name().to_string_lossy().into_owned();
-        let (stamp, suffix) = name
-            .trim_start_matches("..")
-            .split_once('.')
-            .expect("two parts");
-        assert_eq!(stamp.len(), "2026_11_22_10_09_42".len(), "{name}");
-        assert!(
-            stamp.chars().all(|c| c.is_ascii_digit() || c == '_'),
-            "{name}"
-        );
-        assert!(suffix.chars().all(|c| c.is_ascii_digit()), "{name}");
-    }
-}
+mod tests;

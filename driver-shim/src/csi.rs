@@ -335,10 +335,8 @@ impl NodeService {
     }
 
     fn mock(&self, target: &Path) -> Result<(), Status> {
-        if crate::mount::is_mount_point(target).unwrap_or(false) {
-            return Ok(());
-        }
-        std::fs::create_dir_all(target).map_err(|e| Status::internal(e.to_string()))?;
-        crate::mount::mount_tmpfs(target, None).map_err(|e| Status::internal(e.to_string()))
+        self.shim
+            .mount_bare(target)
+            .map_err(|e| Status::new(e.code, e.message))
     }
 }

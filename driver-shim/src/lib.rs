@@ -6,6 +6,7 @@
 //! - [`csi`]: the Identity and Node services kubelet calls;
 //! - [`publish`]: mount, ask, write (shared with [`local`] mode);
 //! - [`provider_client`], [`request`]: finding and calling providers;
+//! - [`target`], [`dir`]: where a volume goes, resolved once and opened without following links;
 //! - [`atomic_writer`], [`mount`]: files and the tmpfs;
 //! - [`cluster`]: SecretProviderClasses, status records and events;
 //! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets.
@@ -13,6 +14,7 @@
 pub mod atomic_writer;
 pub mod cluster;
 pub mod csi;
+pub mod dir;
 pub mod local;
 pub mod metrics;
 pub mod mount;
@@ -20,4 +22,5 @@ pub mod provider_client;
 pub mod publish;
 pub mod request;
 pub mod sync;
+pub mod target;
 pub mod tls;

@@ -3,7 +3,6 @@
 //! optional republishing). For trying Courier out and for demos.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use crate::atomic_writer;
 use crate::cluster::SecretProviderClass;
 use crate::publish::{Publish, Published, Shim};
 use crate::request::TOKENS_KEY;
+use crate::target::{Scope, Target};
 
 /// What local mode needs.
 #[derive(Debug, Clone)]
@@ -187,19 +187,30 @@ fn report(target: &Path, published: &Published) {
     if let Published::Reported { error } = published {
         println!("  error: {error}");
     }
-    let tmpfs = crate::mount::is_mount_point(target).unwrap_or(false);
     if matches!(published, Published::Written { .. }) {
-        println!(
-            "  tmpfs mounted: {tmpfs}; data dir: {}",
-            std::fs::read_link(target.join(atomic_writer::DATA_DIR))
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        );
-        for (path, file) in atomic_writer::current_files(target).unwrap_or_default() {
-            let meta = std::fs::metadata(&file).ok();
-            let mode = meta.as_ref().map_or(0, |m| m.permissions().mode() & 0o777);
-            let size = meta.map_or(0, |m| m.len());
-            println!("  {path}  mode {mode:04o}  {size} bytes");
+        let dir = Target::resolve(target, &Scope::Anywhere)
+            .ok()
+            .and_then(|t| t.open().ok().flatten());
+        let tmpfs = dir
+            .as_ref()
+            .is_some_and(|d| crate::mount::state(d).is_ok_and(|s| s == crate::mount::State::Tmpfs));
+        let data_dir = dir
+            .as_ref()
+            .and_then(|d| atomic_writer::current_dir_name(d).ok().flatten())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!("  tmpfs mounted: {tmpfs}; data dir: {data_dir}");
+        let files = dir
+            .as_ref()
+            .and_then(|d| atomic_writer::current_files(d).ok())
+            .unwrap_or_default();
+        for file in files {
+            println!(
+                "  {}  mode {:04o}  {} bytes",
+                file.path,
+                file.mode,
+                file.contents.len()
+            );
         }
     }
     if let Published::Written { versions, .. } | Published::Unchanged { versions } = published {

@@ -14,9 +14,13 @@ use courier_driver_shim::metrics::Metrics;
 use courier_driver_shim::mount::parse_size;
 use courier_driver_shim::provider_client::Providers;
 use courier_driver_shim::publish::{RepublishErrors, Settings, Shim};
+use courier_driver_shim::target::Scope;
 use courier_proto::csi::v1::identity_server::IdentityServer;
 use courier_proto::csi::v1::node_server::NodeServer;
 use tokio_stream::wrappers::UnixListenerStream;
+
+/// Where kubelet keeps pods' volumes unless its `--root-dir` is moved.
+const DEFAULT_KUBELET_PODS_DIR: &str = "/var/lib/kubelet/pods";
 
 /// A CSI node plugin that fills pods' secrets volumes from Secrets Store CSI providers.
 #[derive(Debug, Parser)]
@@ -66,6 +70,10 @@ struct Args {
     /// and answers success (kubelet before 1.37 deletes the mount on failure); `fail` also fails.
     #[arg(long, value_enum, default_value_t = RepublishErrors::Report)]
     republish_errors: RepublishErrors,
+
+    /// kubelet's pods directory: targets that do not resolve below it are refused.
+    #[arg(long, env = "COURIER_KUBELET_PODS_DIR", default_value = DEFAULT_KUBELET_PODS_DIR)]
+    kubelet_pods_dir: PathBuf,
 
     /// Size limit of each volume's tmpfs.
     #[arg(long, global = true, default_value = "16Mi")]
@@ -192,6 +200,8 @@ async fn main() -> anyhow::Result<()> {
             republish_errors: RepublishErrors::Report,
             tmpfs_size,
             use_tmpfs,
+            // The operator names the target on the command line.
+            scope: Scope::Anywhere,
         };
         let shim = Shim::new(settings, providers, metrics);
         let local = Local {
@@ -224,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
         republish_errors: args.republish_errors,
         tmpfs_size,
         use_tmpfs: true,
+        scope: Scope::Below(args.kubelet_pods_dir.clone()),
     };
     let shim = Arc::new(Shim::new(settings, providers, Arc::clone(&metrics)));
     let cluster = Arc::new(

@@ -1,65 +1,97 @@
-//! The volume's tmpfs: mounted on first publish, found again through
-//! /proc/self/mountinfo, unmounted on unpublish.
+//! The volume's tmpfs, recognised by identity rather than by path: a target is
+//! mounted when the directory the shim opened is the root of a mount
+//! (`statx` `STATX_ATTR_MOUNT_ROOT`, or a device differing from its parent's on
+//! kernels without it), and that mount is the shim's when it is a tmpfs.
 
 use std::io;
+use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 
-/// Whether `path` is a mount point.
-pub fn is_mount_point(path: &Path) -> io::Result<bool> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let wanted = path.to_string_lossy();
-    Ok(info.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|mp| unescape(mp) == wanted)
-    }))
+use crate::dir::Dir;
+
+/// `TMPFS_MAGIC` from `linux/magic.h`.
+const TMPFS_MAGIC: i128 = 0x0102_1994;
+/// Most tmpfs layers one unpublish removes from a target: older versions stacked
+/// one per republish; a bound keeps a target that keeps being remounted from
+/// holding the call forever.
+pub const MAX_STACKED_MOUNTS: usize = 1024;
+
+/// What is mounted at a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// The directory is not the root of a mount.
+    NotMounted,
+    /// It is the root of a tmpfs: the shim's volume.
+    Tmpfs,
+    /// It is the root of another file system, which the shim never mounts.
+    Other {
+        /// `statfs` `f_type`.
+        magic: i128,
+    },
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            let value =
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(value);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+/// What is mounted at the open directory `dir`.
+pub fn state(dir: &Dir) -> io::Result<State> {
+    let stx = rustix::fs::statx(
+        dir.fd(),
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    )?;
+    let root = if stx
+        .stx_attributes_mask
+        .contains(StatxAttributes::MOUNT_ROOT)
+    {
+        stx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+    } else {
+        // Before Linux 5.8: a mount root sits on another device than its parent.
+        let parent = rustix::fs::statat(dir.fd(), "..", AtFlags::empty())?;
+        (stx.stx_dev_major, stx.stx_dev_minor)
+            != (
+                rustix::fs::major(parent.st_dev),
+                rustix::fs::minor(parent.st_dev),
+            )
+    };
+    if !root {
+        return Ok(State::NotMounted);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let magic = i128::from(rustix::fs::fstatfs(dir.fd())?.f_type);
+    Ok(if magic == TMPFS_MAGIC {
+        State::Tmpfs
+    } else {
+        State::Other { magic }
+    })
 }
 
-/// Mounts a tmpfs at `path`: no suid, no devices, no exec, size-limited.
-pub fn mount_tmpfs(path: &Path, size_bytes: Option<u64>) -> nix::Result<()> {
+/// Mounts a tmpfs on exactly the directory `dir` (through its descriptor, so no
+/// path is resolved again): no suid, no devices, no exec, size-limited. Reopen
+/// the target afterwards to see the tmpfs.
+pub fn mount_tmpfs(dir: &Dir, size_bytes: Option<u64>) -> nix::Result<()> {
     let mut data = String::from("mode=0755");
     if let Some(size) = size_bytes {
         data.push_str(&format!(",size={size}"));
     }
+    let at = format!("/proc/self/fd/{}", dir.fd().as_raw_fd());
     mount(
         Some("tmpfs"),
-        path,
+        at.as_str(),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some(data.as_str()),
     )
 }
 
-/// Unmounts `path`, lazily if it is busy.
+/// Unmounts the top mount at `path` (a path without symbolic links, which the
+/// caller has just found to be the shim's tmpfs), lazily if it is busy; the last
+/// component is not followed.
 pub fn unmount(path: &Path) -> nix::Result<()> {
-    match umount2(path, MntFlags::empty()) {
-        Err(nix::errno::Errno::EBUSY) => umount2(path, MntFlags::MNT_DETACH),
+    match umount2(path, MntFlags::UMOUNT_NOFOLLOW) {
+        Err(nix::errno::Errno::EBUSY) => {
+            umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+        }
         other => other,
     }
 }
@@ -107,13 +139,12 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/var/lib/a\\040b"), "/var/lib/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
-
-    #[test]
-    fn root_is_a_mount_point() {
-        assert!(is_mount_point(Path::new("/")).expect("mountinfo"));
+    fn root_is_a_mount_root_and_a_plain_directory_is_not() {
+        let root = Dir::open_no_symlinks(Path::new("/")).expect("open /");
+        assert_ne!(state(&root).expect("state"), State::NotMounted);
+        let tmp = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tmp");
+        let dir =
+            Dir::open_no_symlinks(&std::fs::canonicalize(tmp.path()).expect("c")).expect("open");
+        assert_eq!(state(&dir).expect("state"), State::NotMounted);
     }
 }

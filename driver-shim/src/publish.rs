@@ -2,7 +2,6 @@
 //! mount the tmpfs, ask the provider, swap the files in atomically.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -16,6 +15,7 @@ use crate::metrics::{Metrics, ResultLabels};
 use crate::mount;
 use crate::provider_client::Providers;
 use crate::request::mount_request;
+use crate::target::{self, Scope, Target};
 
 /// What kubelet sees when a republish fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +40,9 @@ pub struct Settings {
     pub tmpfs_size: Option<u64>,
     /// Mount a tmpfs (off in local mode without root).
     pub use_tmpfs: bool,
+    /// Which target paths are accepted: below kubelet's pods directory in node
+    /// mode, anywhere in local mode.
+    pub scope: Scope,
 }
 
 /// One publish.
@@ -92,6 +95,15 @@ pub fn fail(code: Code, message: impl Into<String>) -> Error {
         message: message.into(),
         republish: false,
     }
+}
+
+fn target_error(e: target::Error) -> Error {
+    let code = if e.is_invalid() {
+        Code::InvalidArgument
+    } else {
+        Code::Internal
+    };
+    fail(code, e.to_string())
 }
 
 /// The publish machinery.
@@ -156,25 +168,31 @@ impl Shim {
         })
     }
 
+    /// Resolves a target path by the shim's rules (see [`target`]).
+    pub fn resolve(&self, path: &Path) -> Result<Target, Error> {
+        Target::resolve(path, &self.settings.scope).map_err(target_error)
+    }
+
     /// Publishes (or republishes) a volume.
     pub async fn publish(&self, p: Publish<'_>) -> Result<Published, Error> {
-        let _busy = self.claim(p.target)?;
-        let mounted = self.is_mounted(p.target)?;
+        let target = self.resolve(p.target)?;
+        let _busy = self.claim(target.resolved())?;
+        let mounted = self.mounted(&target)?;
         if mounted {
             if !self.settings.rotation {
                 return Ok(Published::Skipped);
             }
-            if self.fresh(p.target) {
+            if self.fresh(&target) {
                 return Ok(Published::Skipped);
             }
         }
-        let result = self.fill(&p, mounted).await;
+        let result = self.fill(&p, &target, mounted).await;
         match result {
             Ok(published) => Ok(published),
             Err(e) if mounted => self.republish_failed(e),
             Err(e) => {
                 // First publish failed: leave nothing behind, so kubelet retries cleanly.
-                self.clean(p.target);
+                self.clean(&target);
                 Err(e)
             }
         }
@@ -182,11 +200,38 @@ impl Shim {
 
     /// Whether `target` holds a published volume already.
     pub fn is_mounted(&self, target: &Path) -> Result<bool, Error> {
-        if self.settings.use_tmpfs {
-            mount::is_mount_point(target)
-                .map_err(|e| fail(Code::Internal, format!("cannot read the mount table: {e}")))
-        } else {
-            Ok(target.join(atomic_writer::DATA_DIR).exists())
+        self.mounted(&self.resolve(target)?)
+    }
+
+    /// Whether the resolved `target` holds a published volume: in tmpfs mode, the
+    /// directory is the root of a tmpfs (by identity, not by path); without
+    /// tmpfs, it holds the writer's `..data`.
+    fn mounted(&self, target: &Target) -> Result<bool, Error> {
+        let Some(dir) = target.open().map_err(target_error)? else {
+            return Ok(false);
+        };
+        if !self.settings.use_tmpfs {
+            return atomic_writer::has_content(&dir)
+                .map_err(|e| fail(Code::Internal, e.to_string()));
+        }
+        match mount::state(&dir) {
+            Ok(mount::State::NotMounted) => Ok(false),
+            Ok(mount::State::Tmpfs) => Ok(true),
+            Ok(mount::State::Other { magic }) => Err(fail(
+                Code::FailedPrecondition,
+                format!(
+                    "{} is the root of a mount of file system type {magic:#x}, not a tmpfs the \
+                     shim mounted; it is left alone",
+                    target.requested().display()
+                ),
+            )),
+            Err(e) => Err(fail(
+                Code::Internal,
+                format!(
+                    "cannot tell whether {} is mounted: {e}",
+                    target.requested().display()
+                ),
+            )),
         }
     }
 
@@ -194,7 +239,7 @@ impl Shim {
     /// off, or content younger than the poll interval.
     #[must_use]
     pub fn skips_republish(&self, target: &Path) -> bool {
-        !self.settings.rotation || self.fresh(target)
+        !self.settings.rotation || self.resolve(target).is_ok_and(|t| self.fresh(&t))
     }
 
     /// Applies `--republish-errors` to a failed republish of a mounted volume:
@@ -213,18 +258,23 @@ impl Shim {
     }
 
     /// Whether the current content is younger than the poll interval.
-    fn fresh(&self, target: &Path) -> bool {
+    fn fresh(&self, target: &Target) -> bool {
         if self.settings.rotation_poll_interval.is_zero() {
             return false;
         }
-        std::fs::metadata(target)
+        std::fs::symlink_metadata(target.resolved())
             .and_then(|m| m.modified())
             .ok()
             .and_then(|modified| SystemTime::now().duration_since(modified).ok())
             .is_some_and(|age| age < self.settings.rotation_poll_interval)
     }
 
-    async fn fill(&self, p: &Publish<'_>, mounted: bool) -> Result<Published, Error> {
+    async fn fill(
+        &self,
+        p: &Publish<'_>,
+        target: &Target,
+        mounted: bool,
+    ) -> Result<Published, Error> {
         if p.spc.provider.is_empty() {
             return Err(fail(
                 Code::InvalidArgument,
@@ -245,7 +295,7 @@ impl Shim {
             .socket(&p.spc.provider)
             .map_err(|e| fail(e.code(), e.to_string()))?;
         if !mounted {
-            self.prepare(p.target)?;
+            self.prepare(target)?;
         }
         let request = mount_request(
             &p.spc.parameters,
@@ -290,8 +340,14 @@ impl Shim {
                 contents: Zeroizing::new(f.contents),
             })
             .collect();
-        let target = p.target.to_owned();
-        let outcome = tokio::task::spawn_blocking(move || atomic_writer::write(&target, &payloads))
+        // Opened after the mount, so the descriptor is the tmpfs's root.
+        let dir = target.open().map_err(target_error)?.ok_or_else(|| {
+            fail(
+                Code::Internal,
+                format!("{} vanished", target.requested().display()),
+            )
+        })?;
+        let outcome = tokio::task::spawn_blocking(move || atomic_writer::write(&dir, &payloads))
             .await
             .map_err(|e| fail(Code::Internal, format!("file writer stopped: {e}")))?
             .map_err(|e| fail(Code::Internal, format!("failed to write files: {e}")))?;
@@ -309,90 +365,166 @@ impl Shim {
         })
     }
 
-    fn prepare(&self, target: &Path) -> Result<(), Error> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(target)
-            .map_err(|e| {
-                fail(
-                    Code::Internal,
-                    format!("cannot create {}: {e}", target.display()),
-                )
-            })?;
+    fn prepare(&self, target: &Target) -> Result<(), Error> {
+        let dir = target.create().map_err(target_error)?;
         if self.settings.use_tmpfs {
-            mount::mount_tmpfs(target, self.settings.tmpfs_size).map_err(|e| {
+            mount::mount_tmpfs(&dir, self.settings.tmpfs_size).map_err(|e| {
                 fail(
                     Code::Internal,
-                    format!("cannot mount tmpfs at {}: {e}", target.display()),
+                    format!(
+                        "cannot mount tmpfs at {}: {e}",
+                        target.requested().display()
+                    ),
                 )
             })?;
         }
         Ok(())
     }
 
-    fn clean(&self, target: &Path) {
-        if self.settings.use_tmpfs
-            && mount::is_mount_point(target).unwrap_or(false)
-            && let Err(e) = mount::unmount(target)
-        {
-            tracing::warn!(target = %target.display(), error = %e, "cannot unmount after a failed publish");
-            return;
-        }
-        let _ = std::fs::remove_dir_all(target);
-    }
-
-    /// Unpublishes: removes the files, unmounts, removes the directory. A missing
-    /// target is success.
-    pub fn unpublish(&self, target: &Path) -> Result<(), Error> {
-        let _busy = self.claim(target)?;
-        if std::fs::symlink_metadata(target).is_err() {
-            self.metrics
-                .unpublish
-                .get_or_create(&ResultLabels { result: "ok" })
-                .inc();
+    /// Mounts a bare tmpfs at `path` unless one is there (the sanity-test provider).
+    pub fn mount_bare(&self, path: &Path) -> Result<(), Error> {
+        let target = self.resolve(path)?;
+        let _busy = self.claim(target.resolved())?;
+        if self.mounted(&target)? {
             return Ok(());
         }
-        if let Ok(entries) = std::fs::read_dir(target) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let _ = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
+        self.prepare(&target)
+    }
+
+    /// Undoes a failed first publish: the tmpfs it mounted, then the directory.
+    fn clean(&self, target: &Target) {
+        if self.settings.use_tmpfs
+            && let Ok(Some(dir)) = target.open()
+            && mount::state(&dir).is_ok_and(|s| s == mount::State::Tmpfs)
+        {
+            drop(dir);
+            if let Err(e) = mount::unmount(target.resolved()) {
+                tracing::warn!(target = %target.requested().display(), error = %e, "cannot unmount after a failed publish");
+                return;
             }
         }
-        if mount::is_mount_point(target).unwrap_or(false) {
-            mount::unmount(target).map_err(|e| {
-                self.metrics
-                    .unpublish
-                    .get_or_create(&ResultLabels { result: "error" })
-                    .inc();
+        if let Err(e) = self.remove_target(target) {
+            tracing::warn!(target = %target.requested().display(), error = %e.message, "cannot remove the target after a failed publish");
+        }
+    }
+
+    /// Unmounts every tmpfs stacked at `target` (older versions mounted one per
+    /// republish when the path reached it through a link), top first, each
+    /// checked by identity before it is unmounted. Stops at a directory that
+    /// is not a mount root; refuses to unmount another file system.
+    fn unmount_all(&self, target: &Target) -> Result<usize, Error> {
+        for unmounted in 0..mount::MAX_STACKED_MOUNTS {
+            let Some(dir) = target.open().map_err(target_error)? else {
+                return Ok(unmounted);
+            };
+            match mount::state(&dir) {
+                Ok(mount::State::NotMounted) => return Ok(unmounted),
+                Ok(mount::State::Tmpfs) => {}
+                Ok(mount::State::Other { magic }) => {
+                    return Err(fail(
+                        Code::FailedPrecondition,
+                        format!(
+                            "{} is the root of a mount of file system type {magic:#x}, which the \
+                             shim did not mount; it is left alone",
+                            target.requested().display()
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(fail(
+                        Code::Internal,
+                        format!(
+                            "cannot tell whether {} is mounted: {e}",
+                            target.requested().display()
+                        ),
+                    ));
+                }
+            }
+            drop(dir);
+            mount::unmount(target.resolved()).map_err(|e| {
                 fail(
                     Code::Internal,
-                    format!("cannot unmount {}: {e}", target.display()),
+                    format!("cannot unmount {}: {e}", target.requested().display()),
                 )
             })?;
         }
-        std::fs::remove_dir_all(target)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(|e| {
-                fail(
-                    Code::Internal,
-                    format!("cannot remove {}: {e}", target.display()),
-                )
-            })?;
+        Err(fail(
+            Code::Internal,
+            format!(
+                "{} still has a tmpfs mounted after {} unmounts",
+                target.requested().display(),
+                mount::MAX_STACKED_MOUNTS
+            ),
+        ))
+    }
+
+    /// Removes the (unmounted) target directory. In tmpfs mode it is the
+    /// volume's mount point, which kubelet wants gone: the whole tree goes,
+    /// without following a link or entering another mount. Without tmpfs it is
+    /// an operator's directory: only the writer's entries go, and the directory
+    /// itself only if that empties it.
+    fn remove_target(&self, target: &Target) -> Result<(), Error> {
+        let internal = |op: &str, e: &dyn std::fmt::Display| {
+            fail(
+                Code::Internal,
+                format!("cannot {op} {}: {e}", target.requested().display()),
+            )
+        };
+        let (parent, name) = target.parent().map_err(target_error)?;
+        if self.settings.use_tmpfs {
+            return parent.remove(name).map_err(|e| internal("remove", &e));
+        }
+        let Some(dir) = target.open().map_err(target_error)? else {
+            return Ok(());
+        };
+        if atomic_writer::clear(&dir).map_err(|e| internal("clear", &e))? {
+            drop(dir);
+            parent
+                .remove_empty_dir(name)
+                .map_err(|e| internal("remove", &e))?;
+        } else {
+            tracing::warn!(target = %target.requested().display(), "entries the shim did not write are left in place");
+        }
+        Ok(())
+    }
+
+    /// Unpublishes: unmounts every tmpfs at the target, removes the directory. A
+    /// missing target is success; a link standing at the target is removed
+    /// itself, never followed.
+    pub fn unpublish(&self, path: &Path) -> Result<(), Error> {
+        let result = self.unpublish_inner(path);
         self.metrics
             .unpublish
-            .get_or_create(&ResultLabels { result: "ok" })
+            .get_or_create(&ResultLabels {
+                result: if result.is_ok() { "ok" } else { "error" },
+            })
             .inc();
-        Ok(())
+        result
+    }
+
+    fn unpublish_inner(&self, path: &Path) -> Result<(), Error> {
+        let target = Target::locate(path, &self.settings.scope).map_err(target_error)?;
+        let _busy = self.claim(target.resolved())?;
+        if target.is_link() {
+            tracing::warn!(target = %path.display(), "the target is a symbolic link; removing the link, not following it");
+            let (parent, name) = target.parent().map_err(target_error)?;
+            return parent.unlink(name).map_err(|e| {
+                fail(
+                    Code::Internal,
+                    format!("cannot remove {}: {e}", path.display()),
+                )
+            });
+        }
+        if std::fs::symlink_metadata(target.resolved()).is_err() {
+            return Ok(());
+        }
+        let target = self.resolve(path)?;
+        if self.settings.use_tmpfs {
+            let unmounted = self.unmount_all(&target)?;
+            if unmounted > 1 {
+                tracing::info!(target = %path.display(), unmounted, "removed stacked tmpfs mounts");
+            }
+        }
+        self.remove_target(&target)
     }
 }

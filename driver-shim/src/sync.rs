@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 use crate::atomic_writer;
 use crate::cluster::{Cluster, EventType, GROUP, PodRef, SecretProviderClass};
 use crate::csi::AfterMount;
+use crate::target::{Scope, Target};
 use crate::tls;
 
 /// Label on every Secret the shim manages.
@@ -343,13 +344,18 @@ impl AfterMount for SecretSync {
         let target = target.to_owned();
         let files =
             tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Vec<u8>>, String> {
+                // The publish just checked this path; read it without following links.
+                let dir = Target::resolve(&target, &Scope::Anywhere)
+                    .and_then(|t| t.open())
+                    .map_err(|e| e.to_string())?;
                 let mut files = BTreeMap::new();
-                for (path, file) in
-                    atomic_writer::current_files(&target).map_err(|e| e.to_string())?
+                for file in dir
+                    .map(|d| atomic_writer::current_files(&d))
+                    .transpose()
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or_default()
                 {
-                    let content =
-                        std::fs::read(&file).map_err(|e| format!("reading {path}: {e}"))?;
-                    files.insert(path, content);
+                    files.insert(file.path, file.contents.to_vec());
                 }
                 Ok(files)
             })

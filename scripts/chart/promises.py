@@ -310,6 +310,7 @@ def shim(r: Report, v: dict[str, Any], out: Rendered) -> None:
         f"--rotation-poll-interval={d['rotationPollInterval']}",
         f"--republish-errors={d['republishErrors']}",
         f"--tmpfs-size={d['tmpfsSize']}",
+        f"--kubelet-pods-dir={kubelet}/pods",
         f"--sync-secrets={str(d['syncSecret']['enabled']).lower()}",
     ]
     if v["metrics"]["enabled"]:

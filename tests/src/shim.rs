@@ -77,6 +77,7 @@ pub struct ShimBuilder {
     tmpfs_size: String,
     metrics: bool,
     kubeconfig: Option<PathBuf>,
+    kubelet_pods_dir: Option<PathBuf>,
     extra_args: Vec<OsString>,
 }
 
@@ -90,6 +91,7 @@ impl Default for ShimBuilder {
             tmpfs_size: "1Mi".to_owned(),
             metrics: false,
             kubeconfig: None,
+            kubelet_pods_dir: None,
             extra_args: Vec::new(),
         }
     }
@@ -150,6 +152,14 @@ impl ShimBuilder {
         self
     }
 
+    /// `--kubelet-pods-dir`: the directory targets must resolve below (the shim's default is
+    /// `/var/lib/kubelet/pods`).
+    #[must_use]
+    pub fn kubelet_pods_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.kubelet_pods_dir = Some(dir.into());
+        self
+    }
+
     /// Adds a raw argument.
     #[must_use]
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -198,6 +208,9 @@ impl ShimBuilder {
         }
         if let Some(addr) = metrics_addr {
             command.arg("--metrics-addr").arg(addr.to_string());
+        }
+        if let Some(pods) = &self.kubelet_pods_dir {
+            command.arg("--kubelet-pods-dir").arg(pods);
         }
         for key in INHERITED_ENV_TO_CLEAR {
             command.env_remove(key);

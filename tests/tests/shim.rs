@@ -15,12 +15,16 @@ mod cluster;
 mod csi;
 #[path = "shim/local.rs"]
 mod local;
+#[path = "shim/local_paths.rs"]
+mod local_paths;
 #[path = "shim/mirror.rs"]
 mod mirror;
 #[path = "shim/mirror_more.rs"]
 mod mirror_more;
 #[path = "shim/openbao.rs"]
 mod openbao;
+#[path = "shim/paths.rs"]
+mod paths;
 #[path = "shim/publish.rs"]
 mod publish;
 #[path = "shim/rotation.rs"]

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::support::{BaoCase, SPC, bao, read, real_provider};
 
 /// A `local` run: its stdout lines as they come, its stderr in a file.
-struct LocalRun {
+pub(crate) struct LocalRun {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -24,7 +24,7 @@ struct LocalRun {
 }
 
 impl LocalRun {
-    fn spawn(args: &[String], stderr_path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(args: &[String], stderr_path: &Path) -> anyhow::Result<Self> {
         let stderr = std::fs::File::create(stderr_path)?;
         let mut child = Command::new(shim_binary()?)
             .args(args)
@@ -51,7 +51,7 @@ impl LocalRun {
         })
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!(
             "stdout:\n{}\nstderr:\n{}",
             self.seen.join("\n"),
@@ -60,7 +60,11 @@ impl LocalRun {
     }
 
     /// Waits for a stdout line containing `text`.
-    async fn wait_line(&mut self, text: &str, timeout: Duration) -> anyhow::Result<String> {
+    pub(crate) async fn wait_line(
+        &mut self,
+        text: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             while let Ok(line) = self.lines.try_recv() {
@@ -79,7 +83,7 @@ impl LocalRun {
         }
     }
 
-    async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -95,6 +99,16 @@ impl LocalRun {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends SIGTERM (local mode unpublishes and exits).
+    pub(crate) fn terminate(&self) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.child.id()).context("pid out of range")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .context("cannot signal the local run")
     }
 }
 

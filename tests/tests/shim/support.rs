@@ -61,7 +61,7 @@ impl Node {
         let cleanup = MountCleanup::new(dir.path());
         let kubelet_dir = dir.path().join("kubelet");
         let providers_dir = dir.path().join("providers");
-        std::fs::create_dir_all(&kubelet_dir)?;
+        std::fs::create_dir_all(kubelet_dir.join("pods"))?;
         std::fs::create_dir_all(&providers_dir)?;
         let kube = FakeKubeApi::start()?;
         let provider = FakeProvider::start(&providers_dir, FAKE_PROVIDER)?;
@@ -69,6 +69,7 @@ impl Node {
             ShimBuilder::new()
                 .node_id(NODE)
                 .providers_dir(&providers_dir)
+                .kubelet_pods_dir(kubelet_dir.join("pods"))
                 .kubeconfig(kube.kubeconfig_path()),
         )
         .start()
