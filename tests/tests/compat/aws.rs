@@ -138,7 +138,7 @@ async fn path_translation() -> anyhow::Result<()> {
             request = request.parameter("pathTranslation", t);
         }
         let response = mount(&mut provider.client("aws").await?, request.build()?).await?;
-        assert_eq!(file_paths(&response), [expected.clone()], "{translation:?}");
+        assert_eq!(file_paths(&response), std::slice::from_ref(&expected), "{translation:?}");
         assert_eq!(text(&response, &expected), "v");
     }
     let request = case.request(&[ssm(&name)])?.parameter("pathTranslation", "ab").build()?;
@@ -210,13 +210,16 @@ async fn versions_arns_and_modes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Objects, extra parameters, and the words the refusal must mention.
+type RefusedCase<'a> = (Vec<crate::aws_support::AwsObj>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
 // aws provider/secret_descriptor.go validation: the classes it refuses are refused, naming the field.
 #[tokio::test]
 async fn refused_secretproviderclasses() -> anyhow::Result<()> {
     let case = case("compat-refused").await?;
     let provider = case.provider(&["aws"]).await?;
     let n = case.name("x");
-    let cases: Vec<(Vec<crate::aws_support::AwsObj>, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<RefusedCase<'_>> = vec![
         // "Must use objectType when a full ARN is not specified".
         (vec![crate::aws_support::AwsObj::named(&n)], vec![], vec!["objectType"]),
         // "Invalid objectType".
@@ -286,7 +289,7 @@ async fn failover_region_4xx_fails_the_mount() -> anyhow::Result<()> {
     let provider = case.provider(&["aws", "courier"]).await?;
 
     for object in [sm(&case.name("db")).alias("db"), ssm(&case.param("conf")).alias("conf")] {
-        let request = case.request(&[object.clone()])?.parameter("failoverRegion", FAILOVER_REGION).build()?;
+        let request = case.request(std::slice::from_ref(&object))?.parameter("failoverRegion", FAILOVER_REGION).build()?;
         let result = mount(&mut provider.client("aws").await?, request).await;
         assert_status(result, Code::NotFound, &[FAILOVER_REGION]);
 
