@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan, boolean, single};
-use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, Service, VersionSelector};
+use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
 use crate::backend::{BackendConfig, Derived, Expand, ObjectSource, ObjectSpec};
 use crate::object_path::ObjectPath;
 use crate::request::kind_of;
@@ -27,6 +27,25 @@ const OBJECT_FIELDS: &[&str] = &[
     "expandKeys",
     "render",
 ];
+
+/// The object fields the AWS provider itself reads. Its decoder matches field
+/// names case-insensitively, so these (and those of `jmesPath` entries and of
+/// `failoverObject`) are folded to these spellings first. Courier's own fields
+/// (`encoding`, `expandKeys`, `render`, ...) are matched exactly.
+const ANCHOR_FIELDS: &[&str] = &[
+    "objectName",
+    "objectAlias",
+    "objectVersion",
+    "objectVersionLabel",
+    "objectType",
+    "filePermission",
+    "jmesPath",
+    "failoverObject",
+];
+/// Fields of each `jmesPath` entry, folded as [`ANCHOR_FIELDS`].
+const JMES_FIELDS: &[&str] = &["path", "objectAlias", "filePermission"];
+/// Fields of `failoverObject`, folded as [`ANCHOR_FIELDS`].
+const FAILOVER_FIELDS: &[&str] = &["objectName", "objectVersion", "objectVersionLabel"];
 
 /// Whether the native dialect may override the role (`roleArn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +82,11 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
         None => false,
         Some(v) if v == "ipv4" || v == "auto" => false,
         Some(v) if v == "ipv6" => true,
+        // The AWS provider reads any other value as `auto`; so does its socket here.
+        Some(v) if flavor == Flavor::Compatible => {
+            tracing::debug!(value = %v, "preferredAddressType is not ipv4, ipv6 or auto; using auto");
+            false
+        }
         Some(v) => return Err(Error::new("preferredAddressType", format!("{v:?} must be ipv4, ipv6 or auto"))),
     };
     let role_arn = match flavor {
@@ -89,7 +113,8 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
     let mut aliases: HashSet<String> = HashSet::new();
     let mut paths: HashSet<String> = HashSet::new();
     let mut objects = Vec::new();
-    for raw in parse_list(&yaml)? {
+    for mut raw in parse_list(&yaml)? {
+        raw.fold_field_names(ANCHOR_FIELDS, &[("jmesPath", JMES_FIELDS), ("failoverObject", FAILOVER_FIELDS)]);
         let spec = object(&raw, &region, failover_region.as_deref(), translate)?;
         let name = raw.required("objectName")?;
         let alias = raw.string("objectAlias")?;
@@ -121,7 +146,17 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
         }
         objects.push(spec);
     }
-    Ok(MountPlan { backend: BackendConfig::Aws(AwsConfig { region, failover_region, auth }), objects, templates: Vec::new() })
+    // The AWS provider asks every region and fails on a 4xx from any of them; the
+    // native socket asks the failover region only when the primary cannot answer.
+    let failover_mode = match flavor {
+        Flavor::Compatible => FailoverMode::AskBoth,
+        Flavor::Native => FailoverMode::OnUnavailable,
+    };
+    Ok(MountPlan {
+        backend: BackendConfig::Aws(AwsConfig { region, failover_region, failover_mode, auth }),
+        objects,
+        templates: Vec::new(),
+    })
 }
 
 fn claim(names: &mut HashSet<String>, raw: &RawObject, field: &str, name: &str) -> Result<(), Error> {
@@ -401,6 +436,39 @@ mod tests {
         assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: Some(arn.into()) });
         let plan = parse(&attrs(&[o, ("roleArn", arn)]), Flavor::Compatible, &d).expect("valid");
         assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: None }, "the AWS provider has no roleArn");
+    }
+
+    #[test]
+    fn field_names_are_matched_case_insensitively() {
+        // The AWS provider's tests/BasicTestMountSPC.yaml.template spells jmesPath entries `Path:` / `ObjectAlias:`.
+        let yaml = "- ObjectName: db\n  OBJECTTYPE: secretsmanager\n  objectalias: database\n  JmesPath:\n    - {Path: username, ObjectAlias: user, FilePermission: \"0600\"}\n";
+        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
+        assert_eq!(plan.objects[0].path.as_str(), "database");
+        let d = &plan.objects[0].derived;
+        assert_eq!((d[0].path.as_str(), d[0].mode, d[0].jmes_path.as_str()), ("user", Some(0o600), "username"));
+        let yaml = "- {objectName: a, objectType: secretsmanager, objectAlias: a1, FailoverObject: {ObjectName: b}}";
+        let plan = parse(&attrs(&[("objects", yaml), ("failoverRegion", "us-west-2")]), Flavor::Compatible, &defaults()).expect("valid");
+        let ObjectSource::Aws(o) = &plan.objects[0].source else { panic!("aws") };
+        assert_eq!(o.failover.as_ref().map(|(n, _)| n.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn booleans_and_address_types_as_the_aws_provider_reads_them() {
+        let o = ("objects", "- {objectName: a, objectType: ssmparameter}");
+        for (text, pod_identity) in [("True", true), ("1", true), ("T", true), ("False", false), ("0", false), ("f", false)] {
+            let plan = parse(&attrs(&[o, ("usePodIdentity", text)]), Flavor::Compatible, &defaults()).expect(text);
+            assert_eq!(matches!(aws(&plan).auth, AwsAuth::PodIdentity { .. }), pod_identity, "{text}");
+        }
+        let a = attrs(&[o, ("usePodIdentity", "true"), ("preferredAddressType", "dual")]);
+        assert_eq!(aws(&parse(&a, Flavor::Compatible, &defaults()).expect("auto")).auth, AwsAuth::PodIdentity { prefer_ipv6: false });
+        assert_eq!(parse(&a, Flavor::Native, &defaults()).expect_err("native").field, "preferredAddressType");
+    }
+
+    #[test]
+    fn failover_modes_per_socket() {
+        let a = attrs(&[("objects", "- {objectName: a, objectType: ssmparameter}"), ("failoverRegion", "us-west-2")]);
+        assert_eq!(aws(&parse(&a, Flavor::Compatible, &defaults()).expect("valid")).failover_mode, FailoverMode::AskBoth);
+        assert_eq!(aws(&parse(&a, Flavor::Native, &defaults()).expect("valid")).failover_mode, FailoverMode::OnUnavailable);
     }
 
     #[test]

@@ -28,9 +28,9 @@ pub const MAX_OBJECTS: usize = 1000;
 pub enum Dialect {
     /// Courier's own parameters.
     Native,
-    /// hashicorp/vault-csi-provider's parameters (both `vault*` and `openbao*` spellings).
+    /// hashicorp/vault-csi-provider's parameters (`vault*` keys).
     Vault,
-    /// The OpenBao provider's parameters (both spellings; audience `openbao`).
+    /// The OpenBao provider's parameters (`bao*`, `openbao*` and `vault*` keys; audience `openbao`).
     OpenBao,
     /// aws/secrets-store-csi-driver-provider-aws's parameters.
     Aws,
@@ -69,8 +69,8 @@ impl Dialect {
     fn parse_backend(self, attributes: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
         match self {
             Self::Native => native::parse(attributes, defaults),
-            Self::Vault => vault::parse(attributes, Flavor::Vault, defaults),
-            Self::OpenBao => vault::parse(attributes, Flavor::OpenBao, defaults),
+            Self::Vault => vault::parse(attributes, Flavor::Vault, vault::Socket::Compatible, defaults),
+            Self::OpenBao => vault::parse(attributes, Flavor::OpenBao, vault::Socket::Compatible, defaults),
             Self::Aws => aws::parse(attributes, aws::Flavor::Compatible, defaults),
         }
     }
@@ -81,14 +81,27 @@ fn single(attrs: &BTreeMap<String, String>, name: &str) -> Option<String> {
     attrs.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-/// A `"true"`/`"false"` parameter; anything else is an error naming it.
+/// A boolean parameter (see [`go_bool`]); anything else is an error naming it.
 fn boolean(attrs: &BTreeMap<String, String>, name: &str) -> Result<Option<bool>, Error> {
     single(attrs, name).map(|v| parse_bool(name, &v)).transpose()
 }
 
 /// `value` of parameter `name` as a boolean.
 fn parse_bool(name: &str, value: &str) -> Result<bool, Error> {
-    value.parse::<bool>().map_err(|_| Error::new(name, format!("{value:?} is not a boolean; use \"true\" or \"false\"")))
+    go_bool(value).ok_or_else(|| {
+        Error::new(name, format!("{value:?} is not a boolean; use true or false (also 1, t, T, TRUE, True, 0, f, F, FALSE, False)"))
+    })
+}
+
+/// A boolean spelled as the anchors accept it (they all parse booleans the same
+/// way): `1 t T TRUE true True` and `0 f F FALSE false False`, nothing else, so a
+/// SecretProviderClass that mounts there mounts here.
+pub(crate) fn go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Provider-wide defaults a SecretProviderClass may override.

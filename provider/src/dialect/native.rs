@@ -1,7 +1,7 @@
 //! Courier's native parameters: `backend` picks the backend (`vault`, the default,
 //! `openbao` or `aws`); the other keys are those of the chosen backend's provider
-//! (vault-csi-provider keys in both spellings, or the AWS provider's keys plus
-//! `roleArn`).
+//! (vault-csi-provider keys in their `vault*`, `openbao*` and `bao*` spellings, or
+//! the AWS provider's keys plus `roleArn`).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +18,7 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Re
             return Err(Error::new("backend", format!("{other:?} is not supported; use vault, openbao or aws")));
         }
     };
-    vault::parse(attrs, flavor, defaults)
+    vault::parse(attrs, flavor, vault::Socket::Native, defaults)
 }
 
 #[cfg(test)]

@@ -79,15 +79,17 @@ impl RawObject {
         format!("{}[{}].{name}", self.list, self.index)
     }
 
-    /// An optional boolean: YAML `true`/`false` or the strings "true"/"false".
+    /// An optional boolean: YAML `true`/`false`, or a string in any spelling the
+    /// parameters accept (`"True"`, `"1"`, `"f"`, ...; see [`super::go_bool`]).
     pub(super) fn flag(&self, name: &str) -> Result<Option<bool>, Error> {
         match self.fields.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => s.trim().parse::<bool>().map(Some).map_err(|_| {
+            Some(Value::String(s)) => super::go_bool(s.trim()).map(Some).ok_or_else(|| {
                 Error::new(self.field(name), format!("{s:?} is not a boolean; use true or false"))
             }),
+            Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => Ok(Some(n.as_u64() == Some(1))),
             Some(other) => Err(Error::new(self.field(name), format!("expected true or false, found {}", kind_of(other)))),
         }
     }
@@ -165,6 +167,28 @@ impl RawObject {
         Ok(Some(mode))
     }
 
+    /// Renames the fields that name one of `known` in another letter case to that
+    /// name, as a decoder that matches field names case-insensitively does (the AWS
+    /// provider's: `ObjectName`, `OBJECTNAME` and `objectname` all set `objectName`).
+    /// `nested` names fields holding a map, or a list of maps, whose own field
+    /// names are folded the same way (`jmesPath: [{Path, ObjectAlias}]`).
+    pub(super) fn fold_field_names(&mut self, known: &[&str], nested: &[(&str, &[&str])]) {
+        fold_names(&mut self.fields, known);
+        for (field, inner) in nested {
+            match self.fields.get_mut(*field) {
+                Some(Value::Object(map)) => fold_names(map, inner),
+                Some(Value::Array(items)) => {
+                    for item in items {
+                        if let Value::Object(map) = item {
+                            fold_names(map, inner);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Field names present that `known` does not list (logged, not rejected, so
     /// SecretProviderClasses stay portable across providers).
     pub(super) fn unknown_fields(&self, known: &[&str]) -> Vec<String> {
@@ -175,6 +199,39 @@ impl RawObject {
     pub(super) fn canonical(&self) -> String {
         Value::Object(self.fields.clone()).to_string()
     }
+}
+
+/// Moves every key of `fields` that matches a name of `known` case-insensitively
+/// to that exact name. When several keys match one name, the last in byte order
+/// wins: the anchor sees the keys sorted (its YAML passes through a sorted JSON
+/// object) and each later key overwrites the field.
+pub(super) fn fold_names(fields: &mut Map<String, Value>, known: &[&str]) {
+    for name in known {
+        // `fields` iterates in byte order (serde_json's map is sorted).
+        let matching: Vec<String> = fields.keys().filter(|k| same_name_folded(k, name)).cloned().collect();
+        if matching.len() == 1 && matching[0] == *name {
+            continue;
+        }
+        let mut last = None;
+        for key in matching {
+            last = fields.remove(&key);
+        }
+        if let Some(value) = last {
+            fields.insert((*name).to_owned(), value);
+        }
+    }
+}
+
+/// Whether `key` equals the ASCII field name `name` under simple case folding:
+/// ASCII letters in either case, plus the two non-ASCII letters that fold onto
+/// ASCII ones (U+017F long s onto `s`, U+212A Kelvin sign onto `k`).
+fn same_name_folded(key: &str, name: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{017F}' => 'S',
+        '\u{212A}' => 'K',
+        c => c.to_ascii_uppercase(),
+    };
+    key.chars().map(fold).eq(name.chars().map(fold))
 }
 
 /// A file mode written as text, at most 0777.
@@ -235,6 +292,37 @@ mod tests {
         assert_eq!(o.string("flag"), Ok(Some("true".into())));
         assert_eq!(o.string("m").expect_err("map").field, "objects[0].m");
         assert_eq!(o.required("missing").expect_err("missing").problem, "missing");
+    }
+
+    #[test]
+    fn field_names_fold_as_the_aws_provider_matches_them() {
+        // tests/BasicTestMountSPC.yaml.template of the AWS provider writes `Path:` / `ObjectAlias:`.
+        let mut o = one("- ObjectName: a\n  OBJECTALIAS: b\n  jmesPath:\n    - {Path: user, ObjectAlias: u, FILEPERMISSION: '0600'}\n  Other: x");
+        o.fold_field_names(&["objectName", "objectAlias", "jmesPath"], &[("jmesPath", &["path", "objectAlias", "filePermission"])]);
+        assert_eq!(o.string("objectName"), Ok(Some("a".into())));
+        assert_eq!(o.string("objectAlias"), Ok(Some("b".into())));
+        assert_eq!(o.string("Other"), Ok(Some("x".into())), "unknown fields keep their spelling");
+        let entry = o.value("jmesPath").and_then(|v| v.get(0)).cloned().unwrap_or_default();
+        assert_eq!(entry, serde_json::json!({"path": "user", "objectAlias": "u", "filePermission": "0600"}));
+        // Long s and the Kelvin sign fold onto ASCII letters; other look-alikes do not.
+        let mut o = one("- objectAlia\u{017F}: a\n  \u{212A}ey: k\n  objectAl\u{0131}as: no");
+        o.fold_field_names(&["objectAlias", "key"], &[]);
+        assert_eq!(o.string("objectAlias"), Ok(Some("a".into())));
+        assert_eq!(o.string("key"), Ok(Some("k".into())));
+        // Two spellings of one field: the last in byte order wins ("objectName" > "ObjectName").
+        let mut o = one("- {ObjectName: first, objectName: second}");
+        o.fold_field_names(&["objectName"], &[]);
+        assert_eq!(o.string("objectName"), Ok(Some("second".into())));
+    }
+
+    #[test]
+    fn flags_take_every_anchor_boolean_spelling() {
+        for (text, expected) in [("1", true), ("t", true), ("T", true), ("TRUE", true), ("True", true), ("0", false), ("f", false), ("F", false), ("FALSE", false), ("False", false)] {
+            assert_eq!(one(&format!("- x: \"{text}\"")).flag("x"), Ok(Some(expected)), "{text}");
+        }
+        for text in ["yes", "tRUE", "on", "2"] {
+            assert!(one(&format!("- x: \"{text}\"")).flag("x").is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Parameters of hashicorp/vault-csi-provider and its OpenBao fork.
 //!
-//! Both sockets accept both spellings of every key (`vaultAddress` and
-//! `openbaoAddress`, ...); giving both spellings with different values is an error.
-//! Only the default token audience differs (`vault` or `openbao`).
+//! Each compatibility socket reads the keys its provider reads: `vault.sock` the
+//! `vault*` keys; `openbao.sock` the `bao*`, `openbao*` and `vault*` spellings of
+//! every key, the first present in that order winning (so `baoAddress` beats
+//! `vaultAddress`). The native socket takes every spelling and refuses two
+//! spellings of one key with different values. Only the default token audience
+//! differs between the flavors (`vault` or `openbao`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan, boolean, parse_bool, single};
-use crate::backend::vault::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
-use crate::backend::{BackendConfig, Expand, ObjectSource, ObjectSpec};
+use crate::backend::vault::{Fidelity, Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+use crate::backend::{BackendConfig, Encoding, Expand, ObjectSource, ObjectSpec};
 
 /// Auth mount used when the SecretProviderClass names none.
 const DEFAULT_AUTH_MOUNT: &str = "kubernetes";
@@ -29,13 +32,70 @@ const OBJECT_FIELDS: &[&str] = &[
     "render",
 ];
 
-/// A parameter known under a Vault and an OpenBao spelling.
-fn spellings(suffix: &str) -> [String; 2] {
-    [format!("vault{suffix}"), format!("openbao{suffix}")]
+/// Which socket a SecretProviderClass arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Socket {
+    /// `vault.sock` or `openbao.sock`: exactly as that provider.
+    Compatible,
+    /// Courier's own socket.
+    Native,
 }
 
-/// Reads a parameter given under any of `names`. Empty means unset.
-pub(super) fn param(attrs: &BTreeMap<String, String>, names: &[String]) -> Result<Option<String>, Error> {
+/// How a key's spellings are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// `vault<Suffix>` only.
+    Vault,
+    /// `bao<Suffix>`, `openbao<Suffix>`, `vault<Suffix>`: the first present wins.
+    OpenBao,
+    /// Every spelling; two with different values are an error.
+    Native,
+}
+
+impl Keys {
+    fn of(socket: Socket, flavor: Flavor) -> Self {
+        match (socket, flavor) {
+            (Socket::Compatible, Flavor::Vault) => Self::Vault,
+            (Socket::Compatible, Flavor::OpenBao) => Self::OpenBao,
+            (Socket::Native, _) => Self::Native,
+        }
+    }
+
+    /// The spellings of the key ending in `suffix`, in precedence order.
+    fn spellings(self, suffix: &str) -> Vec<String> {
+        match self {
+            Self::Vault => vec![format!("vault{suffix}")],
+            Self::OpenBao | Self::Native => {
+                ["bao", "openbao", "vault"].iter().map(|prefix| format!("{prefix}{suffix}")).collect()
+            }
+        }
+    }
+
+    /// The key ending in `suffix`: its value (empty means unset) and the spelling
+    /// it was given under, for messages.
+    fn read(self, attrs: &BTreeMap<String, String>, suffix: &str) -> Result<Option<(String, String)>, Error> {
+        let names = self.spellings(suffix);
+        if self == Self::Native {
+            return param(attrs, &names);
+        }
+        // As the anchor: the first spelling present decides, even when empty.
+        for name in names {
+            if let Some(value) = attrs.get(&name) {
+                let value = value.trim();
+                return Ok((!value.is_empty()).then(|| (name, value.to_owned())));
+            }
+        }
+        Ok(None)
+    }
+
+    fn value(self, attrs: &BTreeMap<String, String>, suffix: &str) -> Result<Option<String>, Error> {
+        Ok(self.read(attrs, suffix)?.map(|(_, v)| v))
+    }
+}
+
+/// Reads a parameter given under any of `names`: its spelling and value. Empty
+/// means unset; two spellings with different values are an error.
+fn param(attrs: &BTreeMap<String, String>, names: &[String]) -> Result<Option<(String, String)>, Error> {
     let mut found: Option<(&str, &str)> = None;
     for name in names {
         let Some(value) = attrs.get(name.as_str()).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
@@ -52,32 +112,38 @@ pub(super) fn param(attrs: &BTreeMap<String, String>, names: &[String]) -> Resul
             None => found = Some((name.as_str(), value)),
         }
     }
-    Ok(found.map(|(_, v)| v.to_owned()))
+    Ok(found.map(|(n, v)| (n.to_owned(), v.to_owned())))
 }
-
 
 /// Parses a vault-csi-provider SecretProviderClass for `flavor`.
 pub(super) fn parse(
     attrs: &BTreeMap<String, String>,
     flavor: Flavor,
+    socket: Socket,
     defaults: &Defaults,
 ) -> Result<MountPlan, Error> {
-    let role = single(attrs, "roleName").ok_or_else(|| {
+    let keys = Keys::of(socket, flavor);
+    // The OpenBao provider also reads `baoRoleName`, `openbaoRoleName` and `vaultRoleName`.
+    let role = match keys {
+        Keys::Vault => None,
+        Keys::OpenBao | Keys::Native => keys.value(attrs, "RoleName")?,
+    };
+    let role = role.or_else(|| single(attrs, "roleName")).ok_or_else(|| {
         Error::new("roleName", "missing; name the auth role to log in as")
     })?;
-    let address = param(attrs, &spellings("Address"))?.unwrap_or_else(|| defaults.vault_address.clone());
+    let address = keys.value(attrs, "Address")?.unwrap_or_else(|| defaults.vault_address.clone());
     let address = address.trim_end_matches('/').to_owned();
-    let namespace = param(attrs, &spellings("Namespace"))?;
-    let auth_mount = param(attrs, &spellings("AuthMountPath"))?;
-    let kubernetes_mount = param(attrs, &spellings("KubernetesMountPath"))?;
+    let namespace = keys.value(attrs, "Namespace")?;
+    let auth_mount = keys.read(attrs, "AuthMountPath")?;
+    let kubernetes_mount = keys.read(attrs, "KubernetesMountPath")?;
     let auth_mount = match (auth_mount, kubernetes_mount) {
-        (Some(_), Some(_)) => {
+        (Some((auth, _)), Some((kubernetes, _))) => {
             return Err(Error::new(
-                "vaultAuthMountPath",
-                "cannot be combined with vaultKubernetesMountPath (they are mutually exclusive); set only one",
+                auth,
+                format!("cannot be combined with {kubernetes} (they are mutually exclusive); set only one"),
             ));
         }
-        (Some(m), None) | (None, Some(m)) => m,
+        (Some((_, m)), None) | (None, Some((_, m))) => m,
         (None, None) => DEFAULT_AUTH_MOUNT.to_owned(),
     };
     let auth_mount = auth_mount.trim_matches('/').trim_start_matches("auth/").to_owned();
@@ -86,16 +152,16 @@ pub(super) fn parse(
     }
     let audience = single(attrs, "audience").unwrap_or_else(|| flavor.default_audience().to_owned());
 
-    let skip_verify = match param(attrs, &spellings("SkipTLSVerify"))? {
+    let skip_verify = match keys.read(attrs, "SkipTLSVerify")? {
         None => false,
-        Some(v) => parse_bool("vaultSkipTLSVerify", &v)?,
+        Some((name, v)) => parse_bool(&name, &v)?,
     };
     let tls = TlsSettings {
-        ca_cert: param(attrs, &spellings("CACertPath"))?.map(PathBuf::from),
-        ca_dir: param(attrs, &spellings("CADirectory"))?.map(PathBuf::from),
-        server_name: param(attrs, &spellings("TLSServerName"))?,
-        client_cert: param(attrs, &spellings("TLSClientCertPath"))?.map(PathBuf::from),
-        client_key: param(attrs, &spellings("TLSClientKeyPath"))?.map(PathBuf::from),
+        ca_cert: keys.value(attrs, "CACertPath")?.map(PathBuf::from),
+        ca_dir: keys.value(attrs, "CADirectory")?.map(PathBuf::from),
+        server_name: keys.value(attrs, "TLSServerName")?,
+        client_cert: keys.value(attrs, "TLSClientCertPath")?.map(PathBuf::from),
+        client_key: keys.value(attrs, "TLSClientKeyPath")?.map(PathBuf::from),
         verify: if skip_verify { TlsVerify::DangerousDisabled } else { TlsVerify::Enabled },
     };
     if tls.client_cert.is_some() != tls.client_key.is_some() {
@@ -115,7 +181,7 @@ pub(super) fn parse(
     let mut objects = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for raw in parse_list(&objects_yaml)? {
-        let spec = object(&raw, &backend_tag)?;
+        let spec = object(&raw, &backend_tag, socket)?;
         if !seen.insert(spec.path.as_str().to_owned()) {
             let first = objects.iter().position(|o: &ObjectSpec| o.path == spec.path).unwrap_or(0);
             return Err(Error::new(
@@ -131,13 +197,26 @@ pub(super) fn parse(
     }
 
     Ok(MountPlan {
-        backend: BackendConfig::Vault(VaultConfig { flavor, address, namespace, auth_mount, role, audience, tls, leases }),
+        backend: BackendConfig::Vault(VaultConfig {
+            flavor,
+            address,
+            namespace,
+            auth_mount,
+            role,
+            audience,
+            tls,
+            leases,
+            fidelity: match socket {
+                Socket::Compatible => Fidelity::Anchor,
+                Socket::Native => Fidelity::Native,
+            },
+        }),
         objects,
         templates: Vec::new(),
     })
 }
 
-fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
+fn object(raw: &RawObject, backend_tag: &str, socket: Socket) -> Result<ObjectSpec, Error> {
     let i = raw.index;
     let path = raw.path("objectName")?;
     let secret_path = raw.required("secretPath")?;
@@ -156,9 +235,24 @@ fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
     if args.is_some() && method == Method::Get {
         tracing::debug!(object = i, "secretArgs are only sent with PUT or POST; ignored for GET");
     }
-    let encoding = raw.encoding()?;
-    let mode = raw.file_mode("filePermission")?;
+    let secret_key = raw.string("secretKey")?;
     let expand = raw.flag("expandKeys")?.unwrap_or(false);
+    // The anchors write a whole response as it is and never read `encoding` for
+    // it; their sockets do the same. The native socket refuses the combination.
+    let encoding = match (&secret_key, expand, socket) {
+        (None, false, Socket::Compatible) => Encoding::Utf8,
+        (None, false, Socket::Native) => match raw.encoding()? {
+            Encoding::Utf8 => Encoding::Utf8,
+            _ => {
+                return Err(Error::new(
+                    format!("objects[{i}].encoding"),
+                    "applies to a secretKey's value; the whole response (no secretKey) is JSON",
+                ));
+            }
+        },
+        _ => raw.encoding()?,
+    };
+    let mode = raw.file_mode("filePermission")?;
     Ok(ObjectSpec {
         index: i,
         name: path.as_str().to_owned(),
@@ -174,7 +268,7 @@ fn object(raw: &RawObject, backend_tag: &str) -> Result<ObjectSpec, Error> {
             query,
             method,
             args,
-            secret_key: raw.string("secretKey")?,
+            secret_key,
             expand,
         }),
     })
@@ -203,7 +297,6 @@ fn split_secret_path(raw: &str) -> Result<(String, Option<String>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Encoding;
 
     fn defaults() -> Defaults {
         Defaults { vault_address: "https://127.0.0.1:8200".into(), aws_region: None }
@@ -225,32 +318,71 @@ mod tests {
     #[test]
     fn defaults_per_flavor() {
         let a = attrs(&[("roleName", "app"), ("objects", OBJECTS)]);
-        let plan = parse(&a, Flavor::Vault, &defaults()).expect("valid");
+        let plan = parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect("valid");
         let cfg = vault_cfg(&plan);
         assert_eq!(cfg.audience, "vault");
         assert_eq!(cfg.auth_mount, "kubernetes");
         assert_eq!(cfg.address, "https://127.0.0.1:8200");
-        let plan = parse(&a, Flavor::OpenBao, &defaults()).expect("valid");
+        let plan = parse(&a, Flavor::OpenBao, Socket::Compatible, &defaults()).expect("valid");
         assert_eq!(vault_cfg(&plan).audience, "openbao");
     }
 
     #[test]
-    fn both_spellings_work_and_conflicts_are_named() {
-        let a = attrs(&[("roleName", "app"), ("objects", OBJECTS), ("openbaoAddress", "http://bao:8200/"), ("openbaoAuthMountPath", "jwt")]);
-        let plan = parse(&a, Flavor::Vault, &defaults()).expect("valid");
+    fn each_socket_reads_its_providers_spellings() {
+        let base = [("roleName", "app"), ("objects", OBJECTS)];
+        let with = |extra: &[(&str, &str)]| {
+            let mut a = attrs(&base);
+            a.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            a
+        };
+        // vault.sock: only `vault*` keys, as vault-csi-provider.
+        let a = with(&[("openbaoAddress", "http://bao:8200/"), ("baoAuthMountPath", "jwt")]);
+        let cfg = parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect("valid");
+        assert_eq!((vault_cfg(&cfg).address.as_str(), vault_cfg(&cfg).auth_mount.as_str()), ("https://127.0.0.1:8200", "kubernetes"));
+        // openbao.sock: bao > openbao > vault, the first present winning (openbao-csi-provider internal/config).
+        let a = with(&[("baoAddress", "http://b"), ("openbaoAddress", "http://o"), ("vaultAddress", "http://v"), ("baoNamespace", "team"), ("baoAuthMountPath", "jwt"), ("baoRoleName", "bao-role")]);
+        let plan = parse(&a, Flavor::OpenBao, Socket::Compatible, &defaults()).expect("valid");
+        let cfg = vault_cfg(&plan);
+        assert_eq!((cfg.address.as_str(), cfg.namespace.as_deref(), cfg.auth_mount.as_str(), cfg.role.as_str()), ("http://b", Some("team"), "jwt", "bao-role"));
+        let a = with(&[("openbaoAddress", "http://o"), ("vaultAddress", "http://v")]);
+        assert_eq!(vault_cfg(&parse(&a, Flavor::OpenBao, Socket::Compatible, &defaults()).expect("valid")).address, "http://o");
+        let a = with(&[("baoSkipTLSVerify", "True"), ("vaultSkipTLSVerify", "nonsense")]);
+        assert_eq!(vault_cfg(&parse(&a, Flavor::OpenBao, Socket::Compatible, &defaults()).expect("valid")).tls.verify, TlsVerify::DangerousDisabled);
+        let a = with(&[("baoKubernetesMountPath", "k8s"), ("vaultAuthMountPath", "jwt")]);
+        assert_eq!(parse(&a, Flavor::OpenBao, Socket::Compatible, &defaults()).expect_err("exclusive").field, "vaultAuthMountPath");
+        // The native socket: every spelling, conflicts named.
+        let a = with(&[("openbaoAddress", "http://bao:8200/"), ("openbaoAuthMountPath", "jwt")]);
+        let plan = parse(&a, Flavor::Vault, Socket::Native, &defaults()).expect("valid");
         assert_eq!(vault_cfg(&plan).address, "http://bao:8200");
         assert_eq!(vault_cfg(&plan).auth_mount, "jwt");
+        let a = with(&[("vaultAddress", "http://a"), ("openbaoAddress", "http://b")]);
+        assert_eq!(parse(&a, Flavor::OpenBao, Socket::Native, &defaults()).expect_err("conflict").field, "vaultAddress");
+    }
 
-        let a = attrs(&[("roleName", "app"), ("objects", OBJECTS), ("vaultAddress", "http://a"), ("openbaoAddress", "http://b")]);
-        assert_eq!(parse(&a, Flavor::OpenBao, &defaults()).expect_err("conflict").field, "openbaoAddress");
+    #[test]
+    fn skip_verify_takes_every_anchor_boolean() {
+        for (text, off) in [("1", true), ("t", true), ("T", true), ("TRUE", true), ("true", true), ("True", true), ("0", false), ("f", false), ("F", false), ("FALSE", false), ("false", false), ("False", false)] {
+            let a = attrs(&[("roleName", "r"), ("objects", OBJECTS), ("vaultSkipTLSVerify", text)]);
+            let verify = vault_cfg(&parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect(text)).tls.verify;
+            assert_eq!(verify == TlsVerify::DangerousDisabled, off, "{text}");
+        }
+    }
+
+    #[test]
+    fn whole_responses_ignore_encoding_on_the_compatibility_sockets() {
+        let a = attrs(&[("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, encoding: base64}")]);
+        assert_eq!(parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect("valid").objects[0].encoding, Encoding::Utf8);
+        assert_eq!(parse(&a, Flavor::Vault, Socket::Native, &defaults()).expect_err("native").field, "objects[0].encoding");
+        let a = attrs(&[("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, secretKey: k, encoding: hex}")]);
+        assert_eq!(parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect("valid").objects[0].encoding, Encoding::Hex);
     }
 
     #[test]
     fn mount_paths_are_exclusive() {
         let a = attrs(&[("roleName", "r"), ("objects", OBJECTS), ("vaultAuthMountPath", "jwt"), ("vaultKubernetesMountPath", "k8s")]);
-        assert!(parse(&a, Flavor::Vault, &defaults()).expect_err("exclusive").problem.contains("mutually exclusive"));
+        assert!(parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect_err("exclusive").problem.contains("mutually exclusive"));
         let a = attrs(&[("roleName", "r"), ("objects", OBJECTS), ("vaultKubernetesMountPath", "auth/k8s/")]);
-        assert_eq!(vault_cfg(&parse(&a, Flavor::Vault, &defaults()).expect("valid")).auth_mount, "k8s");
+        assert_eq!(vault_cfg(&parse(&a, Flavor::Vault, Socket::Compatible, &defaults()).expect("valid")).auth_mount, "k8s");
     }
 
     #[test]
@@ -260,12 +392,12 @@ mod tests {
             (vec![("roleName", "r")], "objects"),
             (vec![("roleName", "r"), ("objects", OBJECTS), ("vaultSkipTLSVerify", "maybe")], "vaultSkipTLSVerify"),
             (vec![("roleName", "r"), ("objects", OBJECTS), ("shareLeases", "yes")], "shareLeases"),
-            (vec![("roleName", "r"), ("objects", OBJECTS), ("revokeOnUnmount", "1")], "revokeOnUnmount"),
+            (vec![("roleName", "r"), ("objects", OBJECTS), ("revokeOnUnmount", "on")], "revokeOnUnmount"),
             (vec![("roleName", "r"), ("objects", OBJECTS), ("vaultTLSClientCertPath", "/c")], "vaultTLSClientCertPath"),
             (vec![("roleName", "r"), ("objects", "- objectName: a\n")], "objects[0].secretPath"),
             (vec![("roleName", "r"), ("objects", "- secretPath: a\n")], "objects[0].objectName"),
             (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, method: DELETE}")], "objects[0].method"),
-            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, encoding: rot13}")], "objects[0].encoding"),
+            (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, secretKey: k, encoding: rot13}")], "objects[0].encoding"),
             (vec![("roleName", "r"), ("objects", "- {objectName: ../x, secretPath: s}")], "objects[0].objectName"),
             (vec![("roleName", "r"), ("objects", "- {objectName: /abs, secretPath: s}")], "objects[0].objectName"),
             (vec![("roleName", "r"), ("objects", "- {objectName: '', secretPath: s}")], "objects[0].objectName"),
@@ -274,7 +406,7 @@ mod tests {
             (vec![("roleName", "r"), ("objects", "- {objectName: a, secretPath: s, secretArgs: [1]}")], "objects[0].secretArgs"),
         ];
         for (pairs, field) in cases {
-            let err = parse(&attrs(&pairs), Flavor::Vault, &defaults()).expect_err(field);
+            let err = parse(&attrs(&pairs), Flavor::Vault, Socket::Compatible, &defaults()).expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
     }
@@ -289,8 +421,8 @@ mod tests {
 
     #[test]
     fn objects_are_parsed() {
-        let yaml = "- objectName: cert\n  secretPath: pki/issue/web\n  method: put\n  secretArgs: {common_name: a.example}\n  encoding: BASE64\n  filePermission: 0600\n";
-        let plan = parse(&attrs(&[("roleName", "r"), ("objects", yaml)]), Flavor::Vault, &defaults()).expect("valid");
+        let yaml = "- objectName: cert\n  secretPath: pki/issue/web\n  secretKey: certificate\n  method: put\n  secretArgs: {common_name: a.example}\n  encoding: BASE64\n  filePermission: 0600\n";
+        let plan = parse(&attrs(&[("roleName", "r"), ("objects", yaml)]), Flavor::Vault, Socket::Compatible, &defaults()).expect("valid");
         let o = &plan.objects[0];
         assert_eq!(o.mode, Some(0o600));
         assert_eq!(o.encoding, Encoding::Base64);

@@ -54,10 +54,24 @@ impl AwsAuth {
 pub struct AwsConfig {
     /// Primary region.
     pub region: String,
-    /// Region tried when the primary is unreachable or fails with 5xx.
+    /// The second region (`failoverRegion`).
     pub failover_region: Option<String>,
+    /// When the second region is asked.
+    pub failover_mode: FailoverMode,
     /// Identity.
     pub auth: AwsAuth,
+}
+
+/// When a mount with a `failoverRegion` asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailoverMode {
+    /// As the AWS provider (the `aws` socket): every object is read in both
+    /// regions; a 4xx from either fails the mount, and the primary's value wins
+    /// when both answer.
+    AskBoth,
+    /// Courier's native socket: the failover region is asked only when the
+    /// primary is unreachable or answers 5xx; a 4xx from the primary is final.
+    OnUnavailable,
 }
 
 /// Which version of an object.

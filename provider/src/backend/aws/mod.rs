@@ -2,8 +2,10 @@
 //! credentials (IRSA or EKS Pod Identity).
 //!
 //! Secrets Manager objects are fetched concurrently, SSM parameters in batches
-//! of ten per GetParameters call. An object whose primary region is unreachable
-//! or answers 5xx is fetched from the failover region; a 4xx never fails over.
+//! of ten per GetParameters call. With a failover region, the native socket reads
+//! an object there only when the primary region is unreachable or answers 5xx (a
+//! 4xx never fails over); the `aws` socket reads it in both regions, as the AWS
+//! provider does, and a 4xx from either fails the mount.
 
 mod config;
 mod credentials;
@@ -19,7 +21,7 @@ use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use futures::StreamExt as _;
 use tokio::sync::Mutex;
 
-pub use config::{AwsAuth, AwsConfig, AwsObject, Service, VersionSelector};
+pub use config::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
 
 use self::credentials::{AGENT_URL_IPV4, AGENT_URL_IPV6, EXPIRY_MARGIN};
 use self::errors::{Failure, classify};
@@ -383,6 +385,8 @@ impl AwsBackend {
                 (client, region, name, selector)
             }),
         );
+        let ask_both = cfg.failover_mode == FailoverMode::AskBoth;
+        let mut found: Option<Fetched> = None;
         for (client, region, name, selector) in targets {
             let _permit = self.permit().await?;
             let started = std::time::Instant::now();
@@ -403,19 +407,24 @@ impl AwsBackend {
                             return Err(Error::new(ErrorKind::NotFound, BACKEND, format!("secret {name} in {region} has no value")).for_object(spec));
                         }
                     };
-                    return Ok(Fetched::value(SecretBytes::new(content), output.version_id().map(str::to_owned)));
+                    let fetched = Fetched::value(SecretBytes::new(content), output.version_id().map(str::to_owned));
+                    if !ask_both {
+                        return Ok(fetched);
+                    }
+                    // The first region that answers supplies the value; the others must not refuse.
+                    found.get_or_insert(fetched);
                 }
                 Err(e) => {
                     let failure = classify(&e);
                     let stop = !failure.failover;
                     attempts.push((region.to_owned(), name.to_owned(), failure));
                     if stop {
-                        break;
+                        return Err(report("GetSecretValue", spec, attempts));
                     }
                 }
             }
         }
-        Err(report("GetSecretValue", spec, attempts))
+        found.ok_or_else(|| report("GetSecretValue", spec, attempts))
     }
 
     async fn parameters(&self, clients: &Clients, cfg: &AwsConfig, batch: &[(usize, &ObjectSpec, &AwsObject)]) -> Result<Vec<(usize, Fetched)>, Error> {
@@ -433,6 +442,8 @@ impl AwsBackend {
                 .collect();
             targets.push((client, region, names));
         }
+        let ask_both = cfg.failover_mode == FailoverMode::AskBoth;
+        let mut found: Option<Vec<(usize, Fetched)>> = None;
         for (client, region, names) in targets {
             let _permit = self.permit().await?;
             let started = std::time::Instant::now();
@@ -477,7 +488,10 @@ impl AwsBackend {
                             ),
                         ));
                     }
-                    return Ok(out);
+                    if !ask_both {
+                        return Ok(out);
+                    }
+                    found.get_or_insert(out);
                 }
                 Err(e) => {
                     let failure = classify(&e);
@@ -485,10 +499,14 @@ impl AwsBackend {
                     let listed = names.iter().map(|(_, _, _, n)| n.as_str()).collect::<Vec<_>>().join(", ");
                     attempts.push((region.to_owned(), listed, failure));
                     if stop {
+                        found = None;
                         break;
                     }
                 }
             }
+        }
+        if let Some(out) = found {
+            return Ok(out);
         }
         let first = batch.first().map(|(_, spec, _)| *spec);
         Err(match first {
@@ -506,6 +524,8 @@ impl AwsBackend {
         if let (Some(client), Some(region)) = (clients.failover_ssm.as_ref(), cfg.failover_region.as_deref()) {
             targets.push((client, region, obj.failover.as_ref().map_or(obj.name.clone(), |(n, _)| n.clone())));
         }
+        let ask_both = cfg.failover_mode == FailoverMode::AskBoth;
+        let mut found: Option<Fetched> = None;
         for (client, region, path) in targets {
             let _permit = self.permit().await?;
             let started = std::time::Instant::now();
@@ -541,18 +561,22 @@ impl AwsBackend {
             match failed {
                 None => {
                     entries.sort_by(|a, b| a.name.cmp(&b.name));
-                    return Ok(Fetched { content: SecretBytes::new(Vec::new()), version_id: None, entries: Some(entries) });
+                    let fetched = Fetched { content: SecretBytes::new(Vec::new()), version_id: None, entries: Some(entries) };
+                    if !ask_both {
+                        return Ok(fetched);
+                    }
+                    found.get_or_insert(fetched);
                 }
                 Some(failure) => {
                     let stop = !failure.failover;
                     attempts.push((region.to_owned(), path, failure));
                     if stop {
-                        break;
+                        return Err(report("GetParametersByPath", spec, attempts));
                     }
                 }
             }
         }
-        Err(report("GetParametersByPath", spec, attempts))
+        found.ok_or_else(|| report("GetParametersByPath", spec, attempts))
     }
 }
 

@@ -82,6 +82,23 @@ pub struct VaultConfig {
     pub tls: TlsSettings,
     /// Dynamic-secret policy.
     pub leases: LeasePolicy,
+    /// Whether whole responses and repeated requests follow the anchor provider exactly.
+    pub fidelity: Fidelity,
+}
+
+/// How closely a mount follows the provider whose socket it arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fidelity {
+    /// The `vault` and `openbao` sockets, as those providers behave: a whole-response
+    /// file holds the response as their client library writes it, `request_id`
+    /// included; objects with the same `secretPath` and `method` share one request
+    /// (the first listed object's `secretArgs` are sent).
+    Anchor,
+    /// Courier's native socket: a whole-response file leaves out `request_id`
+    /// (new on every read, so an unchanged secret keeps its version); objects
+    /// with different `secretArgs` are separate requests, and an object without
+    /// `secretArgs` shares the request of one with the same path and method.
+    Native,
 }
 
 /// HTTP method of an object's request.

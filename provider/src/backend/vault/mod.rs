@@ -25,11 +25,11 @@ use rand::Rng as _;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
-pub use config::{Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+pub use config::{Fidelity, Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 
 use self::client::{Clients, Endpoint};
 use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts};
-use self::select::{SelectError, data_kind, select};
+use self::select::{Document, SelectError, data_kind, select};
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
 use crate::identity::{CredentialCache, PodIdentity, TokenProblem, unix_now};
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels, status_class};
@@ -262,27 +262,18 @@ impl VaultBackend {
             current: Mutex::new(None),
         });
 
-        // One request per distinct (path, query, method, args).
-        let mut unique: Vec<(&ObjectSpec, &VaultObject)> = Vec::new();
-        let mut slot_of = Vec::with_capacity(objects.len());
-        let mut keys: Vec<String> = Vec::new();
-        let mut vault_objects: Vec<&VaultObject> = Vec::with_capacity(objects.len());
+        let mut vault_objects: Vec<(&ObjectSpec, &VaultObject)> = Vec::with_capacity(objects.len());
         for spec in objects {
             let ObjectSource::Vault(obj) = &spec.source else {
                 return Err(Error::new(ErrorKind::Invalid, backend, "a non-Vault object reached the Vault backend"));
             };
-            vault_objects.push(obj);
-            let key = obj.request_key();
-            let slot = match keys.iter().position(|k| *k == key) {
-                Some(slot) => slot,
-                None => {
-                    keys.push(key);
-                    unique.push((spec, obj));
-                    keys.len() - 1
-                }
-            };
-            slot_of.push(slot);
+            vault_objects.push((spec, obj));
         }
+        let (unique, slot_of) = requests(&vault_objects, cfg.fidelity);
+        let document = Document {
+            request_id: cfg.fidelity == Fidelity::Anchor,
+            mount_type: cfg.flavor == Flavor::Vault,
+        };
 
         session.token().await?;
         // The futures are built first so the stream's type holds no closure over
@@ -302,9 +293,9 @@ impl VaultBackend {
         }
 
         let mut fetched = Vec::with_capacity(objects.len());
-        for ((spec, slot), obj) in objects.iter().zip(slot_of).zip(vault_objects) {
+        for ((spec, obj), slot) in vault_objects.into_iter().zip(slot_of) {
             let body = &bodies[slot];
-            let bytes = select(body, obj.secret_key.as_deref(), obj.expand).map_err(|e| {
+            let bytes = select(body, obj.secret_key.as_deref(), obj.expand, document).map_err(|e| {
                 let message = match e {
                     SelectError::NoData => format!(
                         "secretKey {:?}: the response of {} has no 'data' object (data is {})",
@@ -368,12 +359,62 @@ impl VaultBackend {
                 verify: TlsVerify::Enabled,
             },
             leases: LeasePolicy { share: false, revoke_on_unmount: true },
+            fidelity: Fidelity::Native,
         };
         let revoker =
             Revoker { endpoint: Endpoint { http: reqwest::Client::new(), base }, cfg: Arc::new(cfg), token: login.secret.clone() };
         let lease = LeaseKey { identity: key, pod_uid: Some("pod-uid".into()), request: "PUT database/creds/app".into() };
         state.leases.store(lease, response, facts, Some(revoker), Some((login.tag(), None)), Instant::now());
     }
+}
+
+/// The distinct requests of a mount, and for each object the index of the request
+/// whose response it reads.
+///
+/// As the anchor providers, a mount sends one request per (path, query, method):
+/// a second object with the same `secretPath` and `method` reads the first one's
+/// response (the usual `tls.key` next to `tls.crt` from one `pki/issue` call),
+/// whatever its own `secretArgs`. On the native socket, objects whose `secretArgs`
+/// differ are separate requests, and an object without `secretArgs` reads the
+/// response of an object with the same path and method if there is one.
+fn requests<'a>(
+    objects: &[(&'a ObjectSpec, &'a VaultObject)],
+    fidelity: Fidelity,
+) -> (Vec<(&'a ObjectSpec, &'a VaultObject)>, Vec<usize>) {
+    let target = |obj: &VaultObject| (obj.method, obj.path.clone(), obj.query.clone());
+    let mut unique: Vec<(&ObjectSpec, &VaultObject)> = Vec::new();
+    let mut slot_of = vec![usize::MAX; objects.len()];
+    let mut join = |i: usize, matches: &dyn Fn(&VaultObject) -> bool, unique: &mut Vec<(&'a ObjectSpec, &'a VaultObject)>| {
+        let slot = match unique.iter().position(|(_, u)| matches(u)) {
+            Some(slot) => slot,
+            None => {
+                unique.push(objects[i]);
+                unique.len() - 1
+            }
+        };
+        slot_of[i] = slot;
+    };
+    match fidelity {
+        Fidelity::Anchor => {
+            for (i, (_, obj)) in objects.iter().enumerate() {
+                let t = target(obj);
+                join(i, &|u| target(u) == t, &mut unique);
+            }
+        }
+        Fidelity::Native => {
+            // Objects that send arguments first, so one without arguments can read
+            // the response of one listed after it.
+            for (i, (_, obj)) in objects.iter().enumerate().filter(|(_, (_, o))| o.args.is_some()) {
+                let key = obj.request_key();
+                join(i, &|u| u.request_key() == key, &mut unique);
+            }
+            for (i, (_, obj)) in objects.iter().enumerate().filter(|(_, (_, o))| o.args.is_none()) {
+                let t = target(obj);
+                join(i, &|u| target(u) == t, &mut unique);
+            }
+        }
+    }
+    (unique, slot_of)
 }
 
 /// One mount's conversation with Vault. Owned, so shared work can run in spawned tasks.
@@ -1172,6 +1213,54 @@ mod tests {
         assert!(text.starts_with("permission denied; "));
         assert!(text.len() < 400);
         assert_eq!(vault_errors(&serde_json::json!({})), "no error text");
+    }
+
+    fn spec_of(obj: VaultObject, index: usize) -> ObjectSpec {
+        ObjectSpec {
+            index,
+            name: format!("o{index}"),
+            path: crate::object_path::ObjectPath::parse(&format!("o{index}")).expect("path"),
+            write: true,
+            expand: None,
+            mode: None,
+            encoding: super::super::Encoding::Utf8,
+            descriptor: String::new(),
+            derived: Vec::new(),
+            source: ObjectSource::Vault(obj),
+        }
+    }
+
+    #[test]
+    fn one_request_per_path_and_method() {
+        let issue = |args: Option<Value>, key: &str| VaultObject {
+            path: "pki/issue/web".into(),
+            query: None,
+            method: Method::Put,
+            args: args.and_then(|a| a.as_object().cloned()),
+            secret_key: Some(key.into()),
+            expand: false,
+        };
+        let specs = [
+            spec_of(issue(None, "private_key"), 0),
+            spec_of(issue(Some(serde_json::json!({"common_name": "a"})), "certificate"), 1),
+            spec_of(issue(Some(serde_json::json!({"common_name": "b"})), "certificate"), 2),
+            spec_of(VaultObject { method: Method::Post, ..issue(None, "ca_chain") }, 3),
+        ];
+        let objects: Vec<(&ObjectSpec, &VaultObject)> = specs
+            .iter()
+            .map(|s| match &s.source {
+                ObjectSource::Vault(o) => (s, o),
+                ObjectSource::Aws(_) => unreachable!("vault objects only"),
+            })
+            .collect();
+        // The anchors: the first listed object of each (path, method) sends, whatever its arguments.
+        let (unique, slots) = requests(&objects, Fidelity::Anchor);
+        assert_eq!((unique.len(), slots), (2, vec![0, 0, 0, 1]));
+        assert!(unique[0].1.args.is_none());
+        // Native: distinct arguments are distinct requests; no arguments joins the first with arguments.
+        let (unique, slots) = requests(&objects, Fidelity::Native);
+        assert_eq!((unique.len(), slots), (3, vec![0, 0, 1, 2]));
+        assert_eq!(unique[0].0.index, 1);
     }
 
     #[test]
