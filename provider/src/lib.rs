@@ -16,6 +16,7 @@ pub mod authority;
 pub mod backend;
 pub mod dialect;
 pub mod identity;
+pub mod kube_client;
 pub mod metrics;
 pub mod object_path;
 pub mod provider_name;
