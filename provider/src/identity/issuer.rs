@@ -19,6 +19,10 @@ const JWKS_PATH: &str = "/openid/v1/jwks";
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// Longest time one fetch (discovery plus keys) may take; a mount waits for it.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time a mount waits for a fetch it started; a slow or failing API server
+/// (the client retries 5xx within [`FETCH_TIMEOUT`]) then costs a mount this much
+/// at most, once per [`MIN_FETCH_INTERVAL`], and the fetch goes on in the background.
+const FETCH_WAIT: Duration = Duration::from_secs(3);
 /// Largest document read: a cluster's key set is a few KiB.
 const MAX_DOCUMENT_BYTES: u64 = 256 * 1024;
 /// Fewest time between two fetches, whatever tokens arrive: bounds the load an
@@ -62,9 +66,6 @@ pub enum FetchError {
     /// The fetch took too long.
     #[error("the Kubernetes API did not answer within {FETCH_TIMEOUT:?}")]
     Timeout,
-    /// The fetch task ended without a result.
-    #[error("the key fetch was aborted")]
-    Aborted,
     /// A document is unusable.
     #[error(transparent)]
     Keys(#[from] KeysError),
@@ -120,33 +121,29 @@ impl IssuerKeyCache {
             return cached;
         }
         *last_fetch = Some(Instant::now());
-        // In its own task, so a mount cancelled meanwhile does not waste the fetch.
+        // In its own task, so neither a cancelled mount nor one that stops waiting wastes the fetch.
         let me = Arc::clone(self);
-        let fetched = tokio::spawn(async move {
+        let mut fetch = tokio::spawn(async move {
             let result = tokio::time::timeout(FETCH_TIMEOUT, me.fetch()).await.unwrap_or(Err(FetchError::Timeout));
-            if let Ok(keys) = &result {
-                *me.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((Arc::clone(keys), Instant::now()));
-            }
-            result
-        })
-        .await
-        .unwrap_or(Err(FetchError::Aborted));
-        match fetched {
-            Ok(keys) => {
-                tracing::info!(keys = keys.len(), "service-account issuer keys loaded from the Kubernetes API");
-                Some(keys)
-            }
-            Err(e) => {
+            match &result {
+                Ok(keys) => {
+                    *me.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((Arc::clone(keys), Instant::now()));
+                    tracing::info!(keys = keys.len(), "service-account issuer keys loaded from the Kubernetes API");
+                }
                 // Logged at most once per MIN_FETCH_INTERVAL, since fetches are.
-                tracing::warn!(
-                    error = %chain(&e),
-                    keeping_previous_keys = cached.is_some(),
-                    "cannot load the service-account issuer keys; the provider's service account needs the \
-                     system:service-account-issuer-discovery binding"
-                );
-                cached
+                Err(e) => tracing::warn!(
+                    error = %chain(e),
+                    "cannot load the service-account issuer keys; check the provider reaches the Kubernetes API \
+                     and may read /openid/v1/jwks (the default system:service-account-issuer-discovery binding)"
+                ),
             }
+            result.ok()
+        });
+        match tokio::time::timeout(FETCH_WAIT, &mut fetch).await {
+            Ok(Ok(Some(keys))) => Some(keys),
+            // Failed, aborted, or still running (it stores the keys when it ends): what was there before.
+            Ok(_) | Err(_) => cached,
         }
     }
 
