@@ -586,6 +586,15 @@ users:
         self.state.lock().requests.clone()
     }
 
+    /// Every request except reads of the issuer's keys and discovery document (which the provider makes to verify
+    /// tokens), in order: what a feature asked of the API beyond token verification.
+    pub fn requests_beyond_issuer_keys(&self) -> Vec<KubeRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path != JWKS_PATH && r.path != OPENID_CONFIGURATION_PATH)
+            .collect()
+    }
+
     /// The requests with `method` to exactly `path`, in order.
     pub fn requests_to(&self, method: &str, path: &str) -> Vec<KubeRequest> {
         self.state
