@@ -19,6 +19,7 @@ pub mod connection;
 pub mod dialect;
 pub mod identity;
 pub mod listener;
+pub mod kube_client;
 pub mod metrics;
 pub mod object_path;
 pub mod provider_name;

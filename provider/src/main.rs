@@ -14,6 +14,7 @@ use courier_provider::backend::vault::{
 use courier_provider::connection::Timeouts;
 use courier_provider::dialect::Defaults;
 use courier_provider::listener::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS};
+use courier_provider::identity::{TokenVerification, VerifierSettings};
 use courier_provider::metrics::Metrics;
 use courier_provider::server::Settings;
 use courier_provider::socket::{self, BoundSocket};
@@ -84,6 +85,18 @@ struct Args {
     /// SecretProviderClass prefers).
     #[arg(long, env = "COURIER_POD_IDENTITY_AGENT_URL")]
     pod_identity_agent_url: Option<String>,
+
+    /// Verify service-account tokens against the cluster's issuer keys (read from the Kubernetes API
+    /// at `/openid/v1/jwks`) before any cached login or credential is used for them. `auto`: verify
+    /// when the keys can be read, otherwise cache logins per exact token; `required`: refuse mounts
+    /// while the keys cannot be read; `off`: cache logins per exact token.
+    #[arg(long, env = "COURIER_TOKEN_VERIFICATION", value_enum, default_value_t = TokenVerification::Auto)]
+    token_verification: TokenVerification,
+
+    /// Accepted `iss` of service-account tokens (repeatable, comma-separated); by default the issuer
+    /// the API server's `/.well-known/openid-configuration` names.
+    #[arg(long, env = "COURIER_SERVICE_ACCOUNT_ISSUER", value_delimiter = ',')]
+    service_account_issuer: Vec<String>,
 
     /// Log format.
     #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -210,6 +223,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             pod_identity_agent_url: args.pod_identity_agent_url.clone(),
             role_cache: DEFAULT_ROLE_CACHE,
             concurrency: args.backend_concurrency,
+        },
+        tokens: VerifierSettings {
+            mode: args.token_verification,
+            issuers: args.service_account_issuer.iter().filter(|i| !i.is_empty()).cloned().collect(),
         },
     };
     let metrics = Metrics::shared();

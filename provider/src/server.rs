@@ -18,6 +18,8 @@ use crate::backend::aws::{AwsBackend, AwsSettings};
 use crate::backend::vault::{VaultBackend, VaultSettings};
 use crate::backend::{self, BackendConfig, ErrorKind};
 use crate::dialect::{self, Defaults, Dialect};
+use crate::identity::{TokenVerifier, VerifierSettings};
+use crate::kube_client::KubeClient;
 use crate::metrics::{Metrics, MountLabels, MountLatencyLabels};
 use crate::provider_name::ProviderName;
 use crate::render::{self, MAX_MOUNT_BYTES, render};
@@ -78,15 +80,19 @@ pub struct Settings {
     pub vault: VaultSettings,
     /// AWS backend tunables.
     pub aws: AwsSettings,
+    /// Service-account token verification.
+    pub tokens: VerifierSettings,
 }
 
 impl Core {
     /// A core with empty caches.
     #[must_use]
     pub fn new(versioner: Versioner, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        let kube = Arc::new(KubeClient::default());
+        let verifier = Arc::new(TokenVerifier::new(settings.tokens, Arc::clone(&kube)));
         Self {
-            vault: VaultBackend::new(settings.vault, Arc::clone(&metrics)),
-            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics)),
+            vault: VaultBackend::new(settings.vault, Arc::clone(&metrics), Arc::clone(&verifier)),
+            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics), verifier, kube),
             versioner,
             defaults: settings.defaults,
             mount_timeout: settings.mount_timeout,
@@ -444,6 +450,7 @@ mod tests {
             defaults: Defaults { vault_address: "http://127.0.0.1:8200".into(), aws_region: None },
             mount_timeout: Duration::from_secs(30),
             templates: None,
+            tokens: crate::identity::VerifierSettings::default(),
             vault: VaultSettings::default(),
             aws: AwsSettings { default_region: None, pod_identity_agent_url: None, role_cache: Duration::from_secs(60), concurrency: 4 },
         };

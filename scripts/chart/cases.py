@@ -15,6 +15,15 @@ GOOD: dict[str, dict[str, Any]] = {
         "vault": {"address": "https://vault.vault.svc:8200"},
         "aws": {"region": "eu-west-1"},
     },
+    "token-verification-off": {
+        "tokenVerification": {"mode": "off"},
+    },
+    "token-verification-required-issuers": {
+        "tokenVerification": {
+            "mode": "required",
+            "issuers": ["https://kubernetes.default.svc.cluster.local", "https://oidc.example.com/id/X"],
+        },
+    },
     "driver-sync-secret": {
         "driver": {"enabled": True, "syncSecret": {"enabled": True}},
     },
@@ -79,6 +88,8 @@ BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
     ("unknown pullPolicy", {"image": {"pullPolicy": "Sometimes"}}),
     ("reuseFraction above 1", {"lease": {"reuseFraction": 2}}),
     ("renew as a word", {"lease": {"renew": "yes"}}),
+    ("unknown token verification mode", {"tokenVerification": {"mode": "sometimes"}}),
+    ("issuer with a comma", {"tokenVerification": {"issuers": ["https://a,https://b"]}}),
     ("address without scheme", {"vault": {"address": "vault:8200"}}),
     ("tmpfsSize with a space", {"driver": {"tmpfsSize": "16 MB"}}),
     ("enabled as a string", {"driver": {"enabled": "true"}}),

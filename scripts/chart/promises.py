@@ -102,7 +102,8 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
     r.equal("provider: runs as root for the socket dir", sc.get("runAsUser"), 0)
     r.equal("provider: seccomp RuntimeDefault", sc.get("seccompProfile"), {"type": "RuntimeDefault"})
     r.check("provider: no hostNetwork/hostPID", not pod.get("hostNetwork") and not pod.get("hostPID"))
-    r.equal("provider: API token only for AWS", pod.get("automountServiceAccountToken"), backends(v)["aws"])
+    wants_api = backends(v)["aws"] or v["tokenVerification"]["mode"] != "off"
+    r.equal("provider: API token only for AWS or token verification", pod.get("automountServiceAccountToken"), wants_api)
 
     env = env_of(c)
     r.equal("provider: COURIER_PROVIDERS", env.get("COURIER_PROVIDERS"), ",".join(v["providers"]))
@@ -116,6 +117,9 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
     r.equal("provider: COURIER_HMAC_KEY_FILE", env.get("COURIER_HMAC_KEY_FILE"), "/etc/courier/hmac/key")
     r.equal("provider: COURIER_MOUNT_TIMEOUT", env.get("COURIER_MOUNT_TIMEOUT"), v["mountTimeout"])
     r.equal("provider: COURIER_STATIC_REUSE", env.get("COURIER_STATIC_REUSE"), v["staticReuse"])
+    r.equal("provider: COURIER_TOKEN_VERIFICATION", env.get("COURIER_TOKEN_VERIFICATION"), v["tokenVerification"]["mode"])
+    want_issuers = ",".join(v["tokenVerification"]["issuers"]) or None
+    r.equal("provider: COURIER_SERVICE_ACCOUNT_ISSUER", env.get("COURIER_SERVICE_ACCOUNT_ISSUER"), want_issuers)
     lease_env = {
         "COURIER_LEASE_REUSE_FRACTION": v["lease"]["reuseFraction"],
         "COURIER_LEASE_RENEW": v["lease"]["renew"],

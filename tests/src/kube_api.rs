@@ -11,7 +11,10 @@
 //!   POST (with `generateName`), PUT (with the resourceVersion check), PATCH (`merge-patch+json`,
 //!   `json-patch+json`, and for built-in types `strategic-merge-patch+json` with owner references merged by
 //!   uid), DELETE (with preconditions and finalizers), and the `status` subresource;
-//! - `/version`, `/api`, `/api/v1`, `/apis` and `/apis/<group>/<version>` discovery.
+//! - `/version`, `/api`, `/api/v1`, `/apis` and `/apis/<group>/<version>` discovery;
+//! - the service-account issuer's discovery document (`/.well-known/openid-configuration`) and verification
+//!   keys (`/openid/v1/jwks`), once [`publish_issuer_keys`](FakeKubeApi::publish_issuer_keys) gave it a
+//!   [`TokenIssuer`](crate::TokenIssuer)'s real public key (`404` before, as with issuer discovery disabled).
 //!
 //! It behaves as the API server does where clients can tell: one cluster-wide resourceVersion that every
 //! write bumps (a no-op write bumps nothing), uids and creation timestamps kept across updates, `generation`
@@ -146,6 +149,8 @@ pub(crate) struct Inner {
     requests: Vec<KubeRequest>,
     fault: Option<KubeFault>,
     injected: Vec<InjectedFault>,
+    /// The JWKs `/openid/v1/jwks` lists; empty: issuer discovery is not served.
+    issuer_keys: Vec<Value>,
 }
 
 impl Shared {
@@ -581,6 +586,15 @@ users:
         self.state.lock().requests.clone()
     }
 
+    /// Every request except reads of the issuer's keys and discovery document (which the provider makes to verify
+    /// tokens), in order: what a feature asked of the API beyond token verification.
+    pub fn requests_beyond_issuer_keys(&self) -> Vec<KubeRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path != JWKS_PATH && r.path != OPENID_CONFIGURATION_PATH)
+            .collect()
+    }
+
     /// The requests with `method` to exactly `path`, in order.
     pub fn requests_to(&self, method: &str, path: &str) -> Vec<KubeRequest> {
         self.state
@@ -622,6 +636,30 @@ users:
     }
 }
 
+impl FakeKubeApi {
+    /// Publishes `issuer`'s public key at `/openid/v1/jwks` (next to any published before, as during a key
+    /// rotation), and the issuer [`KUBERNETES_ISSUER`](crate::KUBERNETES_ISSUER) at
+    /// `/.well-known/openid-configuration`.
+    pub fn publish_issuer_keys(&self, issuer: &crate::TokenIssuer) {
+        self.publish_jwk(issuer.jwk().clone());
+    }
+
+    /// Publishes `jwk` at `/openid/v1/jwks`.
+    pub(crate) fn publish_jwk(&self, jwk: Value) {
+        self.state.lock().issuer_keys.push(jwk);
+    }
+
+    /// How many times the issuer's keys were requested.
+    pub fn jwks_reads(&self) -> usize {
+        self.get_count(JWKS_PATH)
+    }
+}
+
+/// Where the API server publishes the service-account issuer's keys.
+pub const JWKS_PATH: &str = "/openid/v1/jwks";
+/// Where the API server publishes the service-account issuer's discovery document.
+pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
+
 /// `/api/v1/namespaces/<namespace>/serviceaccounts/<name>`.
 pub fn service_account_path(namespace: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}")
@@ -631,6 +669,8 @@ pub fn service_account_path(namespace: &str, name: &str) -> String {
 #[derive(Debug, Clone)]
 enum Route {
     Version,
+    IssuerKeys,
+    IssuerDiscovery,
     Api,
     Apis,
     Resources {
@@ -653,6 +693,8 @@ enum Route {
 fn route(segments: &[&str]) -> Route {
     let (group, version, rest) = match segments {
         ["version"] => return Route::Version,
+        ["openid", "v1", "jwks"] => return Route::IssuerKeys,
+        [".well-known", "openid-configuration"] => return Route::IssuerDiscovery,
         ["api"] => return Route::Api,
         ["apis"] => return Route::Apis,
         ["api", version] => {
@@ -847,6 +889,32 @@ fn answer(state: &Arc<Shared>, call: &Call<'_>) -> Reply {
             "the server does not allow this method on the requested resource",
         )
         .into(),
+        Route::IssuerKeys | Route::IssuerDiscovery if call.method != Method::GET => {
+            Failure::method_not_allowed("the server does not allow this method on the requested resource").into()
+        }
+        Route::IssuerKeys => {
+            let keys = state.lock().issuer_keys.clone();
+            if keys.is_empty() {
+                return not_served();
+            }
+            Reply::Json(StatusCode::OK, json!({"keys": keys}))
+        }
+        Route::IssuerDiscovery => {
+            if state.lock().issuer_keys.is_empty() {
+                return not_served();
+            }
+            // As the API server writes it: the issuer, and the keys under the issuer's URL.
+            Reply::Json(
+                StatusCode::OK,
+                json!({
+                    "issuer": crate::KUBERNETES_ISSUER,
+                    "jwks_uri": format!("{}{JWKS_PATH}", crate::KUBERNETES_ISSUER),
+                    "response_types_supported": ["id_token"],
+                    "subject_types_supported": ["public"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                }),
+            )
+        }
         Route::Api => Reply::Json(StatusCode::OK, resources::api_versions()),
         Route::Apis => Reply::Json(StatusCode::OK, resources::api_groups()),
         Route::Resources { group, version } => match resources::api_resources(&group, &version) {

@@ -55,7 +55,8 @@ pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE
 pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
 pub use fault_injection::{SilentBackend, closed_port_url};
 pub use kube_api::{
-    FakeKubeApi, KubeFault, KubeRequest, KubeResource, SECRETS_STORE_GROUP, service_account_path,
+    FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource, OPENID_CONFIGURATION_PATH,
+    SECRETS_STORE_GROUP, service_account_path,
 };
 pub use legacy_client::{
     Authority, LegacyOutcome, legacy_mount, legacy_mount_with, legacy_version,
@@ -73,8 +74,8 @@ pub use provider::{
 };
 pub use shim::{InlineVolume, Kubelet, MountCleanup, ShimBuilder, ShimProcess};
 pub use tokenreview::{ReviewRecord, TokenReviewServer};
-pub use tokens::{MintedToken, TokenIssuer, TokenOptions};
 pub use vault_proxy::{VaultCall, VaultFault, VaultFaultKind, VaultProxy};
+pub use tokens::{MintedToken, TokenIssuer, TokenOptions, forged_tokens};
 
 /// The issuer Kubernetes puts into service-account tokens by default; OpenBao's JWT auth binds to it.
 pub const KUBERNETES_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";

@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::tools;
 use crate::watchdog::ExitWatchdog;
+use crate::FakeKubeApi;
 
 /// How long start-up may take; a debug build on a busy machine starts well within this.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -95,6 +96,8 @@ pub struct ProviderBuilder {
     providers_dir: Option<PathBuf>,
     extra_args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// JWKs of the issuers whose tokens the provider verifies against its own fake API server.
+    issuer_keys: Vec<serde_json::Value>,
 }
 
 impl Default for ProviderBuilder {
@@ -109,6 +112,7 @@ impl Default for ProviderBuilder {
             providers_dir: None,
             extra_args: Vec::new(),
             env: Vec::new(),
+            issuer_keys: Vec::new(),
         }
     }
 }
@@ -185,6 +189,23 @@ impl ProviderBuilder {
     #[must_use]
     pub fn kubeconfig(self, path: impl Into<PathBuf>) -> Self {
         self.env("KUBECONFIG", path.into().into_os_string())
+    }
+
+    /// Lets the provider verify `issuer`'s tokens, as in a cluster: unless [`kubeconfig`](Self::kubeconfig)
+    /// names an API server (on which the test then publishes the key itself,
+    /// [`FakeKubeApi::publish_issuer_keys`]), the process gets its own [`FakeKubeApi`] serving `issuer`'s public
+    /// key at `/openid/v1/jwks` ([`ProviderProcess::kube_api`]). Without it, no API server is reachable and the
+    /// provider caches logins per exact token.
+    #[must_use]
+    pub fn trust_issuer(mut self, issuer: &crate::TokenIssuer) -> Self {
+        self.issuer_keys.push(issuer.jwk().clone());
+        self
+    }
+
+    /// `--token-verification auto|required|off`.
+    #[must_use]
+    pub fn token_verification(self, mode: &str) -> Self {
+        self.arg("--token-verification").arg(mode)
     }
 
     /// `--log-level` (default `debug`).
@@ -279,6 +300,21 @@ impl ProviderBuilder {
         for key in INHERITED_ENV_TO_CLEAR {
             command.env_remove(key);
         }
+        let explicit_kubeconfig = self.env.iter().any(|(k, _)| k == "KUBECONFIG");
+        let kube_api = if explicit_kubeconfig || self.issuer_keys.is_empty() {
+            None
+        } else {
+            let api = FakeKubeApi::start().context("starting the provider's fake Kubernetes API")?;
+            for jwk in &self.issuer_keys {
+                api.publish_jwk(jwk.clone());
+            }
+            Some(api)
+        };
+        match &kube_api {
+            Some(api) => command.env("KUBECONFIG", api.kubeconfig_path()),
+            // No API server: a kubeconfig that does not exist, so nothing from ~/.kube is ever read.
+            None => command.env("KUBECONFIG", log_dir.path().join("no-kubeconfig")),
+        };
         // The AWS SDK falls back to the EC2 instance metadata service (169.254.169.254) for credentials and
         // region, and reads ~/.aws; tests only ever contact 127.0.0.1 and bring their own configuration.
         command
@@ -301,6 +337,7 @@ impl ProviderBuilder {
             names,
             providers_dir,
             log_path,
+            kube_api,
             _owned_dir: owned_dir,
             _log_dir: log_dir,
         };
@@ -318,6 +355,7 @@ pub struct ProviderProcess {
     names: Vec<String>,
     providers_dir: PathBuf,
     log_path: PathBuf,
+    kube_api: Option<FakeKubeApi>,
     _owned_dir: Option<TempDir>,
     _log_dir: TempDir,
 }
@@ -367,6 +405,11 @@ impl ProviderProcess {
             }
         }
         Ok(())
+    }
+
+    /// The fake API server the process got from [`ProviderBuilder::trust_issuer`], if any.
+    pub fn kube_api(&self) -> Option<&FakeKubeApi> {
+        self.kube_api.as_ref()
     }
 
     /// The provider names served.

@@ -2,14 +2,17 @@
 //!
 //! The [`TokenIssuer`] plays the API server's token signer: an RSA key made by the `openssl` CLI, RS256
 //! signatures, and the claims a bound service-account token carries. OpenBao's JWT auth is configured to trust
-//! [`TokenIssuer::public_key_pem`]; the fake TokenReview endpoint checks tokens against the same key.
+//! [`TokenIssuer::public_key_pem`]; the fake TokenReview endpoint checks tokens against the same key, and the
+//! fake Kubernetes API publishes it as a JWK ([`TokenIssuer::jwk`]) at `/openid/v1/jwks`.
 
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -25,6 +28,7 @@ pub struct TokenIssuer {
     verifier: TokenVerifier,
     public_key_pem: String,
     key_id: String,
+    jwk: Value,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -39,6 +43,12 @@ impl std::fmt::Debug for TokenIssuer {
 impl TokenIssuer {
     /// Makes a fresh RSA 2048 key with `openssl`.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_key_id(&random_uid())
+    }
+
+    /// Makes a fresh RSA 2048 key published under `key_id`; with another issuer's key id it is an impostor
+    /// whose tokens name a key the cluster publishes but are signed with another.
+    pub fn with_key_id(key_id: &str) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("courier-token-key-")
             .tempdir()
@@ -71,12 +81,38 @@ impl TokenIssuer {
             .context("openssl's private key is not usable for RS256")?;
         let decoding_key = DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
             .context("openssl's public key is not usable for RS256")?;
+        let jwk = rsa_jwk(&public_path, key_id)?;
         Ok(Self {
             encoding_key,
             verifier: TokenVerifier { decoding_key },
             public_key_pem,
-            key_id: random_uid(),
+            key_id: key_id.to_owned(),
+            jwk,
         })
+    }
+
+    /// The public key as a JWK (`kty: RSA`, `n`, `e`, `kid`, `alg: RS256`), as `/openid/v1/jwks` lists it.
+    pub fn jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// The `kid` every token's header names.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// A token with the claims `options` describe and no signature at all (`alg: none`), as a forger writes it.
+    pub fn unsigned_token(&self, pod: &PodFixture, options: &TokenOptions) -> anyhow::Result<MintedToken> {
+        let claims = self.claims(pod, options)?;
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = json!({"alg": "none", "typ": "JWT", "kid": self.key_id});
+        let jwt = format!(
+            "{}.{}.",
+            enc.encode(header.to_string()),
+            enc.encode(serde_json::to_vec(&claims).context("cannot encode the claims")?)
+        );
+        let expires_at = i64::try_from(claims.exp).context("expiry out of range")?;
+        Ok(MintedToken { jwt, expires_at })
     }
 
     /// The public key in PEM (SubjectPublicKeyInfo), as OpenBao's `jwt_validation_pubkeys` takes it.
@@ -100,13 +136,23 @@ impl TokenIssuer {
         pod: &PodFixture,
         options: &TokenOptions,
     ) -> anyhow::Result<MintedToken> {
+        let claims = self.claims(pod, options)?;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.key_id.clone());
+        let jwt = jsonwebtoken::encode(&header, &claims, &self.encoding_key)
+            .context("cannot sign the token")?;
+        let expires_at = i64::try_from(claims.exp).context("expiry out of range")?;
+        Ok(MintedToken { jwt, expires_at })
+    }
+
+    fn claims(&self, pod: &PodFixture, options: &TokenOptions) -> anyhow::Result<ServiceAccountClaims> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .context("the clock is before 1970")?
             .as_secs();
         let issued_at = now.saturating_sub(options.issued_ago.as_secs());
         let expires_at = issued_at + options.lifetime.as_secs();
-        let claims = ServiceAccountClaims {
+        Ok(ServiceAccountClaims {
             aud: options.audiences.clone(),
             exp: expires_at,
             iat: issued_at,
@@ -123,20 +169,42 @@ impl TokenIssuer {
                     uid: pod.service_account_uid().to_owned(),
                 },
             },
-            nbf: issued_at,
+            nbf: issued_at + options.valid_after.as_secs(),
             sub: pod.subject(),
-        };
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.key_id.clone());
-        let jwt = jsonwebtoken::encode(&header, &claims, &self.encoding_key)
-            .context("cannot sign the token")?;
-        let expires_at = i64::try_from(expires_at).context("expiry out of range")?;
-        Ok(MintedToken { jwt, expires_at })
+        })
     }
 
     pub(crate) fn verifier(&self) -> TokenVerifier {
         self.verifier.clone()
     }
+}
+
+/// Tokens a hostile tenant could present for `pod` under `audience`, none of which the cluster issued for that pod
+/// and audience: unsigned (`alg: none`), signed by a foreign key (unknown `kid`), signed by another key under the
+/// issuer's own `kid`, not yet valid (`nbf` ten minutes ahead), expired, for another audience, and for another
+/// service account of the namespace. Each comes with a short name for messages.
+pub fn forged_tokens(
+    issuer: &TokenIssuer,
+    pod: &PodFixture,
+    audience: &str,
+) -> anyhow::Result<Vec<(&'static str, MintedToken)>> {
+    let options = TokenOptions::new([audience]);
+    let stranger = PodFixture::new(pod.namespace(), "stranger");
+    Ok(vec![
+        ("alg none", issuer.unsigned_token(pod, &options)?),
+        ("foreign key", TokenIssuer::new()?.token(pod, audience)?),
+        ("impostor key under the issuer's kid", TokenIssuer::with_key_id(issuer.key_id())?.token(pod, audience)?),
+        ("future nbf", issuer.token_with(pod, &options.clone().not_before_in(Duration::from_secs(600)))?),
+        (
+            "expired",
+            issuer.token_with(
+                pod,
+                &options.clone().issued_ago(Duration::from_secs(7200)).lifetime(Duration::from_secs(3600)),
+            )?,
+        ),
+        ("wrong aud", issuer.token(pod, "another-audience")?),
+        ("other service account", issuer.token(&stranger, audience)?),
+    ])
 }
 
 /// What to put into a token besides the pod's identity.
@@ -145,6 +213,7 @@ pub struct TokenOptions {
     audiences: Vec<String>,
     lifetime: Duration,
     issued_ago: Duration,
+    valid_after: Duration,
 }
 
 impl TokenOptions {
@@ -158,7 +227,15 @@ impl TokenOptions {
             audiences: audiences.into_iter().map(Into::into).collect(),
             lifetime: DEFAULT_LIFETIME,
             issued_ago: Duration::ZERO,
+            valid_after: Duration::ZERO,
         }
+    }
+
+    /// Sets `nbf` this long after the issue time; in the future, the token is not valid yet.
+    #[must_use]
+    pub fn not_before_in(mut self, delay: Duration) -> Self {
+        self.valid_after = delay;
+        self
     }
 
     /// How long the token is valid from its issue time.
@@ -212,6 +289,38 @@ impl MintedToken {
             .format(&Rfc3339)
             .context("cannot format the expiry")
     }
+}
+
+/// The JWK of the RSA public key in `public_pem_path`, read with `openssl`.
+fn rsa_jwk(public_pem_path: &std::path::Path, key_id: &str) -> anyhow::Result<Value> {
+    let text = tools::run_openssl([
+        OsStr::new("rsa"),
+        OsStr::new("-pubin"),
+        OsStr::new("-in"),
+        public_pem_path.as_os_str(),
+        OsStr::new("-noout"),
+        OsStr::new("-text"),
+        OsStr::new("-modulus"),
+    ])?;
+    let text = String::from_utf8(text).context("openssl printed non-UTF-8 text")?;
+    let modulus = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Modulus="))
+        .ok_or_else(|| anyhow!("openssl printed no modulus"))?;
+    let modulus = hex::decode(modulus.trim()).context("openssl printed a modulus that is not hex")?;
+    let exponent: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Exponent:"))
+        .and_then(|e| e.split_whitespace().next())
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| anyhow!("openssl printed no exponent"))?;
+    let exponent = exponent.to_be_bytes();
+    let first = exponent.iter().position(|b| *b != 0).unwrap_or(exponent.len() - 1);
+    let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    Ok(json!({
+        "kty": "RSA", "use": "sig", "alg": "RS256", "kid": key_id,
+        "n": enc.encode(&modulus), "e": enc.encode(&exponent[first..]),
+    }))
 }
 
 /// Checks tokens against the issuer's public key, as the API server does for TokenReviews.
@@ -298,6 +407,26 @@ mod tests {
         assert!(issuer.verifier().verify(expired.jwt()).is_err());
         let foreign = other.token(&pod, "vault")?;
         assert!(issuer.verifier().verify(foreign.jwt()).is_err());
+        let early = issuer.token_with(&pod, &TokenOptions::new(["vault"]).not_before_in(Duration::from_secs(600)))?;
+        assert!(issuer.verifier().verify(early.jwt()).is_err());
+        let unsigned = issuer.unsigned_token(&pod, &TokenOptions::new(["vault"]))?;
+        assert!(issuer.verifier().verify(unsigned.jwt()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_jwk_is_the_signing_key() -> anyhow::Result<()> {
+        let issuer = TokenIssuer::new()?;
+        let impostor = TokenIssuer::with_key_id(issuer.key_id())?;
+        let pod = PodFixture::new("team-a", "app");
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(issuer.jwk().clone())?;
+        assert_eq!(jwk.common.key_id.as_deref(), Some(issuer.key_id()));
+        let key = DecodingKey::from_jwk(&jwk)?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&["vault"]);
+        jsonwebtoken::decode::<ServiceAccountClaims>(issuer.token(&pod, "vault")?.jwt(), &key, &validation)?;
+        let forged = impostor.token(&pod, "vault")?;
+        assert!(jsonwebtoken::decode::<ServiceAccountClaims>(forged.jwt(), &key, &validation).is_err());
         Ok(())
     }
 }

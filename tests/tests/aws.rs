@@ -15,6 +15,8 @@ mod dialects;
 mod errors;
 #[path = "aws/failover.rs"]
 mod failover;
+#[path = "aws/forged.rs"]
+mod forged;
 #[path = "aws/identity.rs"]
 mod identity;
 #[path = "aws/logs.rs"]

@@ -11,6 +11,8 @@ mod support;
 
 #[path = "dynamic/database.rs"]
 mod database;
+#[path = "dynamic/forged.rs"]
+mod forged;
 #[path = "dynamic/identities.rs"]
 mod identities;
 #[path = "dynamic/namespaces.rs"]

@@ -15,6 +15,8 @@ mod cache;
 mod dialects;
 #[path = "vault/errors.rs"]
 mod errors;
+#[path = "vault/forged.rs"]
+mod forged;
 #[path = "vault/kv.rs"]
 mod kv;
 #[path = "vault/legacy.rs"]

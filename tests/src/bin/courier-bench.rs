@@ -226,6 +226,11 @@ async fn main() -> anyhow::Result<()> {
         ms(burst.mount_p99)
     );
     println!(
+        "- P2 token verification: every token verified against the issuer keys the fake API server publishes \
+         (/openid/v1/jwks read {} time(s) by the provider).",
+        burst.key_reads
+    );
+    println!(
         "- P3 idle RSS split: anonymous {:.1} MiB, file-backed {:.1} MiB (pages of the {:.1} MiB binary); after P2: \
          anonymous {:.1} MiB, file-backed {:.1} MiB; peak (VmHWM) {:.1} MiB.",
         burst.idle_anon_mib,
@@ -444,6 +449,7 @@ path "{PKI_MOUNT}/issue/*" {{ capabilities = ["create", "update"] }}
         let mut builder = ProviderBuilder::new()
             .provider("vault")
             .vault_addr(self.bao.addr())
+            .trust_issuer(&self.issuer)
             .metrics_addr("127.0.0.1:0")
             .log_level("info");
         if let Some(window) = static_reuse {
@@ -603,6 +609,8 @@ impl DirectReads {
 struct Burst {
     failures: usize,
     logins: u64,
+    /// Reads of the issuer's keys by the provider (tokens are verified against them).
+    key_reads: usize,
     reads: u64,
     backend_requests: u64,
     read_lookups: String,
@@ -772,9 +780,11 @@ async fn measure_burst_and_republish(env: &Env) -> anyhow::Result<Burst> {
     let (first_pki, republish_pki) = pki["web"];
     let (first_leased, republish_leased) = pki["web-leased"];
 
+    let key_reads = provider.kube_api().map_or(0, courier_tests::FakeKubeApi::jwks_reads);
     Ok(Burst {
         failures,
         logins,
+        key_reads,
         reads,
         backend_requests: backend_total,
         read_lookups,

@@ -648,3 +648,51 @@ async fn watches_resume_replay_expire_and_bookmark() -> anyhow::Result<()> {
     assert_eq!(expired[0]["object"]["code"], 410);
     Ok(())
 }
+
+#[tokio::test]
+async fn issuer_keys_and_discovery_are_served_once_published() -> anyhow::Result<()> {
+    let api = FakeKubeApi::start()?;
+    let token = api.token().to_owned();
+    // Not published: 404, as on a server with issuer discovery off; never without a token.
+    assert_eq!(get(&api, JWKS_PATH, Some(&token)).await?.0, 404);
+    assert_eq!(get(&api, OPENID_CONFIGURATION_PATH, Some(&token)).await?.0, 404);
+
+    let issuer = crate::TokenIssuer::new()?;
+    let next = crate::TokenIssuer::new()?;
+    api.publish_issuer_keys(&issuer);
+    api.publish_issuer_keys(&next);
+    assert_eq!(get(&api, JWKS_PATH, None).await?.0, 401);
+    assert_eq!(get(&api, OPENID_CONFIGURATION_PATH, Some("wrong")).await?.0, 401);
+
+    let (status, discovery) = get(&api, OPENID_CONFIGURATION_PATH, Some(&token)).await?;
+    assert_eq!(status, 200);
+    assert_eq!(discovery["issuer"], crate::KUBERNETES_ISSUER);
+    assert_eq!(discovery["jwks_uri"], format!("{}{JWKS_PATH}", crate::KUBERNETES_ISSUER));
+
+    // The real `kube` client reads the key set, and its keys verify the tokens each issuer signs.
+    let client = client(&api).await?;
+    let text = client.request_text(axum::http::Request::get(JWKS_PATH).body(Vec::new())?).await?;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)?;
+    assert_eq!(set.keys.len(), 2);
+    let pod = crate::PodFixture::new("team-a", "app");
+    for signer in [&issuer, &next] {
+        let jwk = set.find(signer.key_id()).expect("each issuer's key is listed under its kid");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk)?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&["vault"]);
+        validation.set_issuer(&[crate::KUBERNETES_ISSUER]);
+        let token = signer.token(&pod, "vault")?;
+        jsonwebtoken::decode::<Value>(token.jwt(), &key, &validation)?;
+    }
+    let foreign = crate::TokenIssuer::new()?.token(&pod, "vault")?;
+    assert!(set.find(&jsonwebtoken::decode_header(foreign.jwt())?.kid.unwrap_or_default()).is_none());
+
+    // Faults apply to these paths too, and every read is recorded.
+    api.inject_fault("GET", JWKS_PATH, 1, KubeFault::Unavailable);
+    assert_eq!(get(&api, JWKS_PATH, Some(&token)).await?.0, 503);
+    assert_eq!(get(&api, JWKS_PATH, Some(&token)).await?.0, 200);
+    assert_eq!(api.jwks_reads(), 5);
+    let post = reqwest::Client::builder().no_proxy().build()?.post(format!("{}{JWKS_PATH}", api.url())).bearer_auth(&token).send().await?;
+    assert_eq!(post.status().as_u16(), 405);
+    Ok(())
+}

@@ -77,7 +77,7 @@ async fn role_arn_overrides_the_annotation_on_the_native_socket() -> anyhow::Res
         .collect();
     assert_eq!(roles, [override_role]);
     assert!(
-        case.kube.requests().is_empty(),
+        case.kube.requests_beyond_issuer_keys().is_empty(),
         "with roleArn the service account is not read: {:?}",
         case.kube.requests()
     );

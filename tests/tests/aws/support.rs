@@ -68,6 +68,7 @@ pub(crate) async fn case(label: &str) -> anyhow::Result<Case> {
     let role_arn = role(&id);
     let proxy = AwsProxy::start_with_sts_checks(&moto.endpoint(), issuer)?;
     let kube = FakeKubeApi::start()?;
+    kube.publish_issuer_keys(issuer);
     let agent = PodIdentityAgent::start(issuer)?;
     let case = Case {
         id,

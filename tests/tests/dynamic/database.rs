@@ -32,7 +32,7 @@ async fn credentials_are_reused_until_the_threshold_then_reissued_when_renewal_i
     const FRACTION: f64 = 0.5;
     let case = env().await?.case("db-reissue", "10s", "1m").await?;
     let provider = Provider::start(
-        provider_builder()
+        provider_builder().await?
             .arg("--lease-reuse-fraction")
             .arg(FRACTION.to_string())
             .arg("--lease-renew")
@@ -167,7 +167,7 @@ async fn credentials_are_renewed_at_the_threshold_and_stay_the_same() -> anyhow:
     const FRACTION: f64 = 0.5;
     let case = env().await?.case("db-renew", "10s", "1m").await?;
     let provider = Provider::start(
-        provider_builder()
+        provider_builder().await?
             .arg("--lease-reuse-fraction")
             .arg(FRACTION.to_string()),
     )
@@ -280,7 +280,7 @@ async fn a_renewal_capped_by_max_ttl_gives_way_to_fresh_credentials() -> anyhow:
     // default_ttl = max_ttl: at the reuse point at most 15% of the lease is left to renew.
     let case = env().await?.case("db-maxttl", "6s", "6s").await?;
     let provider = Provider::start(
-        provider_builder()
+        provider_builder().await?
             .arg("--lease-reuse-fraction")
             .arg(FRACTION.to_string()),
     )
@@ -342,7 +342,7 @@ async fn a_renewal_capped_by_max_ttl_gives_way_to_fresh_credentials() -> anyhow:
 #[tokio::test]
 async fn objects_on_one_credentials_path_form_one_matching_pair() -> anyhow::Result<()> {
     let case = env().await?.case("db-pair", "5m", "10m").await?;
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let path = case.creds_path();
     let request = case
         .request(&[
@@ -405,7 +405,7 @@ async fn kv_v1_refresh_hint_is_not_a_lease() -> anyhow::Result<()> {
         direct["lease_duration"].as_u64().unwrap_or(0) > 0 && direct["lease_id"] == "",
         "the premise fails: KV v1 no longer answers with a bare lease_duration: {direct}"
     );
-    let provider = Provider::start(provider_builder().static_reuse(Duration::ZERO)).await?;
+    let provider = Provider::start(provider_builder().await?.static_reuse(Duration::ZERO)).await?;
     let mut client = provider.client().await?;
     let request = case
         .request(&[obj("password", &format!("{kv}/app")).key("password")])?
@@ -481,7 +481,7 @@ async fn credentials_do_not_outlive_the_login_token_that_issued_them() -> anyhow
             })),
         )
         .await?;
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let request = case.request(&case.creds_objects())?;
 

@@ -11,7 +11,7 @@ use crate::support::{Provider, env, mount_creds, provider_builder};
 async fn pods_of_one_service_account_get_their_own_credentials_unless_shared() -> anyhow::Result<()>
 {
     let case = env().await?.case("db-pods", "5m", "10m").await?;
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let objects = case.creds_objects();
     let (pod1, pod2) = (case.pod.clone(), case.sibling_pod());
@@ -73,7 +73,7 @@ async fn different_identities_never_share_credentials_and_each_logs_in_only_with
     let other_role = format!("{}-other", case.id);
     case.add_role(&other_role, "other", &[&case.id]).await?;
     let other_pod = PodFixture::new(case.pod.namespace(), "other");
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let objects = case.creds_objects();
 
@@ -123,7 +123,7 @@ async fn an_identity_without_access_is_refused_even_right_after_another_got_a_le
     // Only the built-in default policy: it can renew and look up its own leases, but read no credentials.
     case.add_role(&outsider_role, "outsider", &[]).await?;
     let outsider = PodFixture::new(case.pod.namespace(), "outsider");
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let objects = case.creds_objects();
     let theirs = case.request_for(&outsider, &outsider_role, &objects)?;

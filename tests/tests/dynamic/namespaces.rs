@@ -109,7 +109,7 @@ async fn vault_namespace_selects_the_namespace_and_without_it_the_mount_fails_cl
             Some(json!({"data": {"password": "from-team-a"}})),
         )
         .await?;
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let objects = [obj("password", "kv/data/app").key("password")];
     let with_ns = request(env, &pod, role, &objects)?.parameter("vaultNamespace", ns);
@@ -204,7 +204,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }
     )
     .await?;
     let provider = Provider::start(
-        provider_builder()
+        provider_builder().await?
             .arg("--lease-revoke-grace")
             .arg("2s")
             .arg("--lease-sweep-interval")

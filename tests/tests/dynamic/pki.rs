@@ -125,7 +125,7 @@ async fn certificate_without_a_lease_is_reused_until_the_threshold_of_its_validi
 -> anyhow::Result<()> {
     let (case, mount_path) = pki_case("pki-nolease").await?;
     let provider = Provider::start(
-        provider_builder()
+        provider_builder().await?
             .arg("--lease-reuse-fraction")
             .arg(FRACTION.to_string()),
     )
@@ -202,7 +202,7 @@ async fn certificate_with_a_lease_is_kept_and_reissued_after_the_threshold() -> 
     let (case, mount_path) = pki_case("pki-lease").await?;
     let issue_path = format!("{mount_path}/issue/leased");
     let provider = Provider::start(
-        provider_builder()
+        provider_builder().await?
             .arg("--lease-reuse-fraction")
             .arg(FRACTION.to_string()),
     )

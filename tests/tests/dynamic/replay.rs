@@ -58,7 +58,7 @@ async fn issue_fails_once_after_reaching_openbao(label: &str, fault: VaultFaultK
             .path_prefix(&issue_path)
             .times(1),
     );
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let before = certificates(&case, &mount_path).await?;
 
@@ -108,7 +108,7 @@ async fn an_issue_refused_before_it_was_sent_is_retried() -> anyhow::Result<()> 
     let (case, mount_path) = pki_case("replay-refused").await?;
     let issue_path = format!("{mount_path}/issue/web");
     let proxy = VaultProxy::start(&case.bao().addr())?;
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     // A first mount logs in through the proxy; its Vault token is cached for the proxy's address.
     mount(&mut client, issue_request(&case, &proxy, &issue_path, "first")?).await?;
@@ -146,7 +146,7 @@ async fn a_read_answered_502_is_retried() -> anyhow::Result<()> {
             .path_prefix(&kv)
             .times(1),
     );
-    let provider = Provider::start(provider_builder()).await?;
+    let provider = Provider::start(provider_builder().await?).await?;
     let mut client = provider.client().await?;
     let request = case
         .request(&[obj("password", &format!("{kv}/app")).key("password")])?

@@ -27,7 +27,7 @@ async fn a_restarted_provider_issues_a_fresh_lease_and_keeps_static_versions() -
     )?;
     let providers_dir = dir.path().join("providers");
     std::fs::create_dir(&providers_dir)?;
-    let builder = provider_builder()
+    let builder = provider_builder().await?
         .hmac_key_file(&key_file)
         .providers_dir(&providers_dir);
     let mut objects = case.creds_objects();

@@ -12,18 +12,19 @@ const REPUBLISH: Duration = Duration::from_millis(400);
 /// Grace, a sweep, the revocation itself and a busy machine.
 const REVOKED_WITHIN: Duration = Duration::from_secs(12);
 
-fn revoking_provider() -> courier_tests::ProviderBuilder {
-    provider_builder()
+async fn revoking_provider() -> anyhow::Result<courier_tests::ProviderBuilder> {
+    Ok(provider_builder()
+        .await?
         .arg("--lease-revoke-grace")
         .arg(format!("{}ms", GRACE.as_millis()))
         .arg("--lease-sweep-interval")
-        .arg(format!("{}ms", SWEEP.as_millis()))
+        .arg(format!("{}ms", SWEEP.as_millis())))
 }
 
 #[tokio::test]
 async fn idle_leases_are_revoked_after_the_grace_and_used_ones_are_kept() -> anyhow::Result<()> {
     let case = env().await?.case("db-revoke", "5m", "10m").await?;
-    let provider = Provider::start(revoking_provider()).await?;
+    let provider = Provider::start(revoking_provider().await?).await?;
     let mut client = provider.client().await?;
     let objects = case.creds_objects();
     let revoking = |pod| {
@@ -127,7 +128,7 @@ async fn revocation_needs_the_policy_and_a_refusal_leaves_the_lease() -> anyhow:
         .await?
         .case_with("db-norevoke", "5m", "10m", false)
         .await?;
-    let provider = Provider::start(revoking_provider()).await?;
+    let provider = Provider::start(revoking_provider().await?).await?;
     let mut client = provider.client().await?;
     let request = case
         .request(&case.creds_objects())?

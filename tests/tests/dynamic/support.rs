@@ -258,13 +258,15 @@ pub(crate) async fn mount_creds(
     Ok(Creds::from(&response))
 }
 
-/// A provider serving [`PROVIDER`] with metrics on an ephemeral port and JSON logs (so the port can be read).
-pub(crate) fn provider_builder() -> ProviderBuilder {
-    ProviderBuilder::new()
+/// A provider serving [`PROVIDER`] with metrics on an ephemeral port and JSON logs (so the port can be read),
+/// verifying tokens against the shared issuer's key.
+pub(crate) async fn provider_builder() -> anyhow::Result<ProviderBuilder> {
+    Ok(ProviderBuilder::new()
         .provider(PROVIDER)
+        .trust_issuer(&env().await?.issuer)
         .log_format("json")
         .arg("--metrics-addr")
-        .arg("127.0.0.1:0")
+        .arg("127.0.0.1:0"))
 }
 
 /// A started provider and the address of its metrics.

@@ -167,6 +167,7 @@ async fn sealed_backend_is_unavailable_after_retries_and_recovers_when_unsealed(
     // No static reuse: every mount reads the server.
     let provider = provider_builder(&["vault"])
         .await?
+        .trust_issuer(&server.issuer)
         .static_reuse(Duration::ZERO)
         .start()
         .await?;

@@ -235,6 +235,7 @@ pub(crate) fn random_value(prefix: &str) -> String {
 pub(crate) async fn provider_builder(names: &[&str]) -> anyhow::Result<ProviderBuilder> {
     let mut builder = ProviderBuilder::new()
         .vault_addr(backend().await?.bao.addr())
+        .trust_issuer(&backend().await?.issuer)
         .health_addr(EPHEMERAL)
         .metrics_addr(EPHEMERAL)
         .log_level("info");

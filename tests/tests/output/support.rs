@@ -260,6 +260,7 @@ pub(crate) async fn aws_case(label: &str) -> anyhow::Result<AwsCase> {
     let proxy = AwsProxy::start_with_sts_checks(&moto.endpoint(), issuer)?;
     proxy.trust(&role_arn, pod.namespace(), pod.service_account());
     let kube = FakeKubeApi::start()?;
+    kube.publish_issuer_keys(issuer);
     kube.put_pod_service_account(&pod, [(ROLE_ANNOTATION, role_arn.as_str())]);
     Ok(AwsCase {
         id,

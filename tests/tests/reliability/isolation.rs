@@ -169,7 +169,7 @@ async fn a_refused_identity_never_reads_a_kv_secret_another_identity_reads() -> 
 
     let mut figures = Figures::new("isolation-kv");
     for window in WINDOWS {
-        let provider = provider(ProviderBuilder::new().provider("vault"), window)
+        let provider = provider(ProviderBuilder::new().provider("vault").trust_issuer(&env.issuer), window)
             .start()
             .await?;
         let client = provider.client("vault").await?;
@@ -247,7 +247,7 @@ async fn a_refused_identity_never_gets_a_kept_database_lease() -> anyhow::Result
 
     let mut figures = Figures::new("isolation-database");
     for window in WINDOWS {
-        let provider = provider(ProviderBuilder::new().provider("vault"), window)
+        let provider = provider(ProviderBuilder::new().provider("vault").trust_issuer(&env.issuer), window)
             .start()
             .await?;
         let client = provider.client("vault").await?;

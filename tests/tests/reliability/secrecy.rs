@@ -350,6 +350,8 @@ path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}
         },
     ];
 
+    // The Vault cases' tokens come from another signer: the cluster publishes both keys.
+    aws.kube.publish_issuer_keys(&env.issuer);
     let provider = aws
         .provider_builder()
         .provider("vault")

@@ -191,6 +191,7 @@ impl AwsEnv {
         let issuer = TokenIssuer::new()?;
         let proxy = AwsProxy::start_with_sts_checks(&moto.endpoint(), &issuer)?;
         let kube = FakeKubeApi::start()?;
+        kube.publish_issuer_keys(&issuer);
         Ok(Self {
             moto,
             issuer,

@@ -27,7 +27,8 @@ use self::credentials::{AGENT_URL_IPV4, AGENT_URL_IPV6, EXPIRY_MARGIN};
 use self::errors::{Failure, classify};
 use self::service_account::Kube;
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
-use crate::identity::{CredentialCache, PodIdentity, TokenProblem};
+use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenProblem, TokenVerifier};
+use crate::kube_client::KubeClient;
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels};
 use crate::secret::SecretBytes;
 use crate::singleflight::{Flights, Role};
@@ -58,14 +59,15 @@ pub struct AwsSettings {
     pub concurrency: usize,
 }
 
-/// Cache key of AWS credentials: the method, the role, and the pod identity.
+/// Cache key of AWS credentials: the method, the role, and the pod identity,
+/// scoped to the service account only for a verified token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CredentialKey {
     method: &'static str,
     role_arn: String,
     sa_namespace: String,
     sa_name: String,
-    sa_uid: String,
+    scope: CredentialScope,
 }
 
 type Shared<T> = Result<T, Error>;
@@ -73,6 +75,7 @@ type Shared<T> = Result<T, Error>;
 struct State {
     settings: AwsSettings,
     metrics: Arc<Metrics>,
+    verifier: Arc<TokenVerifier>,
     base: Mutex<HashMap<String, aws_config::SdkConfig>>,
     credentials: CredentialCache<CredentialKey, Credentials>,
     inflight: Flights<CredentialKey, Shared<(Credentials, SystemTime)>>,
@@ -105,7 +108,7 @@ impl AwsBackend {
             role_arn: "arn:aws:iam::123456789012:role/app".into(),
             sa_namespace: "team-a".into(),
             sa_name: "app".into(),
-            sa_uid: "sa-uid".into(),
+            scope: crate::identity::CredentialScope::ServiceAccount { uid: "sa-uid".into() },
         };
         let expires = SystemTime::now() + Duration::from_secs(600);
         let creds = Credentials::new("ASIATEST", secret_key, Some(session_token.to_owned()), Some(expires), "test");
@@ -121,20 +124,22 @@ pub struct AwsBackend {
 }
 
 impl AwsBackend {
-    /// A backend with empty caches.
+    /// A backend with empty caches; `verifier` decides which tokens may share
+    /// them, and `kube` reads service-account annotations for IRSA.
     #[must_use]
-    pub fn new(settings: AwsSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: AwsSettings, metrics: Arc<Metrics>, verifier: Arc<TokenVerifier>, kube: Arc<KubeClient>) -> Self {
         Self {
             state: Arc::new(State {
                 limit: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),
                 settings,
                 metrics,
+                verifier,
                 base: Mutex::new(HashMap::new()),
                 credentials: CredentialCache::default(),
                 inflight: Flights::default(),
                 roles: CredentialCache::default(),
                 role_lookups: Flights::default(),
-                kube: Kube::default(),
+                kube: Kube::new(kube),
                 http: reqwest::Client::new(),
             }),
         }
@@ -143,7 +148,7 @@ impl AwsBackend {
     /// Fetches `objects` as `identity`. The result is in the order of `objects`.
     pub async fn fetch(&self, cfg: &AwsConfig, identity: &PodIdentity, objects: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
         let audience = cfg.auth.audience();
-        let checked = identity.checked_token(audience, crate::identity::unix_now()).map_err(|problem| match problem {
+        let checked = self.state.verifier.check(identity, audience).await.map_err(|problem| match problem {
             TokenProblem::Missing => Error::new(
                 ErrorKind::Invalid,
                 BACKEND,
@@ -156,13 +161,18 @@ impl AwsBackend {
                     }
                 ),
             ),
+            TokenProblem::KeysUnavailable => Error::new(
+                ErrorKind::Unavailable,
+                BACKEND,
+                format!("{}; check the provider can reach the Kubernetes API", TokenProblem::KeysUnavailable),
+            ),
             other => Error::new(
                 ErrorKind::Denied,
                 BACKEND,
                 format!("the service-account token for audience {audience:?} cannot be used for this pod: {other}"),
             ),
         })?;
-        let creds = self.credentials(cfg, identity, checked.token, &checked.service_account_uid).await?;
+        let creds = self.credentials(cfg, identity, checked.token, checked.scope).await?;
 
         let mut results: Vec<Option<Fetched>> = (0..objects.len()).map(|_| None).collect();
         let mut ssm: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
@@ -235,7 +245,7 @@ impl AwsBackend {
         cfg: &AwsConfig,
         identity: &PodIdentity,
         token: &crate::secret::SecretString,
-        sa_uid: &str,
+        scope: CredentialScope,
     ) -> Result<Credentials, Error> {
         let (method, role_arn) = match &cfg.auth {
             AwsAuth::Irsa { role_arn: Some(arn) } => ("irsa", arn.clone()),
@@ -247,7 +257,7 @@ impl AwsBackend {
             role_arn: role_arn.clone(),
             sa_namespace: identity.namespace().to_owned(),
             sa_name: identity.service_account().to_owned(),
-            sa_uid: sa_uid.to_owned(),
+            scope,
         };
         if let Some(found) = self.state.credentials.get(&key) {
             self.state.metrics.cache("login", "hit");

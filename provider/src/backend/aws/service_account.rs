@@ -1,19 +1,20 @@
 //! The service account's `eks.amazonaws.com/role-arn` annotation, read through the
 //! Kubernetes API (the only Kubernetes access the provider needs, and only for IRSA).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
-use tokio::sync::OnceCell;
 
 use crate::backend::{Error, ErrorKind};
+use crate::kube_client::KubeClient;
 
 /// The annotation naming the IAM role of a service account.
 pub(super) const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
-/// A lazily built Kubernetes client: Vault-only installations never need one.
-#[derive(Default)]
+/// The provider's shared Kubernetes client, built on first use.
 pub(super) struct Kube {
-    client: OnceCell<kube::Client>,
+    client: Arc<KubeClient>,
 }
 
 impl std::fmt::Debug for Kube {
@@ -23,22 +24,21 @@ impl std::fmt::Debug for Kube {
 }
 
 impl Kube {
+    pub(super) fn new(client: Arc<KubeClient>) -> Self {
+        Self { client }
+    }
+
     async fn client(&self) -> Result<kube::Client, Error> {
-        self.client
-            .get_or_try_init(|| async {
-                kube::Client::try_default().await.map_err(|e| {
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        "aws",
-                        format!(
-                            "cannot build a Kubernetes client to read the service account's role (in-cluster \
-                             config or KUBECONFIG): {e}"
-                        ),
-                    )
-                })
-            })
-            .await
-            .cloned()
+        self.client.get().await.map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "aws",
+                format!(
+                    "cannot build a Kubernetes client to read the service account's role (in-cluster \
+                     config or KUBECONFIG): {e}"
+                ),
+            )
+        })
     }
 
     /// The role ARN annotated on `namespace/name`, if any.

@@ -330,7 +330,7 @@ mod tests {
                 audience: "vault".into(),
                 sa_namespace: "ns".into(),
                 sa_name: "sa".into(),
-                sa_uid: "u".into(),
+                scope: crate::identity::CredentialScope::ServiceAccount { uid: "u".into() },
             },
             pod_uid: pod.map(str::to_owned),
             request: "GET database/creds/app".into(),

@@ -31,7 +31,7 @@ use self::client::{Clients, Endpoint};
 use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts};
 use self::select::{Document, SelectError, data_kind, select};
 use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
-use crate::identity::{CredentialCache, PodIdentity, TokenProblem, unix_now};
+use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenProblem, TokenVerifier, unix_now};
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels, status_class};
 use crate::secret::{SecretBytes, SecretString};
 use crate::singleflight::{Flights, Role};
@@ -62,7 +62,8 @@ pub const DEFAULT_LEASE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time without a mount after which `revokeOnUnmount` leases are revoked.
 pub const DEFAULT_LEASE_REVOKE_GRACE: Duration = Duration::from_secs(600);
 
-/// Cache key of a Vault token: the backend configuration plus the pod identity.
+/// Cache key of a Vault token: the backend configuration plus the pod identity,
+/// scoped to the service account only for a verified token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct TokenKey {
     address: String,
@@ -72,7 +73,7 @@ struct TokenKey {
     audience: String,
     sa_namespace: String,
     sa_name: String,
-    sa_uid: String,
+    scope: CredentialScope,
 }
 
 /// A Vault token and when it ends. Leases it issues end with it: Vault revokes a
@@ -145,6 +146,7 @@ type Shared<T> = Result<T, Error>;
 struct State {
     settings: VaultSettings,
     metrics: Arc<Metrics>,
+    verifier: Arc<TokenVerifier>,
     clients: Clients,
     tokens: CredentialCache<TokenKey, LoginToken>,
     reads: CredentialCache<ReadKey, Arc<Value>>,
@@ -175,13 +177,14 @@ pub struct VaultBackend {
 }
 
 impl VaultBackend {
-    /// A backend with empty caches.
+    /// A backend with empty caches; `verifier` decides which tokens may share them.
     #[must_use]
-    pub fn new(settings: VaultSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: VaultSettings, metrics: Arc<Metrics>, verifier: Arc<TokenVerifier>) -> Self {
         let leases = Leases::new(settings.lease_reuse_fraction, settings.renew_leases);
         let state = Arc::new(State {
             settings,
             metrics,
+            verifier,
             clients: Clients::default(),
             tokens: CredentialCache::default(),
             reads: CredentialCache::default(),
@@ -204,7 +207,7 @@ impl VaultBackend {
         objects: &[ObjectSpec],
     ) -> Result<Vec<Fetched>, Error> {
         let backend = cfg.flavor.name();
-        let checked = identity.checked_token(&cfg.audience, unix_now()).map_err(|problem| match problem {
+        let checked = self.state.verifier.check(identity, &cfg.audience).await.map_err(|problem| match problem {
             TokenProblem::Missing => {
                 let passed: Vec<&str> = identity.audiences().collect();
                 Error::new(
@@ -220,6 +223,11 @@ impl VaultBackend {
                     ),
                 )
             }
+            TokenProblem::KeysUnavailable => Error::new(
+                ErrorKind::Unavailable,
+                backend,
+                format!("{}; check the provider can reach the Kubernetes API", TokenProblem::KeysUnavailable),
+            ),
             other => Error::new(
                 ErrorKind::Denied,
                 backend,
@@ -256,7 +264,7 @@ impl VaultBackend {
                 audience: cfg.audience.clone(),
                 sa_namespace: identity.namespace().to_owned(),
                 sa_name: identity.service_account().to_owned(),
-                sa_uid: checked.service_account_uid.clone(),
+                scope: checked.scope,
             },
             limit,
             current: Mutex::new(None),
@@ -331,7 +339,7 @@ impl VaultBackend {
             audience: "vault".into(),
             sa_namespace: "team-a".into(),
             sa_name: "app".into(),
-            sa_uid: "sa-uid".into(),
+            scope: crate::identity::CredentialScope::ServiceAccount { uid: "sa-uid".into() },
         };
         let login = LoginToken { secret: SecretString::new(token.to_owned()), expires: None };
         let response = Arc::new(response.clone());

@@ -1,18 +1,30 @@
-//! The pod's identity and the per-identity credential cache.
+//! The pod's identity, the verification of its token, and the per-identity
+//! credential cache.
 //!
 //! Every backend call runs as the pod's own service account, with the token the
-//! driver passed for the backend's audience. Cached credentials are keyed by that
-//! identity plus the backend configuration, so no pod can ever read through
-//! another identity's credentials.
+//! driver passed for the backend's audience. A cached credential is shared only
+//! by tokens the provider has verified ([`TokenVerifier`]): signature against the
+//! cluster's service-account issuer keys, `exp`/`nbf`/`aud`/`iss`, and claims
+//! naming the pod of the request. A token that cannot be verified because no
+//! keys can be had gets credentials keyed by a hash of the exact token, so it
+//! never rides on a login made for another token.
+
+mod issuer;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+pub use self::issuer::FetchError;
+pub use self::verify::KeysError;
+use self::issuer::IssuerKeyCache;
+use self::verify::Expected;
+use crate::kube_client::KubeClient;
 use crate::secret::SecretString;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -122,13 +134,118 @@ impl PodIdentity {
     }
 }
 
-/// A token whose claims were checked against the pod's identity.
+/// A token the provider may present for the pod, and the scope of credentials
+/// obtained with it.
 #[derive(Debug)]
 pub struct CheckedToken<'a> {
     /// The token, to present to the backend.
     pub token: &'a SecretString,
-    /// The service account UID from its claims (empty if the claim is absent).
-    pub service_account_uid: String,
+    /// Who may share credentials obtained with it.
+    pub scope: CredentialScope,
+}
+
+/// Who may share a credential obtained with a token: part of every cache key
+/// (logins, credentials, shared reads, leases) next to the pod's namespace and
+/// service account.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum CredentialScope {
+    /// A verified token: every verified token of the service account with this
+    /// UID (a recreated account of the same name has another).
+    ServiceAccount {
+        /// The service account's UID from the verified claims (empty if absent).
+        uid: String,
+    },
+    /// A token that could not be verified: this exact token only (its SHA-256).
+    Token([u8; 32]),
+}
+
+impl CredentialScope {
+    /// The scope of an unverified token: the token itself.
+    #[must_use]
+    pub fn of_token(token: &SecretString) -> Self {
+        Self::Token(Sha256::digest(token.expose_secret().as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for CredentialScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ServiceAccount { uid } => f.debug_struct("ServiceAccount").field("uid", uid).finish(),
+            // Nothing computed from the token is printed.
+            Self::Token(_) => f.write_str("Token(<unverified>)"),
+        }
+    }
+}
+
+/// Whether tokens are verified against the cluster's issuer keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenVerification {
+    /// Verify when the keys can be had from the API server; otherwise cache
+    /// credentials per exact token.
+    #[default]
+    Auto,
+    /// Verify always; refuse mounts (Unavailable) while no keys can be had.
+    Required,
+    /// Never verify: credentials are cached per exact token.
+    Off,
+}
+
+/// Settings of the [`TokenVerifier`].
+#[derive(Debug, Clone, Default)]
+pub struct VerifierSettings {
+    /// Whether tokens are verified.
+    pub mode: TokenVerification,
+    /// Accepted `iss` values; when empty, the issuer the API server's discovery
+    /// document names.
+    pub issuers: Vec<String>,
+}
+
+/// Verifies service-account tokens before any cached credential is used for them.
+#[derive(Debug)]
+pub struct TokenVerifier {
+    mode: TokenVerification,
+    keys: Arc<IssuerKeyCache>,
+}
+
+impl TokenVerifier {
+    /// A verifier reading keys through `client` (built on first use).
+    #[must_use]
+    pub fn new(settings: VerifierSettings, client: Arc<KubeClient>) -> Self {
+        Self { mode: settings.mode, keys: Arc::new(IssuerKeyCache::new(client, settings.issuers)) }
+    }
+
+    /// The token for `audience` and the scope its credentials may be shared in.
+    ///
+    /// With keys, the token must verify (signature, `exp`/`nbf` with a small
+    /// leeway, `aud`, `iss`, and `kubernetes.io` claims naming the pod's
+    /// namespace, service account and, when present, the pod) or it is refused:
+    /// the scope is then the service account. Without keys (and not
+    /// [`TokenVerification::Required`]), the scope is the exact token, after
+    /// the unverified claims were checked so an obviously foreign token is
+    /// refused early.
+    pub async fn check<'a>(&self, identity: &'a PodIdentity, audience: &str) -> Result<CheckedToken<'a>, TokenProblem> {
+        let token = identity.token(audience).ok_or(TokenProblem::Missing)?;
+        if self.mode != TokenVerification::Off {
+            let kid = verify::key_id(token.expose_secret())?;
+            match self.keys.keys(kid.as_deref()).await {
+                Some(keys) => {
+                    let expected = Expected {
+                        audience,
+                        namespace: &identity.namespace,
+                        service_account: &identity.service_account,
+                        pod_name: &identity.pod_name,
+                        pod_uid: &identity.pod_uid,
+                    };
+                    let uid = verify::verify(token.expose_secret(), &keys, &expected)?;
+                    return Ok(CheckedToken { token, scope: CredentialScope::ServiceAccount { uid } });
+                }
+                None if self.mode == TokenVerification::Required => return Err(TokenProblem::KeysUnavailable),
+                None => {}
+            }
+        }
+        identity.precheck(audience, unix_now())?;
+        Ok(CheckedToken { token, scope: CredentialScope::of_token(token) })
+    }
 }
 
 /// Why the token passed for an audience cannot be used for this pod.
@@ -157,14 +274,45 @@ pub enum TokenProblem {
     /// The token has expired.
     #[error("the token expired {0} seconds ago")]
     Expired(u64),
+    /// The token's `exp` has passed (verified).
+    #[error("the token has expired")]
+    ExpiredClaim,
+    /// The token's `nbf` lies in the future.
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    /// The token names another issuer.
+    #[error("the token was not issued by the cluster's service-account issuer (iss)")]
+    WrongIssuer,
+    /// The token is bound to another pod.
+    #[error("the token is bound to another pod")]
+    WrongPod,
+    /// A claim is missing or malformed.
+    #[error("the token's {0:?} claim is missing or malformed")]
+    MissingClaim(String),
+    /// The header names no accepted signature algorithm (e.g. `none`, HMAC) or is unreadable.
+    #[error("the token's header is unreadable or names an algorithm the cluster does not sign with")]
+    UnsupportedHeader,
+    /// The token names a key the cluster does not publish.
+    #[error("the token is signed with a key the cluster does not publish")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("the token's signature does not verify against the cluster's service-account issuer keys")]
+    BadSignature,
+    /// Verification is required and no issuer keys can be had.
+    #[error(
+        "the cluster's service-account issuer keys cannot be read from the Kubernetes API, and token \
+         verification is required"
+    )]
+    KeysUnavailable,
 }
 
 impl PodIdentity {
-    /// The token for `audience`, after checking its claims name this pod's service
-    /// account and audience and that it has not expired. The signature is the
-    /// backend's to verify; this check keeps a token for another identity (or an
-    /// expired one) from riding on a login cached for this identity.
-    pub fn checked_token(&self, audience: &str, now_unix: u64) -> Result<CheckedToken<'_>, TokenProblem> {
+    /// Checks the unverified claims of the token for `audience`: this pod's
+    /// service account and audience, not expired. It proves nothing (anyone can
+    /// write claims) and only refuses an obviously foreign token early; the
+    /// backend verifies the signature, and credentials obtained with an
+    /// unverified token are cached for that token alone.
+    fn precheck(&self, audience: &str, now_unix: u64) -> Result<(), TokenProblem> {
         let token = self.token(audience).ok_or(TokenProblem::Missing)?;
         let claims = jwt_claims(token.expose_secret()).ok_or(TokenProblem::NotJwt)?;
         let expected = format!("system:serviceaccount:{}:{}", self.namespace, self.service_account);
@@ -172,13 +320,7 @@ impl PodIdentity {
         if subject != expected {
             return Err(TokenProblem::WrongSubject { expected, found: subject.to_owned() });
         }
-        let audiences: Vec<String> = match claims.get("aud") {
-            Some(serde_json::Value::String(a)) => vec![a.clone()],
-            Some(serde_json::Value::Array(list)) => {
-                list.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect()
-            }
-            _ => Vec::new(),
-        };
+        let audiences = audiences_of(&claims);
         if !audiences.iter().any(|a| a == audience) {
             return Err(TokenProblem::WrongAudience { found: audiences });
         }
@@ -186,12 +328,7 @@ impl PodIdentity {
             && exp <= now_unix {
                 return Err(TokenProblem::Expired(now_unix - exp));
             }
-        let service_account_uid = claims
-            .pointer("/kubernetes.io/serviceaccount/uid")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        Ok(CheckedToken { token, service_account_uid })
+        Ok(())
     }
 }
 
@@ -202,6 +339,20 @@ fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims.is_object().then_some(claims)
+}
+
+/// The `aud` claim of decoded claims.
+fn audiences_of(claims: &serde_json::Value) -> Vec<String> {
+    match claims.get("aud") {
+        Some(serde_json::Value::String(a)) => vec![a.clone()],
+        Some(serde_json::Value::Array(list)) => list.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `aud` claim of a JWT, unverified (for messages).
+fn audiences(jwt: &str) -> Vec<String> {
+    jwt_claims(jwt).map(|c| audiences_of(&c)).unwrap_or_default()
 }
 
 /// `kubernetes.io.serviceaccount.uid` from a JWT's payload, unverified.
@@ -310,21 +461,21 @@ mod tests {
             "sub": "system:serviceaccount:team-a:app", "aud": ["vault"], "exp": now + 60,
             "kubernetes.io": {"serviceaccount": {"uid": "sa-1"}}
         });
-        assert_eq!(id(good.clone()).checked_token("vault", now).expect("ok").service_account_uid, "sa-1");
-        assert_eq!(id(good.clone()).checked_token("other", now).err(), Some(TokenProblem::Missing));
+        assert_eq!(id(good.clone()).precheck("vault", now), Ok(()));
+        assert_eq!(id(good.clone()).precheck("other", now).err(), Some(TokenProblem::Missing));
         let mut other_sa = good.clone();
         other_sa["sub"] = "system:serviceaccount:team-b:app".into();
-        assert!(matches!(id(other_sa).checked_token("vault", now), Err(TokenProblem::WrongSubject { .. })));
+        assert!(matches!(id(other_sa).precheck("vault", now), Err(TokenProblem::WrongSubject { .. })));
         let mut wrong_aud = good.clone();
         wrong_aud["aud"] = "sts.amazonaws.com".into();
-        assert!(matches!(id(wrong_aud).checked_token("vault", now), Err(TokenProblem::WrongAudience { .. })));
+        assert!(matches!(id(wrong_aud).precheck("vault", now), Err(TokenProblem::WrongAudience { .. })));
         let mut expired = good;
         expired["exp"] = (now - 5).into();
-        assert_eq!(id(expired).checked_token("vault", now).err(), Some(TokenProblem::Expired(5)));
+        assert_eq!(id(expired).precheck("vault", now).err(), Some(TokenProblem::Expired(5)));
         let mut tokens = TokenMap::default();
         tokens.insert("vault".into(), SecretString::new("opaque".into()));
         let opaque = PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens);
-        assert_eq!(opaque.checked_token("vault", now).err(), Some(TokenProblem::NotJwt));
+        assert_eq!(opaque.precheck("vault", now).err(), Some(TokenProblem::NotJwt));
     }
 
     #[test]
@@ -333,6 +484,33 @@ mod tests {
         tokens.insert("vault".into(), SecretString::new("not-a-jwt".into()));
         let id = PodIdentity::new("ns".into(), "p".into(), "u".into(), "app".into(), tokens);
         assert_eq!(id.service_account_uid(), "");
+    }
+
+    #[tokio::test]
+    async fn unverified_tokens_scope_credentials_to_the_exact_token() {
+        let off = VerifierSettings { mode: TokenVerification::Off, issuers: Vec::new() };
+        let verifier = TokenVerifier::new(off, Arc::new(KubeClient::default()));
+        let claims = |jti: &str| {
+            serde_json::json!({"sub": "system:serviceaccount:team-a:app", "aud": ["vault"], "jti": jti,
+                               "exp": unix_now() + 600, "kubernetes.io": {"serviceaccount": {"uid": "sa-1"}}})
+        };
+        let id = |jti: &str| {
+            let mut tokens = TokenMap::default();
+            tokens.insert("vault".into(), SecretString::new(jwt_with(&claims(jti))));
+            PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens)
+        };
+        let (one, again, other) = (id("1"), id("1"), id("2"));
+        let a = verifier.check(&one, "vault").await.expect("claims match").scope;
+        assert_eq!(a, verifier.check(&again, "vault").await.expect("claims match").scope);
+        assert_ne!(a, verifier.check(&other, "vault").await.expect("claims match").scope);
+        assert!(matches!(a, CredentialScope::Token(_)));
+        // Nothing computed from the token is printed.
+        assert_eq!(format!("{a:?}"), "Token(<unverified>)");
+        // The unverified claims still refuse an obviously foreign token.
+        let mut tokens = TokenMap::default();
+        tokens.insert("vault".into(), SecretString::new(jwt_with(&claims("3"))));
+        let stranger = PodIdentity::new("team-a".into(), "p".into(), "u".into(), "stranger".into(), tokens);
+        assert!(matches!(verifier.check(&stranger, "vault").await, Err(TokenProblem::WrongSubject { .. })));
     }
 
     #[test]

@@ -1,0 +1,429 @@
+//! Verification of a service-account token against the cluster's issuer keys:
+//! signature, `exp`/`nbf`, `aud`, `iss`, and the `kubernetes.io` claims against
+//! the pod the driver named in the attributes.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::TokenProblem;
+
+/// Clock skew tolerated on `exp` and `nbf`: small, since the API server and the
+/// provider's node share NTP, and every second of leeway extends an expired token.
+pub(super) const CLOCK_LEEWAY_SECS: u64 = 30;
+
+/// Most keys taken from one JWKS document; a cluster publishes a handful.
+const MAX_KEYS: usize = 64;
+
+/// Signature algorithms accepted: the ones the API server signs with.
+const ACCEPTED: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// Why a JWKS document or discovery document cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    /// The document is not the JSON expected.
+    #[error("the {document} document is not valid JSON of the expected shape: {source}")]
+    Malformed {
+        /// `jwks` or `openid-configuration`.
+        document: &'static str,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The key set holds no usable signing key.
+    #[error("the key set holds no usable RSA or EC signing key ({skipped} skipped)")]
+    NoUsableKey {
+        /// Keys present but not usable.
+        skipped: usize,
+    },
+}
+
+/// One published signing key.
+struct IssuerKey {
+    kid: Option<String>,
+    /// The algorithms this key may verify (its `alg` if set, else its family's).
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+/// The issuer's verification keys and the issuers accepted in `iss`.
+pub(super) struct IssuerKeys {
+    issuers: Vec<String>,
+    keys: Vec<IssuerKey>,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys")
+            .field("issuers", &self.issuers)
+            .field("kids", &self.keys.iter().map(|k| k.kid.as_deref().unwrap_or("")).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl IssuerKeys {
+    /// Reads a JWKS document (`/openid/v1/jwks`); `issuers` are the accepted `iss` values.
+    pub(super) fn from_jwks(document: &[u8], issuers: Vec<String>) -> Result<Self, KeysError> {
+        let set: JwkSet =
+            serde_json::from_slice(document).map_err(|source| KeysError::Malformed { document: "jwks", source })?;
+        let mut keys = Vec::new();
+        let mut skipped = 0;
+        for jwk in set.keys.iter().take(MAX_KEYS) {
+            let family: &[Algorithm] = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => &ACCEPTED[..6],
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => &[Algorithm::ES256],
+                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P384 => &[Algorithm::ES384],
+                _ => {
+                    skipped += 1;
+                    continue;
+                }
+            };
+            let algorithms: Vec<Algorithm> = match jwk.common.key_algorithm.and_then(algorithm_of) {
+                Some(alg) if family.contains(&alg) => vec![alg],
+                Some(_) => {
+                    skipped += 1;
+                    continue;
+                }
+                None if jwk.common.key_algorithm.is_some() => {
+                    skipped += 1;
+                    continue;
+                }
+                None => family.to_vec(),
+            };
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => keys.push(IssuerKey { kid: jwk.common.key_id.clone(), algorithms, key }),
+                Err(_) => skipped += 1,
+            }
+        }
+        skipped += set.keys.len().saturating_sub(MAX_KEYS);
+        if keys.is_empty() {
+            return Err(KeysError::NoUsableKey { skipped });
+        }
+        Ok(Self { issuers, keys })
+    }
+
+    /// Whether a key with this `kid` is published (any key when the token names none).
+    pub(super) fn knows(&self, kid: Option<&str>) -> bool {
+        kid.is_none_or(|kid| self.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+    }
+
+    /// Number of keys.
+    #[must_use]
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// `issuer` of a discovery document (`/.well-known/openid-configuration`).
+pub(super) fn discovered_issuer(document: &[u8]) -> Result<String, KeysError> {
+    #[derive(Deserialize)]
+    struct Discovery {
+        issuer: String,
+    }
+    serde_json::from_slice::<Discovery>(document)
+        .map(|d| d.issuer)
+        .map_err(|source| KeysError::Malformed { document: "openid-configuration", source })
+}
+
+fn algorithm_of(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        _ => return None,
+    })
+}
+
+/// What the token must say to be this pod's token for this audience.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Expected<'a> {
+    /// The audience the backend asked the token for.
+    pub(super) audience: &'a str,
+    /// The pod's namespace.
+    pub(super) namespace: &'a str,
+    /// The pod's service account.
+    pub(super) service_account: &'a str,
+    /// The pod's name.
+    pub(super) pod_name: &'a str,
+    /// The pod's UID.
+    pub(super) pod_uid: &'a str,
+}
+
+/// The claims that matter once the signature holds.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(rename = "kubernetes.io")]
+    kubernetes: Option<KubernetesClaims>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KubernetesClaims {
+    namespace: Option<String>,
+    serviceaccount: Option<ObjectRef>,
+    pod: Option<ObjectRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ObjectRef {
+    name: Option<String>,
+    uid: Option<String>,
+}
+
+/// The `kid` the token's header names, or why the header is unusable.
+pub(super) fn key_id(token: &str) -> Result<Option<String>, TokenProblem> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::UnsupportedHeader)?;
+    if !ACCEPTED.contains(&header.alg) {
+        return Err(TokenProblem::UnsupportedHeader);
+    }
+    Ok(header.kid)
+}
+
+/// Verifies `token` against `keys` and `expected`; the service account's UID on success.
+pub(super) fn verify(token: &str, keys: &IssuerKeys, expected: &Expected<'_>) -> Result<String, TokenProblem> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::UnsupportedHeader)?;
+    if !ACCEPTED.contains(&header.alg) {
+        return Err(TokenProblem::UnsupportedHeader);
+    }
+    let candidates: Vec<&IssuerKey> = keys
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.kid == header.kid)
+        .filter(|k| k.algorithms.contains(&header.alg))
+        .collect();
+    if candidates.is_empty() {
+        return Err(TokenProblem::UnknownKey);
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.leeway = CLOCK_LEEWAY_SECS;
+    validation.validate_nbf = true;
+    validation.set_audience(&[expected.audience]);
+    validation.set_issuer(&keys.issuers);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    let mut last = TokenProblem::BadSignature;
+    for candidate in candidates {
+        match jsonwebtoken::decode::<Claims>(token, &candidate.key, &validation) {
+            Ok(data) => return check_claims(&data.claims, expected),
+            Err(e) => {
+                last = problem_of(e.kind(), token);
+                if last != TokenProblem::BadSignature {
+                    // The signature held; the claims are what is wrong.
+                    return Err(last);
+                }
+            }
+        }
+    }
+    Err(last)
+}
+
+fn problem_of(kind: &jsonwebtoken::errors::ErrorKind, token: &str) -> TokenProblem {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => TokenProblem::ExpiredClaim,
+        K::ImmatureSignature => TokenProblem::NotYetValid,
+        // The signature held (it is checked first), so the audiences are the issuer's.
+        K::InvalidAudience => TokenProblem::WrongAudience { found: super::audiences(token) },
+        K::InvalidIssuer => TokenProblem::WrongIssuer,
+        K::MissingRequiredClaim(claim) => TokenProblem::MissingClaim(claim.clone()),
+        K::InvalidClaimFormat(claim) => TokenProblem::MissingClaim(claim.clone()),
+        K::Json(_) | K::Utf8(_) | K::Base64(_) => TokenProblem::NotJwt,
+        _ => TokenProblem::BadSignature,
+    }
+}
+
+fn check_claims(claims: &Claims, expected: &Expected<'_>) -> Result<String, TokenProblem> {
+    let subject = format!("system:serviceaccount:{}:{}", expected.namespace, expected.service_account);
+    if claims.sub != subject {
+        return Err(TokenProblem::WrongSubject { expected: subject, found: claims.sub.clone() });
+    }
+    let Some(k8s) = &claims.kubernetes else {
+        return Err(TokenProblem::MissingClaim("kubernetes.io".to_owned()));
+    };
+    if k8s.namespace.as_deref() != Some(expected.namespace) {
+        return Err(TokenProblem::WrongSubject { expected: subject, found: k8s.namespace.clone().unwrap_or_default() });
+    }
+    let account = k8s.serviceaccount.as_ref();
+    if account.and_then(|a| a.name.as_deref()) != Some(expected.service_account) {
+        return Err(TokenProblem::WrongSubject {
+            expected: subject,
+            found: account.and_then(|a| a.name.clone()).unwrap_or_default(),
+        });
+    }
+    // A token bound to a pod is good for that pod only.
+    if let Some(pod) = &k8s.pod
+        && (pod.name.as_deref() != Some(expected.pod_name) || pod.uid.as_deref() != Some(expected.pod_uid))
+    {
+        return Err(TokenProblem::WrongPod);
+    }
+    Ok(account.and_then(|a| a.uid.clone()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+    struct Signer {
+        kid: String,
+        key: EncodingKey,
+        jwk: Value,
+    }
+
+    fn signer(kid: &str) -> Signer {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).expect("key");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
+        let point = pair.public_key().as_ref();
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwk = json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": enc.encode(&point[1..33]), "y": enc.encode(&point[33..65]),
+        });
+        Signer { kid: kid.to_owned(), key: EncodingKey::from_ec_der(pkcs8.as_ref()), jwk }
+    }
+
+    fn now() -> u64 {
+        super::super::unix_now()
+    }
+
+    fn claims() -> Value {
+        let now = now();
+        json!({
+            "iss": ISSUER, "sub": "system:serviceaccount:team-a:app", "aud": ["vault"],
+            "iat": now, "nbf": now, "exp": now + 3600,
+            "kubernetes.io": {
+                "namespace": "team-a",
+                "serviceaccount": {"name": "app", "uid": "sa-1"},
+                "pod": {"name": "app-0", "uid": "pod-1"},
+            },
+        })
+    }
+
+    fn sign(signer: &Signer, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.key).expect("sign")
+    }
+
+    fn keys(signers: &[&Signer]) -> IssuerKeys {
+        let doc = json!({"keys": signers.iter().map(|s| s.jwk.clone()).collect::<Vec<_>>()});
+        IssuerKeys::from_jwks(doc.to_string().as_bytes(), vec![ISSUER.to_owned()]).expect("keys")
+    }
+
+    const EXPECTED: Expected<'static> =
+        Expected { audience: "vault", namespace: "team-a", service_account: "app", pod_name: "app-0", pod_uid: "pod-1" };
+
+    #[test]
+    fn a_genuine_token_verifies_and_yields_the_account_uid() {
+        let s = signer("k1");
+        assert_eq!(verify(&sign(&s, &claims()), &keys(&[&s]), &EXPECTED), Ok("sa-1".to_owned()));
+    }
+
+    #[test]
+    fn forged_and_mismatched_tokens_are_refused() {
+        let s = signer("k1");
+        let keys = keys(&[&s]);
+        let check = |c: Value| verify(&sign(&s, &c), &keys, &EXPECTED);
+
+        let mut c = claims();
+        c["exp"] = json!(now() - 2 * CLOCK_LEEWAY_SECS);
+        assert_eq!(check(c), Err(TokenProblem::ExpiredClaim));
+        let mut c = claims();
+        c["nbf"] = json!(now() + 600);
+        assert_eq!(check(c), Err(TokenProblem::NotYetValid));
+        let mut c = claims();
+        c["aud"] = json!(["sts.amazonaws.com"]);
+        assert!(matches!(check(c), Err(TokenProblem::WrongAudience { .. })));
+        let mut c = claims();
+        c["iss"] = json!("https://elsewhere.example");
+        assert_eq!(check(c), Err(TokenProblem::WrongIssuer));
+        let mut c = claims();
+        c["sub"] = json!("system:serviceaccount:team-a:other");
+        assert!(matches!(check(c), Err(TokenProblem::WrongSubject { .. })));
+        let mut c = claims();
+        c["kubernetes.io"]["namespace"] = json!("team-b");
+        assert!(matches!(check(c), Err(TokenProblem::WrongSubject { .. })));
+        let mut c = claims();
+        c["kubernetes.io"]["serviceaccount"]["name"] = json!("other");
+        assert!(matches!(check(c), Err(TokenProblem::WrongSubject { .. })));
+        let mut c = claims();
+        c["kubernetes.io"]["pod"]["uid"] = json!("pod-2");
+        assert_eq!(check(c), Err(TokenProblem::WrongPod));
+        let mut c = claims();
+        c.as_object_mut().expect("object").remove("exp");
+        assert_eq!(check(c), Err(TokenProblem::MissingClaim("exp".to_owned())));
+        // Without a pod claim, the service account is what binds the token.
+        let mut c = claims();
+        c["kubernetes.io"].as_object_mut().expect("object").remove("pod");
+        assert_eq!(check(c), Ok("sa-1".to_owned()));
+    }
+
+    #[test]
+    fn foreign_keys_unsigned_and_tampered_tokens_are_refused() {
+        let s = signer("k1");
+        let keys = keys(&[&s]);
+        // Another key under an unknown kid, and under the published kid.
+        let foreign = signer("k2");
+        assert_eq!(verify(&sign(&foreign, &claims()), &keys, &EXPECTED), Err(TokenProblem::UnknownKey));
+        let impostor = signer("k1");
+        assert_eq!(verify(&sign(&impostor, &claims()), &keys, &EXPECTED), Err(TokenProblem::BadSignature));
+
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = enc.encode(claims().to_string());
+        for alg in ["none", "HS256", "EdDSA"] {
+            let header = enc.encode(json!({"alg": alg, "kid": "k1", "typ": "JWT"}).to_string());
+            for signature in ["", "c2ln"] {
+                let token = format!("{header}.{payload}.{signature}");
+                assert_eq!(verify(&token, &keys, &EXPECTED), Err(TokenProblem::UnsupportedHeader), "{alg}");
+                assert_eq!(key_id(&token), Err(TokenProblem::UnsupportedHeader));
+            }
+        }
+        // A genuine signature over other claims.
+        let genuine = sign(&s, &claims());
+        let mut parts: Vec<&str> = genuine.split('.').collect();
+        let mut c = claims();
+        c["kubernetes.io"]["serviceaccount"]["uid"] = json!("sa-other");
+        let altered = enc.encode(c.to_string());
+        parts[1] = &altered;
+        assert_eq!(verify(&parts.join("."), &keys, &EXPECTED), Err(TokenProblem::BadSignature));
+        assert_eq!(verify("not-a-jwt", &keys, &EXPECTED), Err(TokenProblem::UnsupportedHeader));
+    }
+
+    #[test]
+    fn key_sets_are_read_defensively() {
+        assert!(matches!(IssuerKeys::from_jwks(b"[", vec![]), Err(KeysError::Malformed { .. })));
+        assert!(matches!(IssuerKeys::from_jwks(br#"{"keys":[]}"#, vec![]), Err(KeysError::NoUsableKey { skipped: 0 })));
+        // A symmetric key is never a verification key here.
+        let oct = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#;
+        assert!(matches!(IssuerKeys::from_jwks(oct, vec![]), Err(KeysError::NoUsableKey { skipped: 1 })));
+        // An EC key that claims an RSA algorithm is skipped.
+        let mut s = signer("k1");
+        s.jwk["alg"] = json!("RS256");
+        let doc = json!({"keys": [s.jwk, signer("k2").jwk]}).to_string();
+        let keys = IssuerKeys::from_jwks(doc.as_bytes(), vec![]).expect("one usable key");
+        assert_eq!(keys.len(), 1);
+        assert!(keys.knows(Some("k2")) && !keys.knows(Some("k1")) && keys.knows(None));
+        assert_eq!(discovered_issuer(br#"{"issuer":"https://x","jwks_uri":"https://x/openid/v1/jwks"}"#).ok(), Some("https://x".to_owned()));
+        assert!(discovered_issuer(b"{}").is_err());
+    }
+}
