@@ -25,6 +25,7 @@
 
 mod aws_proxy;
 pub mod calls;
+pub mod corpus;
 mod fake_provider;
 mod fault_injection;
 pub mod h2_capture;
