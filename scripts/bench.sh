@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks the release build of courier-provider against a real OpenBao dev server and prints a markdown table
 # of figures, same-run baselines, ratios and goals. Installs what it needs into .venv first, like scripts/test.sh.
+# `scripts/bench.sh p6` measures only P6 (memory under the hostile corpus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

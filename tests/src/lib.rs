@@ -27,6 +27,7 @@
 
 mod aws_proxy;
 pub mod calls;
+pub mod corpus;
 mod fake_provider;
 mod fault_injection;
 pub mod h2_attack;

@@ -17,8 +17,6 @@
 //! works under its own ids and runs its own provider processes. Figures are printed (`--nocapture`) and kept in
 //! `target/tmp/reliability/<area>.txt`.
 
-#[path = "reliability/corpus_case.rs"]
-mod corpus_case;
 #[path = "reliability/leak_search.rs"]
 mod leak_search;
 #[path = "reliability/shim_local.rs"]

@@ -9,6 +9,9 @@
 //! - P4: backend requests per republish: static objects inside and outside the reuse window, and dynamic PKI
 //!   certificates (without and with a lease) before their renewal point.
 //! - P5: time from spawning the process to its socket answering `Version`.
+//! - P6: memory under hostile input: the whole bad-input corpus (`tests/corpus`) sent to a provider
+//!   [`P6_CONCURRENCY`] requests at a time; peak resident memory (VmHWM) and resident memory
+//!   [`P6_SETTLE`] after the last answer.
 //!
 //! Everything runs on 127.0.0.1, every phase has a time limit, and every process started here is killed when the
 //! bench ends, however it ends.
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use courier_proto::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient;
 use courier_proto::v1alpha1::{MountRequest, MountResponse, VersionRequest};
+use courier_tests::corpus::{CorpusSetup, load_corpus, request_for};
 use courier_tests::{
     API_VERSION, JwtRole, KUBERNETES_ISSUER, MountRequestBuilder, OpenBao, PodFixture,
     ProviderBuilder, ProviderProcess, TokenIssuer, connect_unix, tools,
@@ -51,6 +55,12 @@ const P5_POLL: Duration = Duration::from_millis(1);
 const P5_START_LIMIT: Duration = Duration::from_secs(10);
 /// The provider's default static reuse window, plus margin, for the "outside the window" republish.
 const OUTSIDE_REUSE_WINDOW: Duration = Duration::from_millis(5_500);
+/// P6: corpus requests in flight at once.
+const P6_CONCURRENCY: usize = 4;
+/// P6: how long after the last answer the settled RSS is read.
+const P6_SETTLE: Duration = Duration::from_secs(10);
+/// P6: client deadline of one corpus request (the corpus provider's own mount timeout is 8 s).
+const P6_CASE_LIMIT: Duration = Duration::from_secs(10);
 /// Time limit of each phase.
 const PHASE_LIMIT: Duration = Duration::from_secs(180);
 /// Time limit of one mount.
@@ -67,6 +77,17 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let provider_binary = tools::provider_binary()?;
     print_machine_facts(&provider_binary);
+    // `courier-bench p6` measures P6 alone (no OpenBao needed), for allocator and memory work.
+    if std::env::args().nth(1).as_deref() == Some("p6") {
+        let p6 = phase("P6 hostile corpus", measure_corpus_memory()).await?;
+        let mut table = Table::default();
+        p6_rows(&mut table, &p6);
+        println!();
+        table.print();
+        println!();
+        p6_note(&p6);
+        return Ok(());
+    }
 
     let env = phase("setup", Env::start()).await?;
     let mut table = Table::default();
@@ -79,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let burst = phase("P2/P3/P4", measure_burst_and_republish(&env)).await?;
+    // Last: the corpus loads the CPU, and runs on its own provider.
+    let p6 = phase("P6 hostile corpus", measure_corpus_memory()).await?;
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for (label, p1) in [
@@ -184,6 +207,8 @@ async fn main() -> anyhow::Result<()> {
         Some(ms(p5.median) <= 50.0),
     );
 
+    p6_rows(&mut table, &p6);
+
     println!();
     table.print();
     println!();
@@ -240,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
         burst.after_file_mib,
         burst.hwm_after_mib
     );
+    p6_note(&p6);
     println!(
         "- P5 starts (ms): {}.",
         p5.samples
@@ -806,6 +832,132 @@ async fn measure_burst_and_republish(env: &Env) -> anyhow::Result<Burst> {
         republish_pki,
         first_leased,
         republish_leased,
+    })
+}
+
+/// The P6 rows of the table.
+fn p6_rows(table: &mut Table, p6: &CorpusMemory) {
+    table.row(
+        &format!(
+            "P6 peak RSS (VmHWM) over the hostile corpus ({} requests, {P6_CONCURRENCY} in flight)",
+            p6.cases
+        ),
+        format!("{:.1} MiB", p6.peak_mib),
+        format!("{:.1} MiB idle before", p6.before_mib),
+        None,
+        "≤ 48 MiB",
+        Some(p6.peak_mib <= 48.0),
+    );
+    table.row(
+        &format!("P6 RSS {} s after the corpus", P6_SETTLE.as_secs()),
+        format!("{:.1} MiB", p6.settled_mib),
+        format!("{:.1} MiB at the last answer", p6.at_end_mib),
+        None,
+        "≤ 32 MiB",
+        Some(p6.settled_mib <= 32.0),
+    );
+}
+
+/// The P6 note.
+fn p6_note(p6: &CorpusMemory) {
+    println!(
+        "- P6: {} corpus requests in {:.1} s, {} answered with the code the corpus expects, {} otherwise ({}); \
+         settled RSS split: anonymous {:.1} MiB, file-backed {:.1} MiB.",
+        p6.cases,
+        p6.wall.as_secs_f64(),
+        p6.expected,
+        p6.cases - p6.expected,
+        if p6.unexpected.is_empty() {
+            "none".to_owned()
+        } else {
+            p6.unexpected.join(", ")
+        },
+        p6.settled_anon_mib,
+        p6.settled_file_mib
+    );
+}
+
+struct CorpusMemory {
+    cases: usize,
+    expected: usize,
+    /// The first few cases answered otherwise than the corpus expects (name and code).
+    unexpected: Vec<String>,
+    wall: Duration,
+    before_mib: f64,
+    peak_mib: f64,
+    at_end_mib: f64,
+    settled_mib: f64,
+    settled_anon_mib: f64,
+    settled_file_mib: f64,
+}
+
+/// P6: every corpus case, [`P6_CONCURRENCY`] at a time over one connection per socket (as the driver multiplexes
+/// mounts), to a provider whose backends are closed ports, as the reliability suite runs it; then the peak and,
+/// [`P6_SETTLE`] later, the resident memory.
+async fn measure_corpus_memory() -> anyhow::Result<CorpusMemory> {
+    let cases = Arc::new(load_corpus()?);
+    let setup = CorpusSetup::new()?;
+    let provider = setup.provider_builder()?.log_level("info").start().await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before_mib = proc_status_mib(provider.pid(), "VmRSS")?;
+    let mut clients = BTreeMap::new();
+    for case in cases.iter() {
+        if !clients.contains_key(case.socket.as_str()) {
+            clients.insert(case.socket.clone(), provider.client(&case.socket).await?);
+        }
+    }
+    let issuer = TokenIssuer::new()?;
+    let limit = Arc::new(Semaphore::new(P6_CONCURRENCY));
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for (n, case) in cases.iter().enumerate() {
+        let (request, _tokens) = request_for(case, n, &issuer)?;
+        let mut client = clients[case.socket.as_str()].clone();
+        let permit = Arc::clone(&limit).acquire_owned().await?;
+        let cases = Arc::clone(&cases);
+        set.spawn(async move {
+            let mut call = tonic::Request::new(request);
+            call.set_timeout(P6_CASE_LIMIT);
+            let answer = tokio::time::timeout(P6_CASE_LIMIT, client.mount(call)).await;
+            drop(permit);
+            let code = match answer {
+                Err(_) => None,
+                Ok(Ok(_)) => Some(tonic::Code::Ok),
+                Ok(Err(status)) => Some(status.code()),
+            };
+            let case = &cases[n];
+            let expected = courier_tests::corpus::code_named(&case.expect_code).ok();
+            (
+                code.is_some() && code == expected,
+                format!("{} {code:?}", case.name),
+            )
+        });
+    }
+    let mut expected = 0;
+    let mut unexpected = Vec::new();
+    while let Some(done) = set.join_next().await {
+        let (as_expected, label) = done.context("a corpus task panicked")?;
+        if as_expected {
+            expected += 1;
+        } else if unexpected.len() < 5 {
+            unexpected.push(label);
+        }
+    }
+    let wall = started.elapsed();
+    let pid = provider.pid();
+    let at_end_mib = proc_status_mib(pid, "VmRSS")?;
+    tokio::time::sleep(P6_SETTLE).await;
+    Ok(CorpusMemory {
+        cases: cases.len(),
+        expected,
+        unexpected,
+        wall,
+        before_mib,
+        peak_mib: proc_status_mib(pid, "VmHWM")?,
+        at_end_mib,
+        settled_mib: proc_status_mib(pid, "VmRSS")?,
+        settled_anon_mib: proc_status_mib(pid, "RssAnon")?,
+        settled_file_mib: proc_status_mib(pid, "RssFile")?,
     })
 }
 

@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use courier_proto::v1alpha1::MountRequest;
 use courier_proto::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient;
 use courier_tests::calls::version;
-use courier_tests::{ProcessMemory, ProviderBuilder, TokenIssuer, closed_port_url};
+use courier_tests::corpus::{
+    CorpusCase, CorpusSetup, SOCKETS, code_named, load_corpus, request_for,
+};
+use courier_tests::{ProcessMemory, TokenIssuer};
 use tokio::sync::Semaphore;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::corpus_case::{CorpusCase, SOCKETS, code_named, load_corpus, request_for};
 use crate::support::{Figures, exclusive};
 
 /// The issue asks for at least this many cases; fewer means the file was truncated.
@@ -36,8 +38,6 @@ const MIN_CASES: usize = 200;
 /// a debug build before it is refused, so on two busy cores a few seconds pass. Ten leaves room and still
 /// catches anything that hangs.
 const CASE_DEADLINE: Duration = Duration::from_secs(10);
-/// The provider's own `--mount-timeout`: under the case deadline, so a slow backend path answers in time.
-const MOUNT_TIMEOUT: &str = "8s";
 /// Cases in flight at once: enough to overlap the ones that wait on a closed port's retries, few enough that
 /// the CPU-heavy ones do not queue the others for seconds on two cores.
 const CONCURRENCY: usize = 4;
@@ -142,27 +142,12 @@ async fn every_corpus_case_gets_the_right_code_and_names_the_field() -> anyhow::
         cases.len()
     );
 
-    let kube_dir = tempfile::tempdir()?;
-    let kubeconfig = kube_dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: closed\n",
-            closed_port_url()?
-        ),
-    )?;
-    let mut builder = ProviderBuilder::new()
-        .vault_addr(closed_port_url()?)
-        .aws_endpoint_url(closed_port_url()?)
-        .pod_identity_agent_url(format!("{}/v1/credentials", closed_port_url()?))
-        .kubeconfig(&kubeconfig)
+    let setup = CorpusSetup::new()?;
+    let provider = setup
+        .provider_builder()?
         .log_level("courier_provider=debug,info")
-        .arg("--mount-timeout")
-        .arg(MOUNT_TIMEOUT);
-    for socket in SOCKETS {
-        builder = builder.provider(*socket);
-    }
-    let provider = builder.start().await?;
+        .start()
+        .await?;
     let mut clients = BTreeMap::new();
     for socket in SOCKETS {
         clients.insert(*socket, provider.client(socket).await?);

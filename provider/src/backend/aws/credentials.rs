@@ -87,6 +87,13 @@ struct AgentCredentials {
     expiration: String,
 }
 
+/// The HTTP client for the EKS Pod Identity agent.
+pub(super) fn agent_client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder().build().map_err(|e| {
+        Error::new(ErrorKind::Unavailable, "aws", format!("cannot build an HTTP client for the EKS Pod Identity agent: {e}"))
+    })
+}
+
 /// Asks the EKS Pod Identity agent for the pod's credentials.
 pub(super) async fn pod_identity(
     http: &reqwest::Client,

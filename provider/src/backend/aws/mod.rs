@@ -82,7 +82,9 @@ struct State {
     roles: CredentialCache<(String, String), Option<String>>,
     role_lookups: Flights<(String, String), Shared<Option<String>>>,
     kube: Kube,
-    http: reqwest::Client,
+    /// The Pod Identity agent's client, built on first use: building one loads the system's CA certificates,
+    /// which a node that never uses Pod Identity should not pay for at start-up or hold in memory.
+    http: tokio::sync::OnceCell<reqwest::Client>,
     limit: Arc<tokio::sync::Semaphore>,
 }
 
@@ -140,7 +142,7 @@ impl AwsBackend {
                 roles: CredentialCache::default(),
                 role_lookups: Flights::default(),
                 kube: Kube::new(kube),
-                http: reqwest::Client::new(),
+                http: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -284,7 +286,10 @@ impl AwsBackend {
                             let url = state.settings.pod_identity_agent_url.clone().unwrap_or_else(|| {
                                 if *prefer_ipv6 { AGENT_URL_IPV6.to_owned() } else { AGENT_URL_IPV4.to_owned() }
                             });
-                            credentials::pod_identity(&state.http, &url, &token).await
+                            match state.http.get_or_try_init(|| async { credentials::agent_client() }).await {
+                                Ok(http) => credentials::pod_identity(http, &url, &token).await,
+                                Err(e) => Err(e),
+                            }
                         }
                     };
                     let operation = "login";

@@ -1,18 +1,24 @@
-//! The corpus file format (`tests/corpus/README.md`): one case per line, with recipes for large values, and the
-//! `Mount` request the driver would send for a case.
+//! The hostile-input corpus (`tests/corpus/mount_requests.jsonl`, format in `tests/corpus/README.md`): one case
+//! per line, with recipes for large values, and the `Mount` request the driver would send for a case. The
+//! reliability suite checks every case's answer; the benchmark sends the same cases to measure memory (P6).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use courier_proto::v1alpha1::MountRequest;
-use courier_tests::{PodFixture, TokenIssuer, tools};
 use serde::Deserialize;
 use tonic::Code;
 
+use crate::{PodFixture, ProviderBuilder, TokenIssuer, closed_port_url, tools};
+
 /// The corpus file, relative to the workspace root.
 const CORPUS: &str = "tests/corpus/mount_requests.jsonl";
+/// The provider's own `--mount-timeout` for the corpus: a case that reaches a (closed) backend answers well
+/// within it.
+pub const MOUNT_TIMEOUT: &str = "8s";
 /// Sockets the provider serves; `custom` is any other name, which takes the native parameters.
-pub(crate) const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "custom"];
+pub const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "custom"];
 /// Audiences the driver passes tokens for in a default case.
 const AUDIENCES: &[&str] = &[
     "vault",
@@ -24,9 +30,9 @@ const AUDIENCES: &[&str] = &[
 /// One line of the corpus.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CorpusCase {
-    pub(crate) name: String,
-    pub(crate) socket: String,
+pub struct CorpusCase {
+    pub name: String,
+    pub socket: String,
     /// The raw `attributes` string, sent as it is (then `parameters`, `omit` and `tokens` must be absent).
     #[serde(default)]
     attributes: Option<Text>,
@@ -43,31 +49,70 @@ pub(crate) struct CorpusCase {
     secrets: Option<Text>,
     #[serde(default)]
     permission: Option<Text>,
-    pub(crate) expect_code: String,
-    pub(crate) expect_field: String,
+    pub expect_code: String,
+    pub expect_field: String,
     #[serde(default)]
     #[allow(dead_code, reason = "a comment for people reading the corpus")]
     note: Option<String>,
     /// A provider bug this case shows (see the report); such cases run apart, each on its own connection, and
     /// are counted but do not fail the run. Remove the field once the bug is fixed.
     #[serde(default)]
-    pub(crate) known_issue: Option<String>,
+    pub known_issue: Option<String>,
+}
+
+/// What a corpus provider talks to: its Vault address, AWS endpoint, Kubernetes API and Pod Identity agent all
+/// point at closed ports, so no case needs a backend. Keep it alive as long as the provider it configured.
+#[derive(Debug)]
+pub struct CorpusSetup {
+    _kube_dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl CorpusSetup {
+    /// A kubeconfig naming a closed port.
+    pub fn new() -> anyhow::Result<Self> {
+        let kube_dir = tempfile::tempdir()?;
+        let kubeconfig = kube_dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: closed\n",
+                closed_port_url()?
+            ),
+        )?;
+        Ok(Self {
+            _kube_dir: kube_dir,
+            kubeconfig,
+        })
+    }
+
+    /// A provider serving every socket of [`SOCKETS`] with every backend on a closed port and
+    /// `--mount-timeout` [`MOUNT_TIMEOUT`].
+    pub fn provider_builder(&self) -> anyhow::Result<ProviderBuilder> {
+        let mut builder = ProviderBuilder::new()
+            .vault_addr(closed_port_url()?)
+            .aws_endpoint_url(closed_port_url()?)
+            .pod_identity_agent_url(format!("{}/v1/credentials", closed_port_url()?))
+            .kubeconfig(&self.kubeconfig)
+            .arg("--mount-timeout")
+            .arg(MOUNT_TIMEOUT);
+        for socket in SOCKETS {
+            builder = builder.provider(*socket);
+        }
+        Ok(builder)
+    }
 }
 
 /// A string, or a recipe for a large or repetitive one (so the file stays small and readable).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum Text {
+pub enum Text {
+    /// The text itself.
     Literal(String),
     /// `text` repeated `count` times.
-    Repeat {
-        repeat: Box<Text>,
-        count: usize,
-    },
+    Repeat { repeat: Box<Text>, count: usize },
     /// The parts, joined.
-    Concat {
-        concat: Vec<Text>,
-    },
+    Concat { concat: Vec<Text> },
     /// `sequence` once per index from `start`, with `{i}` replaced by the index and `{prev}` by the one before.
     Sequence {
         sequence: String,
@@ -98,7 +143,8 @@ impl Text {
     }
 }
 
-pub(crate) fn code_named(name: &str) -> anyhow::Result<Code> {
+/// The gRPC code an `expect_code` names.
+pub fn code_named(name: &str) -> anyhow::Result<Code> {
     Ok(match name {
         "Ok" => Code::Ok,
         "InvalidArgument" => Code::InvalidArgument,
@@ -113,7 +159,8 @@ pub(crate) fn code_named(name: &str) -> anyhow::Result<Code> {
     })
 }
 
-pub(crate) fn load_corpus() -> anyhow::Result<Vec<CorpusCase>> {
+/// Every case of the corpus file, checked for duplicate names, known sockets and codes.
+pub fn load_corpus() -> anyhow::Result<Vec<CorpusCase>> {
     let path = tools::workspace_root().join(CORPUS);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -158,7 +205,7 @@ pub(crate) fn load_corpus() -> anyhow::Result<Vec<CorpusCase>> {
 }
 
 /// What the driver would send for `case`: attributes built from the parameters plus pod info and tokens.
-pub(crate) fn request_for(
+pub fn request_for(
     case: &CorpusCase,
     n: usize,
     issuer: &TokenIssuer,
