@@ -20,6 +20,7 @@ pub mod dialect;
 pub mod identity;
 pub mod listener;
 pub mod kube_client;
+pub mod memory;
 pub mod metrics;
 pub mod object_path;
 pub mod provider_name;

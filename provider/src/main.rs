@@ -154,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         let limit = argv.next().and_then(|a| a.into_string().ok());
         std::process::exit(sandbox::child_main(limit.as_deref()));
     }
+    courier_provider::memory::tune_allocator();
     serve()
 }
 

@@ -182,7 +182,12 @@ impl ProviderService {
                 .await
                 .map_err(|_| MountError::Internal("the parameter parser is shut down".to_owned()))?;
             let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
-            tokio::task::spawn_blocking(move || dialect.parse(&attributes, &defaults))
+            tokio::task::spawn_blocking(move || {
+                let plan = dialect.parse(&attributes, &defaults);
+                drop(attributes);
+                crate::memory::release_memory();
+                plan
+            })
                 .await
                 .map_err(|e| MountError::Internal(format!("the parameter parser stopped: {e}")))??
         };
