@@ -232,6 +232,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let metrics = Metrics::shared();
     let core = Arc::new(Core::new(versioner, settings, Arc::clone(&metrics)));
+    core.prefetch_issuer_keys();
 
     std::fs::create_dir_all(&args.providers_dir)
         .with_context(|| format!("--providers-dir {}", args.providers_dir.display()))?;

@@ -62,6 +62,7 @@ pub struct Core {
     defaults: Defaults,
     mount_timeout: Duration,
     templates: Option<Sandbox>,
+    verifier: Arc<TokenVerifier>,
     parse_permits: tokio::sync::Semaphore,
     metrics: Arc<Metrics>,
 }
@@ -92,7 +93,8 @@ impl Core {
         let verifier = Arc::new(TokenVerifier::new(settings.tokens, Arc::clone(&kube)));
         Self {
             vault: VaultBackend::new(settings.vault, Arc::clone(&metrics), Arc::clone(&verifier)),
-            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics), verifier, kube),
+            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics), Arc::clone(&verifier), kube),
+            verifier,
             versioner,
             defaults: settings.defaults,
             mount_timeout: settings.mount_timeout,
@@ -100,6 +102,12 @@ impl Core {
             parse_permits: tokio::sync::Semaphore::new(COSTLY_PARSES),
             metrics,
         }
+    }
+
+    /// Starts loading the cluster's token issuer keys, so the first mounts find
+    /// them (call once the runtime runs).
+    pub fn prefetch_issuer_keys(&self) {
+        self.verifier.prefetch();
     }
 
     /// The metrics this core records.

@@ -41,6 +41,7 @@ pub mod objects;
 mod openbao;
 mod pod;
 mod pod_identity_agent;
+pub mod probe;
 pub mod postgres;
 mod provider;
 mod server_thread;

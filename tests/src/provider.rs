@@ -245,8 +245,15 @@ impl ProviderBuilder {
 
     /// Starts the process and waits until every socket answers `Version`.
     pub async fn start(self) -> anyhow::Result<ProviderProcess> {
+        let verifies = !self.issuer_keys.is_empty();
         let mut process = self.spawn()?;
         process.wait_ready().await?;
+        if verifies {
+            // The provider loads the issuer keys right after start; tests that count
+            // logins or credential exchanges start once it has (or has given up), so
+            // a burst of first mounts never races the load.
+            process.wait_for_log(&["issuer keys loaded", "cannot load the service-account issuer keys"]).await?;
+        }
         Ok(process)
     }
 
@@ -405,6 +412,21 @@ impl ProviderProcess {
             }
         }
         Ok(())
+    }
+
+    /// Waits until the log holds one of `needles` (bounded by the start-up timeout).
+    pub async fn wait_for_log(&self, needles: &[&str]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let logs = self.logs();
+            if needles.iter().any(|n| logs.contains(n)) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("courier-provider logged none of {needles:?} within {READY_TIMEOUT:?}; log:\n{logs}");
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// The fake API server the process got from [`ProviderBuilder::trust_issuer`], if any.

@@ -214,6 +214,18 @@ impl TokenVerifier {
         Self { mode: settings.mode, keys: Arc::new(IssuerKeyCache::new(client, settings.issuers)) }
     }
 
+    /// Starts loading the issuer keys in the background (unless verification is
+    /// off), so the first mounts after start find them instead of waiting.
+    pub fn prefetch(&self) {
+        if self.mode == TokenVerification::Off {
+            return;
+        }
+        let keys = Arc::clone(&self.keys);
+        tokio::spawn(async move {
+            let _ = keys.keys(None).await;
+        });
+    }
+
     /// The token for `audience` and the scope its credentials may be shared in.
     ///
     /// With keys, the token must verify (signature, `exp`/`nbf` with a small

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use courier_proto::v1alpha1::MountRequest;
 use courier_proto::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient;
 use courier_tests::calls::version;
+use courier_tests::probe::{Probes, probe};
 use courier_tests::corpus::{
     CorpusCase, CorpusSetup, SOCKETS, code_named, load_corpus, request_for,
 };
@@ -161,6 +162,26 @@ async fn every_corpus_case_gets_the_right_code_and_names_the_field() -> anyhow::
     // The main run: every case without a known issue, CONCURRENCY at a time over one connection per socket, as
     // the driver multiplexes mounts.
     let started = Instant::now();
+    // Meanwhile `Version` is called on fresh connections, from a thread of its own,
+    // so its latency is the provider's and not this test's turn on its runtime.
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prober = {
+        let (probing, socket) = (Arc::clone(&probing), provider.socket_path("vault"));
+        std::thread::spawn(move || -> anyhow::Result<Probes> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let mut all = Probes { latencies: Vec::new(), with_connect: Vec::new(), failures: Vec::new() };
+                while probing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let one = probe(&socket, 1).await;
+                    all.latencies.extend(one.latencies);
+                    all.with_connect.extend(one.with_connect);
+                    all.failures.extend(one.failures);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(all)
+            })
+        })
+    };
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for n in (0..cases.len()).filter(|n| cases[*n].known_issue.is_none()) {
@@ -179,6 +200,8 @@ async fn every_corpus_case_gets_the_right_code_and_names_the_field() -> anyhow::
         outcomes.push(done?);
     }
     let elapsed = started.elapsed();
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let probes = prober.join().map_err(|_| anyhow::anyhow!("the Version prober panicked"))??;
 
     // Known issues: one at a time, each on a fresh connection, so a failure cannot take other cases with it.
     let mut known = Vec::new();
@@ -190,6 +213,11 @@ async fn every_corpus_case_gets_the_right_code_and_names_the_field() -> anyhow::
 
     // After everything: alive, serving on every socket, no panic logged, memory bounded.
     let mut after = Vec::new();
+    let mut figures_early = Vec::new();
+    match probes.check("corpus, 4 cases at a time") {
+        Ok(line) => figures_early.push(line),
+        Err(e) => after.push(format!("{e:#}")),
+    }
     for socket in SOCKETS {
         let mut client = provider.client(socket).await?;
         if let Err(status) = version(&mut client).await {
@@ -220,6 +248,9 @@ async fn every_corpus_case_gets_the_right_code_and_names_the_field() -> anyhow::
         .map(|o| format!("{} {} ms", o.name, o.took.as_millis()))
         .collect();
     let mut figures = Figures::new("corpus");
+    for line in figures_early {
+        figures.line(format!("  {line}"));
+    }
     let still_failing = known.iter().filter(|o| o.failure.is_some()).count();
     figures.line(format!(
         "corpus: {} cases, {} ok, {} failed{}",

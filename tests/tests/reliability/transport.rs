@@ -11,23 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use courier_tests::calls::version;
 use courier_tests::h2_attack::{
     self, Answer, FLAG_END_HEADERS, TYPE_CONTINUATION, TYPE_DATA, TYPE_HEADERS, code, frame,
     frame_header, request_block,
 };
-use courier_tests::{ProcessMemory, ProviderBuilder, ProviderProcess, connect_unix};
+use courier_tests::probe::{Probes, probe};
+use courier_tests::{ProcessMemory, ProviderBuilder, ProviderProcess};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 use crate::support::{Figures, exclusive};
 
-/// The median latency of `Version` on a fresh connection during an attack: a few milliseconds normally, bounded
-/// generously for a debug build on two loaded cores.
-const VERSION_MEDIAN: Duration = Duration::from_millis(50);
-/// The median latency of connecting and calling `Version`: bounds the accept path (a back-off of a second or a
-/// refused connection would show), generously for the same machine.
-const CONNECT_AND_VERSION_MEDIAN: Duration = Duration::from_millis(150);
 /// `Version` calls made during each attack.
 const PROBES: usize = 15;
 /// Attackers running at once.
@@ -39,78 +33,6 @@ const SHORT_HANDSHAKE: &str = "1s";
 /// Connections held open in the idle-connection test.
 const IDLE_CONNECTIONS: usize = 1000;
 const MOUNT_PATH: &str = "/v1alpha1.CSIDriverProvider/Mount";
-
-/// `Version` on fresh connections: the call's latency (the connection already up), the latency of connecting and
-/// calling together, and the failures.
-struct Probes {
-    latencies: Vec<Duration>,
-    with_connect: Vec<Duration>,
-    failures: Vec<String>,
-}
-
-fn median(values: &[Duration]) -> Duration {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).copied().unwrap_or(Duration::MAX)
-}
-
-impl Probes {
-    fn median(&self) -> Duration {
-        median(&self.latencies)
-    }
-
-    fn check(&self, attack: &str, figures: &mut Figures) -> anyhow::Result<()> {
-        let max = self.latencies.iter().max().copied().unwrap_or_default();
-        figures.line(format!(
-            "{attack}: Version on a fresh connection during the attack: {} calls, median {} ms (max {} ms), \
-             with connecting median {} ms, {} failed",
-            self.latencies.len(),
-            self.median().as_millis(),
-            max.as_millis(),
-            median(&self.with_connect).as_millis(),
-            self.failures.len()
-        ));
-        ensure!(self.failures.is_empty(), "{attack}: Version failed during the attack: {:?}", self.failures);
-        ensure!(
-            self.median() <= VERSION_MEDIAN,
-            "{attack}: median Version latency {:?} over {VERSION_MEDIAN:?}: {:?}",
-            self.median(),
-            self.latencies
-        );
-        ensure!(
-            median(&self.with_connect) <= CONNECT_AND_VERSION_MEDIAN,
-            "{attack}: median latency of connecting and calling Version {:?} over {CONNECT_AND_VERSION_MEDIAN:?}: {:?}",
-            median(&self.with_connect),
-            self.with_connect
-        );
-        Ok(())
-    }
-}
-
-async fn probe(socket: &Path, count: usize) -> Probes {
-    let mut probes = Probes { latencies: Vec::new(), with_connect: Vec::new(), failures: Vec::new() };
-    for _ in 0..count {
-        let started = Instant::now();
-        let result = async {
-            let mut client =
-                courier_proto::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient::new(
-                    connect_unix(socket).await?,
-                );
-            let called = Instant::now();
-            version(&mut client).await.map_err(anyhow::Error::from)?;
-            anyhow::Ok(called.elapsed())
-        }
-        .await;
-        match result {
-            Ok(call) => {
-                probes.latencies.push(call);
-                probes.with_connect.push(started.elapsed());
-            }
-            Err(e) => probes.failures.push(format!("{e:#}")),
-        }
-    }
-    probes
-}
 
 /// Runs `attack` in [`ATTACKERS`] loops while [`PROBES`] `Version` calls are made; returns the probes and every
 /// attack's answer. The attackers run on a thread of their own, so the probes' latency is the provider's, not the
@@ -212,7 +134,7 @@ async fn header_floods_and_oversize_frames_get_the_prescribed_goaway() -> anyhow
         .await?;
         let name = format!("{socket_name}: CONTINUATION flood");
         assert_all(&name, &answers, &[Answer::GoAway(code::ENHANCE_YOUR_CALM)], &mut figures)?;
-        probes.check(&name, &mut figures)?;
+        figures.line(probes.check(&name)?);
 
         // A frame claiming 16 MiB, of which a little is sent; the connection stays open.
         let mut oversize = frame_header((1 << 24) - 1, TYPE_HEADERS, FLAG_END_HEADERS, 1);
@@ -225,7 +147,7 @@ async fn header_floods_and_oversize_frames_get_the_prescribed_goaway() -> anyhow
         .await?;
         let name = format!("{socket_name}: oversize HEADERS frame");
         assert_all(&name, &answers, &[Answer::GoAway(code::FRAME_SIZE_ERROR)], &mut figures)?;
-        probes.check(&name, &mut figures)?;
+        figures.line(probes.check(&name)?);
 
         // After a well-formed first request (the adapter has stepped aside or is rewriting), an oversize DATA frame.
         let mut after_request = frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &block);
@@ -239,7 +161,7 @@ async fn header_floods_and_oversize_frames_get_the_prescribed_goaway() -> anyhow
         .await?;
         let name = format!("{socket_name}: oversize DATA frame after a request");
         assert_all(&name, &answers, &[Answer::GoAway(code::FRAME_SIZE_ERROR)], &mut figures)?;
-        probes.check(&name, &mut figures)?;
+        figures.line(probes.check(&name)?);
 
         // A header list over SETTINGS_MAX_HEADER_LIST_SIZE (16 KiB): that request is refused with 431.
         let big_value = vec![b'a'; 20 * 1024];
@@ -260,7 +182,7 @@ async fn header_floods_and_oversize_frames_get_the_prescribed_goaway() -> anyhow
             &[Answer::Status { stream_id: 1, status: 431 }],
             &mut figures,
         )?;
-        probes.check(&name, &mut figures)?;
+        figures.line(probes.check(&name)?);
 
         // An HPACK bomb: a 4 KB field referenced a thousand times, a 5 KB block decoding to 4 MB.
         let mut bomb = request_block(&authority, MOUNT_PATH, &[]);
@@ -276,7 +198,7 @@ async fn header_floods_and_oversize_frames_get_the_prescribed_goaway() -> anyhow
         .await?;
         let name = format!("{socket_name}: HPACK bomb");
         assert_all(&name, &answers, &[Answer::GoAway(code::ENHANCE_YOUR_CALM)], &mut figures)?;
-        probes.check(&name, &mut figures)?;
+        figures.line(probes.check(&name)?);
     }
     figures.print();
     Ok(())
@@ -314,7 +236,7 @@ async fn slowloris_clients_are_closed_after_the_handshake_timeout() -> anyhow::R
     })
     .await?;
     assert_all("slowloris", &answers, &[Answer::Closed], &mut figures)?;
-    probes.check("slowloris", &mut figures)?;
+    figures.line(probes.check("slowloris")?);
     let metrics = provider.metrics().await?;
     let closed = metrics.count(
         "courier_connections_closed_total",
@@ -361,7 +283,7 @@ async fn a_thousand_idle_connections_are_held_in_bounded_memory() -> anyhow::Res
         during.rss_bytes / 1024,
         during.rss_bytes.saturating_sub(before.rss_bytes) / 1024 / IDLE_CONNECTIONS as u64,
     ));
-    probes.check("1000 idle connections", &mut figures)?;
+    figures.line(probes.check("1000 idle connections")?);
 
     // With the default cap (256), the same thousand never hold more than the cap: the idlest make room.
     let capped = self::provider(&["--handshake-timeout", "10m"]).await?;
@@ -385,7 +307,7 @@ async fn a_thousand_idle_connections_are_held_in_bounded_memory() -> anyhow::Res
          RSS {} KiB",
         memory.rss_bytes / 1024
     ));
-    probes.check("1000 idle connections over the default cap", &mut figures)?;
+    figures.line(probes.check("1000 idle connections over the default cap")?);
     ensure!(
         evicted + refused >= (IDLE_CONNECTIONS - 256) as u64,
         "only {evicted} evicted and {refused} refused"
@@ -437,7 +359,7 @@ async fn over_the_cap_busy_sockets_refuse_at_once_and_accept_errors_back_off() -
     drop(busy);
     wait_for_open(&provider, |open| open == 0).await?;
     let probes = probe(&socket, PROBES).await;
-    probes.check("after the busy connections left", &mut figures)?;
+    figures.line(probes.check("after the busy connections left")?);
     figures.line(format!("cap 8: 8 busy connections held, {refused} refused at once"));
 
     // Descriptor exhaustion: the provider's limit lowered to what it uses now plus a few, then filled with busy
@@ -465,7 +387,7 @@ async fn over_the_cap_busy_sockets_refuse_at_once_and_accept_errors_back_off() -
     }
     wait_for_accept_failures(&emfile, 1).await?;
     let probes = probe(&socket, PROBES).await;
-    probes.check("EMFILE, idle connections", &mut figures)?;
+    figures.line(probes.check("EMFILE, idle connections")?);
     drop(idle);
 
     // Descriptors taken by busy connections, and a backlog of more: nothing can make room, so accept keeps
