@@ -154,7 +154,8 @@ fn main() -> anyhow::Result<()> {
         let limit = argv.next().and_then(|a| a.into_string().ok());
         std::process::exit(sandbox::child_main(limit.as_deref()));
     }
-    courier_provider::memory::tune_allocator();
+    // Where the C library refuses a setting, the defaults stay: slower to give memory back, nothing worse.
+    let _tuned = courier_provider::memory::tune_allocator();
     serve()
 }
 

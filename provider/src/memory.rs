@@ -17,39 +17,46 @@ const TRIM_THRESHOLD: i32 = 256 * 1024;
 /// Most malloc arenas: each can hold freed memory of its own.
 const ARENA_MAX: i32 = 2;
 
-/// Sets the allocator's thresholds; call once, first thing in `main`.
-pub fn tune_allocator() {
+/// Sets the allocator's thresholds; call once, first thing in `main`. Returns
+/// whether the allocator took every setting (always true where there is
+/// nothing to set).
+pub fn tune_allocator() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's parameters; it is called with
     // documented parameters and values, before other threads exist.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
-        libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+            && libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX) == 1
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    true
 }
 
 /// Returns freed heap memory to the system; call after a costly request, off the
-/// async workers (it walks the arenas).
-pub fn release_memory() {
+/// async workers (it walks the arenas). Returns whether any memory was returned.
+pub fn release_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the system; it takes the
     // arena locks itself and touches no memory the program holds.
     unsafe {
-        libc::malloc_trim(0);
+        libc::malloc_trim(0) == 1
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn trimming_is_harmless() {
-        super::tune_allocator();
-        let big = vec![7u8; 4 << 20];
-        assert_eq!(big.iter().map(|&b| usize::from(b)).sum::<usize>(), 7 * (4 << 20));
-        drop(big);
-        super::release_memory();
-        let again = vec![1u8; 1 << 20];
-        assert_eq!(again.len(), 1 << 20);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn the_allocator_takes_the_settings_and_gives_freed_memory_back() {
+        assert!(super::tune_allocator(), "glibc refused a mallopt setting");
+        // Many blocks under the mmap threshold live in the heap; once freed, a
+        // trim must hand their pages back.
+        let blocks: Vec<Vec<u8>> = (0..256).map(|i| vec![i as u8; 60 * 1024]).collect();
+        assert_eq!(blocks.iter().map(Vec::len).sum::<usize>(), 256 * 60 * 1024);
+        drop(blocks);
+        assert!(super::release_memory(), "malloc_trim returned nothing after 15 MiB were freed");
     }
 }

@@ -193,7 +193,7 @@ impl ProviderService {
             tokio::task::spawn_blocking(move || {
                 let plan = dialect.parse(&attributes, &defaults);
                 drop(attributes);
-                crate::memory::release_memory();
+                let _released = crate::memory::release_memory();
                 plan
             })
                 .await

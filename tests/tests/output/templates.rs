@@ -351,9 +351,7 @@ async fn templates_cannot_include_files_read_the_environment_or_run_forever() ->
         let started = Instant::now();
         let result = mount(
             &mut client,
-            case.request(VaultSocket::Vault, &[obj("v", &case.path("app")).key("v")])?
-                .parameter("templates", templates_yaml(&[tpl("out", source)]))
-                .build()?,
+            one_template(&case, "out", source)?,
         )
         .await;
         let elapsed = started.elapsed();
@@ -531,14 +529,12 @@ async fn template_bombs_fail_alone_without_growing_the_provider() -> anyhow::Res
         ("{{ range(100000) | join(\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\") }}", &["templates[0]"]),
         ("{% for i in range(100000) %}{{ objects.v }}{{ \"y\" * 1000 }}{% endfor %}", &["templates[0]"]),
         ("{{ (\"x\" * 10000000) | replace(\"x\", \"yyyyyyyyyy\") | length }}", &["templates[0]"]),
-        ("{{ \"x\" | center(1000000000) }}", &["templates[0]"]),
+        ("{{ (\"a\\n\" * 1000) | indent(100000) | length }}", &["templates[0]"]),
     ];
     for (source, words) in bombs {
         let result = mount(
             &mut client,
-            case.request(VaultSocket::Vault, &[obj("v", &case.path("app")).key("v")])?
-                .parameter("templates", templates_yaml(&[tpl("out", source)]))
-                .build()?,
+            one_template(&case, "out", source)?,
         )
         .await;
         eprintln!("template {source:?}:");
@@ -548,9 +544,7 @@ async fn template_bombs_fail_alone_without_growing_the_provider() -> anyhow::Res
         // The provider keeps serving after each bomb.
         let ok = mount(
             &mut client,
-            case.request(VaultSocket::Vault, &[obj("v", &case.path("app")).key("v")])?
-                .parameter("templates", templates_yaml(&[tpl("ok", "v={{ objects.v }}")]))
-                .build()?,
+            one_template(&case, "ok", "v={{ objects.v }}")?,
         )
         .await
         .map_err(|s| anyhow::anyhow!("after {source:?}: {s}"))?;
@@ -567,4 +561,11 @@ async fn template_bombs_fail_alone_without_growing_the_provider() -> anyhow::Res
         after.peak_rss_bytes
     );
     Ok(())
+}
+
+/// A mount of the object `v` (key `v` of the case's `app` secret) with one template at `path`.
+fn one_template(case: &crate::support::VaultCase, path: &str, source: &str) -> anyhow::Result<courier_proto::v1alpha1::MountRequest> {
+    case.request(VaultSocket::Vault, &[obj("v", &case.path("app")).key("v")])?
+        .parameter("templates", templates_yaml(&[tpl(path, source)]))
+        .build()
 }
