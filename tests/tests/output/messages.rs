@@ -276,3 +276,26 @@ async fn a_jmes_path_that_gives_no_string_says_what_it_gave() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mount_whose_responses_pass_the_cap_stops_as_they_arrive_and_names_the_cap() -> anyhow::Result<()> {
+    let case = vault_case("msg-too-large").await?;
+    // Five secrets of 3 MiB: each response is under the 4 MiB a response may have, together they pass
+    // the 12 MiB one mount may receive.
+    let big = "z".repeat(3 * 1024 * 1024);
+    let mut objects = Vec::new();
+    for i in 0..5 {
+        case.put(&format!("big{i}"), json!({"v": big})).await?;
+        objects.push(obj(&format!("big{i}"), &case.path(&format!("big{i}"))).key("v"));
+    }
+    let provider = vault_provider().await?;
+    let result = mount_on(&provider, VaultSocket::Vault.socket(), &case.request(VaultSocket::Vault, &objects)?).await?;
+    let status = assert_status(result, Code::InvalidArgument, &["mount's responses", "12582912 bytes"]);
+    assert_no_secret(&status, &["zzzzzzzz"]);
+    // One of them alone is served.
+    let one = mount_on(&provider, VaultSocket::Vault.socket(), &case.request(VaultSocket::Vault, &objects[..1])?)
+        .await?
+        .map_err(|s| anyhow::anyhow!("one 3 MiB object: {s}"))?;
+    assert_eq!(one.files[0].contents.len(), big.len());
+    Ok(())
+}

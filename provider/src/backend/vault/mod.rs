@@ -45,6 +45,9 @@ const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
 /// Largest response body accepted; a larger one is refused rather than buffered.
 /// (The driver takes at most 4 MiB of files for a whole mount.)
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes of response bodies one mount receives in all: JSON framing around
+/// at most 4 MiB of files, with room for a retried read.
+const MAX_MOUNT_RESPONSE_BYTES: usize = 12 * 1024 * 1024;
 /// A cached Vault token is dropped this long before its TTL ends, at most.
 const TOKEN_EXPIRY_MARGIN_MAX: Duration = Duration::from_secs(60);
 /// Reuse period for tokens that report no TTL (never cached forever).
@@ -268,6 +271,7 @@ impl VaultBackend {
             },
             limit,
             current: Mutex::new(None),
+            received: std::sync::atomic::AtomicUsize::new(0),
         });
 
         let mut vault_objects: Vec<(&ObjectSpec, &VaultObject)> = Vec::with_capacity(objects.len());
@@ -440,6 +444,8 @@ struct Session {
     limit: Arc<Semaphore>,
     /// The Vault token this mount uses; replaced at most once after a refusal.
     current: Mutex<Option<LoginToken>>,
+    /// Bytes of response bodies this mount has received (retries included).
+    received: std::sync::atomic::AtomicUsize,
 }
 
 /// Outcome of one HTTP attempt.
@@ -452,6 +458,8 @@ enum Attempt {
     Lost { why: String, unsent: bool },
     /// A failure retrying cannot fix (the server's certificate is not trusted).
     Fatal(String),
+    /// The mount's responses together passed [`MAX_MOUNT_RESPONSE_BYTES`].
+    TooLarge,
 }
 
 /// Which failed attempts of a request may be sent again.
@@ -476,7 +484,7 @@ impl Replay {
             Attempt::Busy(429) => true,
             Attempt::Busy(_) => self == Self::Always,
             Attempt::Lost { unsent, .. } => *unsent || self == Self::Always,
-            Attempt::Done(..) | Attempt::Fatal(_) => false,
+            Attempt::Done(..) | Attempt::Fatal(_) | Attempt::TooLarge => false,
         }
     }
 }
@@ -869,7 +877,7 @@ impl Session {
             let status = match &outcome {
                 Attempt::Done(status, _) => status_class(status.as_u16()),
                 Attempt::Busy(_) => "5xx",
-                Attempt::Lost { .. } | Attempt::Fatal(_) => "error",
+                Attempt::Lost { .. } | Attempt::Fatal(_) | Attempt::TooLarge => "error",
             };
             let metrics = &self.state.metrics;
             metrics.backend_requests.get_or_create(&RequestLabels { backend: self.name(), operation, status }).inc();
@@ -887,6 +895,17 @@ impl Session {
                             "TLS verification of {} failed: {why}. Set vaultCACertPath or vaultCADirectory to the CA \
                              that signed the server's certificate, or vaultTLSServerName to a name the certificate \
                              holds",
+                            self.cfg.address
+                        ),
+                    ));
+                }
+                Attempt::TooLarge => {
+                    return Err(self.error(
+                        ErrorKind::Invalid,
+                        format!(
+                            "{} {path}: the mount's responses from {} pass {MAX_MOUNT_RESPONSE_BYTES} bytes; \
+                             the driver takes at most 4 MiB of files: split the objects across SecretProviderClasses",
+                            method.as_str(),
                             self.cfg.address
                         ),
                     ));
@@ -937,6 +956,12 @@ impl Session {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                         return lost(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+                    }
+                    // Charged as it arrives, so a server that answers every read of a
+                    // mount with megabytes is stopped before they are all held.
+                    let received = self.received.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed) + chunk.len();
+                    if received > MAX_MOUNT_RESPONSE_BYTES {
+                        return Attempt::TooLarge;
                     }
                     body.extend_from_slice(&chunk);
                 }
