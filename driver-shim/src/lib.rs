@@ -9,12 +9,14 @@
 //! - [`target`], [`dir`]: where a volume goes, resolved once and opened without following links;
 //! - [`atomic_writer`], [`mount`]: files and the tmpfs;
 //! - [`cluster`]: SecretProviderClasses, status records and events;
-//! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets.
+//! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets;
+//! - [`error_chain`]: an error and its causes as one line, where errors leave the shim.
 
 pub mod atomic_writer;
 pub mod cluster;
 pub mod csi;
 pub mod dir;
+pub mod error_chain;
 pub mod local;
 pub mod metrics;
 pub mod mount;
