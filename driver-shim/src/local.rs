@@ -198,9 +198,8 @@ impl Local {
         let spc = load_spc(&self.spc_file)?;
         let secrets = HashMap::new();
         let mut round = 0u64;
-        let mut signals =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(Error::Signal)?;
+        let mut signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(Error::Signal)?;
         let result = loop {
             let context = self.volume_context(&spc)?;
             let published = shim

@@ -55,9 +55,7 @@ pub fn split(content: &[u8]) -> Result<TlsPair, Error> {
     let store =
         p12_keystore::KeyStore::from_pkcs12(content, "", p12_keystore::Pkcs12ImportPolicy::Relaxed)
             .map_err(|_| Error::Unreadable)?;
-    let (_, chain) = store
-        .private_key_chain()
-        .ok_or(Error::NoPkcs12Key)?;
+    let (_, chain) = store.private_key_chain().ok_or(Error::NoPkcs12Key)?;
     if chain.certs().is_empty() {
         return Err(Error::NoPkcs12Certificate);
     }
@@ -99,6 +97,10 @@ mod tests {
         assert_eq!(split(KEY.as_bytes()).err(), Some(Error::NoPemCertificate));
         assert_eq!(split(b"not a certificate").err(), Some(Error::Unreadable));
         assert!(Error::NoPemKey.to_string().contains("private key"));
-        assert!(Error::Unreadable.to_string().contains("neither PEM nor PKCS#12"));
+        assert!(
+            Error::Unreadable
+                .to_string()
+                .contains("neither PEM nor PKCS#12")
+        );
     }
 }

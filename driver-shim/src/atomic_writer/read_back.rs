@@ -106,7 +106,10 @@ fn read_tree(root: &Dir, budget: &mut u64) -> Result<Option<Vec<CurrentFile>>, E
 }
 
 /// Whether `current` holds exactly `wanted` (paths, bytes, modes).
-pub(super) fn same_content(current: &Dir, wanted: &BTreeMap<&str, &Payload>) -> Result<bool, Error> {
+pub(super) fn same_content(
+    current: &Dir,
+    wanted: &BTreeMap<&str, &Payload>,
+) -> Result<bool, Error> {
     let mut budget: u64 = wanted.values().map(|p| p.contents.len() as u64).sum();
     let Some(found) = read_tree(current, &mut budget)? else {
         return Ok(false);

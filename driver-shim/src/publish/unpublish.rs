@@ -6,9 +6,9 @@ use std::path::Path;
 use tonic::Code;
 
 use super::{Error, Shim, fail, target_error};
+use crate::atomic_writer;
 use crate::metrics::ResultLabels;
 use crate::mount;
-use crate::atomic_writer;
 use crate::target::Target;
 
 impl Shim {

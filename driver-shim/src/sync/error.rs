@@ -52,9 +52,7 @@ pub enum Error {
         name: String,
     },
     /// A `data` item missing `objectName` or `key`.
-    #[error(
-        "secretObjects[{index}].data[{entry}] ({name}): objectName and key are both required"
-    )]
+    #[error("secretObjects[{index}].data[{entry}] ({name}): objectName and key are both required")]
     IncompleteEntry {
         /// Entry.
         index: usize,

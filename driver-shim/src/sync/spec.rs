@@ -176,7 +176,14 @@ mod tests {
             ("b".to_owned(), b"x".to_vec()),
         ]);
         let err = object.data(&files).expect_err("missing");
-        assert!(matches!(err, Error::MissingFile { index: 1, entry: 0, .. }));
+        assert!(matches!(
+            err,
+            Error::MissingFile {
+                index: 1,
+                entry: 0,
+                ..
+            }
+        ));
         let err = display_chain(&err);
         assert!(
             err.contains("\"nope\"")
@@ -191,7 +198,16 @@ mod tests {
         let object = parse(0, &json!({"secretName": "s", "type": TLS_TYPE, "data": [{"objectName": "a", "key": "tls.key"}]})).expect("ok");
         let files = BTreeMap::from([("a".to_owned(), b"secret-value".to_vec())]);
         let err = object.data(&files).expect_err("not a pair");
-        assert!(matches!(err, Error::Tls { source: tls::Error::Unreadable, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Tls {
+                    source: tls::Error::Unreadable,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let err = display_chain(&err);
         assert!(
             err.contains("objectName \"a\": the file is neither PEM nor PKCS#12")
