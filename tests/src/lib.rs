@@ -43,6 +43,7 @@ mod pod;
 mod pod_identity_agent;
 pub mod probe;
 pub mod postgres;
+mod process;
 mod provider;
 mod server_thread;
 pub mod shim;
