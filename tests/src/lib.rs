@@ -51,6 +51,7 @@ mod sigv4;
 mod tokenreview;
 mod tokens;
 pub mod tools;
+mod upstream;
 mod vault_proxy;
 mod watchdog;
 
