@@ -102,7 +102,10 @@ impl Upstream {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|error| {
-            Failure::Lost(format!("the test proxy lost {}'s answer: {error}", self.name))
+            Failure::Lost(format!(
+                "the test proxy lost {}'s answer: {error}",
+                self.name
+            ))
         })?;
         Ok(Answer {
             status,

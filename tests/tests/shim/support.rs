@@ -180,8 +180,11 @@ pub(crate) fn backdate(path: &Path, by: std::time::Duration) -> anyhow::Result<(
     let then = SystemTime::now()
         .checked_sub(by)
         .ok_or_else(|| anyhow::anyhow!("cannot go back {by:?}"))?;
-    std::fs::File::open(path)?
-        .set_times(std::fs::FileTimes::new().set_accessed(then).set_modified(then))?;
+    std::fs::File::open(path)?.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(then)
+            .set_modified(then),
+    )?;
     Ok(())
 }
 
