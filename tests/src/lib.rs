@@ -57,7 +57,8 @@ pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE
 pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
 pub use fault_injection::{SilentBackend, closed_port_url};
 pub use kube_api::{
-    FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource, OPENID_CONFIGURATION_PATH,
+    COORDINATION_GROUP, COURIER_GROUP, FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource,
+    OPENID_CONFIGURATION_PATH,
     SECRETS_STORE_GROUP, service_account_path,
 };
 pub use legacy_client::{
