@@ -370,12 +370,15 @@ pub(crate) struct ServiceAccountClaims {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct KubernetesClaims {
     pub(crate) namespace: String,
+    /// Absent from tokens bound to no pod (TokenRequest without `boundObjectRef`), which STS and the
+    /// TokenReview API accept all the same.
+    #[serde(default)]
     pub(crate) pod: ObjectRef,
     pub(crate) serviceaccount: ObjectRef,
 }
 
 /// A named object with its uid.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ObjectRef {
     pub(crate) name: String,
     pub(crate) uid: String,
