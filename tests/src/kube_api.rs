@@ -1389,3 +1389,5 @@ fn version() -> Value {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod secretsync_tests;
