@@ -230,6 +230,20 @@ mod tests {
     }
 
     #[test]
+    fn intervals_read_as_the_crd_pattern_allows() {
+        for (text, secs) in [("1h30m", 5400), ("90s", 90), ("2h", 7200), ("1m30s", 90)] {
+            let spec = Spec::parse(
+                "team-a",
+                &json!({"secretProviderClassName": "db", "serviceAccountRef": {"name": "app"},
+                        "refreshInterval": text}),
+                MIN,
+            )
+            .expect(text);
+            assert_eq!(spec.refresh_interval, Duration::from_secs(secs), "{text}");
+        }
+    }
+
+    #[test]
     fn hostile_and_broken_specs_are_refused_by_field() {
         let base = json!({"secretProviderClassName": "db", "serviceAccountRef": {"name": "app"}});
         let with = |patch: serde_json::Value| {
