@@ -87,3 +87,41 @@ async fn delete_never_touches_a_secret_the_secret_sync_did_not_write() -> anyhow
     assert!(cluster.secret("theirs").is_some(), "a Secret without the SecretSync's label is left alone");
     Ok(())
 }
+
+#[tokio::test]
+async fn on_change_refreshes_only_when_the_secret_sync_changes() -> anyhow::Result<()> {
+    let cluster = Cluster::start("onchange").await?;
+    cluster.put("app", json!({"username": "ivan", "password": "pinned-secret-value"})).await?;
+    cluster.put_spc("pinned");
+    cluster.create_sync("db", json!({"refreshPolicy": "OnChange"}))?;
+    let controller = cluster.controller("replica-a").await?;
+    cluster.wait_secret_value("pinned", "pass", "pinned-secret-value").await.map_err(|e| {
+        anyhow::anyhow!("{e:#}\ncontroller log:\n{}", controller.logs())
+    })?;
+    cluster.wait_ready("db", "True", "Synced").await?;
+    let token_requests = cluster.kube.token_requests(&cluster.namespace, crate::support::APP_SA).len();
+
+    cluster.put("app", json!({"username": "ivan", "password": "changed-secret-value"})).await?;
+    // A spec change is what brings the new value.
+    cluster.kube.merge_patch(
+        courier_tests::KubeResource::SECRET_SYNCS,
+        &cluster.namespace,
+        "db",
+        &json!({"spec": {"refreshInterval": "2s"}}),
+    )?;
+    let secret = cluster.wait_secret_value("pinned", "pass", "changed-secret-value").await?;
+    assert!(secret["data"]["user"].is_string());
+    // The Secret is written before the status records the sync.
+    cluster
+        .kube
+        .wait_for(WAIT, "syncedGeneration 2", |_| {
+            cluster.sync_object("db").filter(|o| o["status"]["syncedGeneration"] == 2)
+        })
+        .await?;
+    assert_eq!(
+        cluster.kube.token_requests(&cluster.namespace, crate::support::APP_SA).len(),
+        token_requests + 1,
+        "one sync for the change, none on a timer (a 1s Periodic one would have read again by now)"
+    );
+    Ok(())
+}
