@@ -204,23 +204,7 @@ async fn secret_sync(args: SecretSyncArgs, providers: Providers) -> anyhow::Resu
     let metrics = Arc::new(metrics::Metrics::default());
     if let Some(addr) = args.http_addr {
         let metrics = Arc::clone(&metrics);
-        let router = axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let metrics = Arc::clone(&metrics);
-                    async move { metrics.encode() }
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "HTTP endpoint failed");
-            }
-        });
+        serve_http(addr, move || metrics.encode()).await?;
     }
     let settings = reconcile::Settings {
         default_audiences: args.token_audiences,
@@ -239,6 +223,31 @@ async fn secret_sync(args: SecretSyncArgs, providers: Providers) -> anyhow::Resu
     };
     tracing::info!(identity = %election.identity, lease = %election.name, "SecretSync controller starting");
     secretsync::run(cluster, providers, settings, election, metrics, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Serves `/healthz` and `/metrics` (the text `encode` returns) on `addr`, in the background.
+async fn serve_http(
+    addr: SocketAddr,
+    encode: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let router = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let encode = encode.clone();
+                async move { encode() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "HTTP endpoint failed");
+        }
+    });
     Ok(())
 }
 
@@ -356,23 +365,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<std::collections::BTreeSet<_>>()
     {
         let metrics = Arc::clone(&metrics);
-        let router = axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let metrics = Arc::clone(&metrics);
-                    async move { metrics.encode() }
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "HTTP endpoint failed");
-            }
-        });
+        serve_http(addr, move || metrics.encode()).await?;
     }
 
     if let Some(parent) = socket.parent() {
@@ -407,17 +400,7 @@ async fn main() -> anyhow::Result<()> {
         cluster,
         after_mount,
     };
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
+    let shutdown = shutdown_signal();
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(NodeServer::new(node))

@@ -160,14 +160,7 @@ pub fn due(spec: &Spec, observed: &Observed, uid: &str, now: Timestamp) -> Due {
 /// `text` cut to at most `max` bytes on a character boundary.
 #[must_use]
 pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    crate::cluster::truncate_bytes(text, max)
 }
 
 /// The `Ready` condition, keeping `lastTransitionTime` while the status stays the same.
