@@ -122,6 +122,7 @@ pub async fn run(
 async fn control(client: kube::Client, ctx: Arc<reconcile::Context>) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource());
     Controller::new_with(api, watcher::Config::default(), resource())
+        .with_config(kube::runtime::controller::Config::default().concurrency(defaults::CONCURRENCY))
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -147,4 +148,7 @@ pub mod defaults {
     pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
     /// Longest wait after failures: a fixed backend is picked up within this.
     pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+    /// SecretSyncs synced at once: bounds memory (each holds at most one provider answer, 4 MiB by
+    /// default) and the load on backends.
+    pub const CONCURRENCY: u16 = 8;
 }

@@ -199,11 +199,13 @@ pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
             } else if status::changes_condition(&observed, true, Reason::Synced, &message) {
                 events::record(&ctx.client, &ctx.settings.instance, &subject, "Normal", "Synced", &message).await;
             }
-            let patch = status::synced(&observed, &synced.secrets, &synced.versions, &message, Timestamp::now());
+            let now = Timestamp::now();
+            let patch = status::synced(&observed, &synced.secrets, &synced.versions, &message, now);
             write_status(&ctx, &subject, &patch).await?;
             tracing::info!(secretsync.namespace = %namespace, secretsync.name = %name, changed = synced.changed.len(), "synced");
             Ok(match spec.refresh_policy {
-                spec::RefreshPolicy::Periodic => Action::requeue(spec.refresh_interval),
+                // The same jittered interval the next reconcile reads back from lastSyncTime.
+                spec::RefreshPolicy::Periodic => Action::requeue(status::jittered(spec.refresh_interval, &uid, now)),
                 _ => Action::await_change(),
             })
         }

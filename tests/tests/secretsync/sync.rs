@@ -42,6 +42,7 @@ async fn a_secret_sync_creates_refreshes_and_reports_without_values() -> anyhow:
     assert!(metrics.sum("courier_secretsync_syncs_total", &[("result", "written")]) >= 2.0);
     assert_eq!(metrics.sum("courier_secretsync_leader", &[]), 1.0);
 
+    assert!(!controller.logs().contains("eyJ"), "no token (a JWT starts eyJ) in the controller's debug log");
     cluster.assert_never_shown("first-secret-value", &[controller.logs()]);
     cluster.assert_never_shown("second-secret-value", &[controller.logs()]);
     Ok(())
