@@ -59,6 +59,14 @@ GOOD: dict[str, dict[str, Any]] = {
         "aws": {"enabled": True, "podIdentityAgentUrl": "http://169.254.170.23/v1/credentials"},
         "rbac": {"create": False},
     },
+    "secret-sync": {
+        "secretSync": {"enabled": True, "replicas": 3, "minRefreshInterval": "1m"},
+        "aws": {"enabled": True, "region": "eu-west-1"},
+    },
+    "secret-sync-own-audiences": {
+        "secretSync": {"enabled": True, "installCRD": False, "tokenAudiences": ["vault", "api://custom"]},
+        "rbac": {"create": False},
+    },
     "minimal-driver": {
         "metrics": {"enabled": False},
         "rbac": {"create": False},
@@ -99,6 +107,8 @@ BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
     ("empty audience", {"vault": {"audience": ""}}),
     ("bad log format", {"log": {"format": "xml"}}),
     ("bad image digest", {"image": {"digest": "sha256:xyz"}}),
+    ("secretSync with 0 replicas", {"secretSync": {"enabled": True, "replicas": 0}}),
+    ("secretSync unknown key", {"secretSync": {"enable": True}}),
 ]
 
 # Value sets that pass the schema but that the templates must refuse with a message: (what,
