@@ -23,6 +23,7 @@ pub mod kube_client;
 pub mod memory;
 pub mod metrics;
 pub mod object_path;
+pub mod process_metrics;
 pub mod provider_name;
 pub mod render;
 pub mod request;

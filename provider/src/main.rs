@@ -299,6 +299,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sockets.push(socket);
     }
     health.set_ready(true);
+    metrics.ready.set(1);
     tracing::info!(providers = sockets.len(), "ready");
 
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -312,6 +313,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Stop taking new connections first and give the socket names back, so a
     // successor can bind them while in-flight mounts finish here.
     health.set_ready(false);
+    metrics.ready.set(0);
     let _ = stop_tx.send(true);
     for socket in &sockets {
         socket.remove();
