@@ -102,9 +102,14 @@ struct Args {
     #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
-    /// Log level or filter directive (`info`, `debug`, `courier_provider=trace,info`).
+    /// Level of Courier's own logs (`info`, `debug`, `trace`); other crates stay at `warn`.
+    /// A directive list (`courier_provider=trace,info`) is taken as written.
     #[arg(long, env = "COURIER_LOG_LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Extra filter directives, e.g. `h2=trace` for the HTTP/2 frames or `trace` for every crate.
+    #[arg(long, env = "RUST_LOG")]
+    log_filter: Option<String>,
 
     /// File holding the key for object versions (at least 16 bytes). Without it a random key is
     /// made per process, so versions change once after a restart and the driver rewrites files once.
@@ -162,7 +167,7 @@ fn main() -> anyhow::Result<()> {
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(args.log_format, &args.log_level)?;
+    telemetry::init(args.log_format, &args.log_level, args.log_filter.as_deref())?;
     if let Err(e) = run(args).await {
         tracing::error!("{e:#}");
         return Err(e);
