@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod authority;
 pub mod backend;
+pub mod check;
 pub mod connection;
 pub mod dialect;
 pub mod identity;

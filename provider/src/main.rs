@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 /// Serves Vault/OpenBao secrets to Secrets Store CSI driver mounts, as the pod's own identity.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = "`courier-provider check --help`: check SecretProviderClass files offline.")]
 struct Args {
     /// Directory the driver looks for provider sockets in; each name gets `<dir>/<name>.sock`.
     #[arg(long, env = "COURIER_PROVIDERS_DIR", default_value = "/var/run/secrets-store-csi-providers")]
@@ -155,9 +155,14 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     // A template renderer child (see `sandbox`): no runtime, no threads, no flags.
     let mut argv = std::env::args_os().skip(1);
-    if argv.next().as_deref() == Some(std::ffi::OsStr::new(sandbox::CHILD_ARG)) {
+    let first = argv.next();
+    if first.as_deref() == Some(std::ffi::OsStr::new(sandbox::CHILD_ARG)) {
         let limit = argv.next().and_then(|a| a.into_string().ok());
         std::process::exit(sandbox::child_main(limit.as_deref()));
+    }
+    // `check`: offline, no runtime, no sockets.
+    if first.as_deref() == Some(std::ffi::OsStr::new("check")) {
+        std::process::exit(courier_provider::check::run_cli(argv));
     }
     // Where the C library refuses a setting, the defaults stay: slower to give memory back, nothing worse.
     let _tuned = courier_provider::memory::tune_allocator();
