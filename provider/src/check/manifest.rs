@@ -20,6 +20,9 @@ const MAX_DEPTH: usize = 64;
 const MAX_EVENTS: usize = 2_000_000;
 /// Most aliases one file may use.
 const MAX_ALIASES: usize = 1_024;
+/// Most events aliases may replay in one file: manifests use few, and an alias bomb is
+/// stopped here long before it costs time or memory.
+const MAX_REPLAYED_EVENTS: usize = 100_000;
 
 /// A file or directory could not be read as manifests: the command's input is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +178,7 @@ pub(super) fn parse_documents(path: &Path, text: &str) -> Result<Vec<Document>, 
     budget.max_total_scalar_bytes = 4 * MAX_FILE_BYTES as usize;
     options.budget = Some(budget);
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
-    alias_limits.max_total_replayed_events = MAX_EVENTS / 2;
+    alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     alias_limits.max_replay_stack_depth = MAX_DEPTH;
     options.alias_limits = alias_limits;
     let documents: Vec<Document> = serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
