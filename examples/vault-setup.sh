@@ -27,6 +27,9 @@ ISSUER_PUBKEY_FILE=${ISSUER_PUBKEY_FILE:-}
 # kubernetes: the API server Vault sends TokenReviews to, and its CA certificate.
 KUBERNETES_HOST=${KUBERNETES_HOST:-https://kubernetes.default.svc}
 KUBERNETES_CA_FILE=${KUBERNETES_CA_FILE:-/var/run/secrets/kubernetes.io/serviceaccount/ca.crt}
+# A token of a service account bound to `system:auth-delegator`, which Vault presents to the API
+# server's TokenReview endpoint (empty when Vault runs in the cluster and uses its own).
+REVIEWER_JWT_FILE=${REVIEWER_JWT_FILE:-}
 # Dynamic secrets: leave PG_HOST empty to skip the database engine, PKI_DOMAIN to skip PKI.
 PG_HOST=${PG_HOST:-}
 PG_PORT=${PG_PORT:-5432}
@@ -55,10 +58,12 @@ if [[ $AUTH == jwt ]]; then
     token_policies="$POLICY" \
     token_ttl=20m token_max_ttl=1h
 else
+  reviewer=()
+  [[ -n $REVIEWER_JWT_FILE ]] && reviewer=(token_reviewer_jwt=@"$REVIEWER_JWT_FILE" disable_local_ca_jwt=true)
   "$CLI" write "auth/$AUTH_PATH/config" \
     kubernetes_host="$KUBERNETES_HOST" \
     kubernetes_ca_cert=@"$KUBERNETES_CA_FILE" \
-    disable_local_ca_jwt=true
+    "${reviewer[@]}"
   "$CLI" write "auth/$AUTH_PATH/role/$ROLE" \
     bound_service_account_names="$SERVICE_ACCOUNT" \
     bound_service_account_namespaces="$NAMESPACE" \

@@ -9,7 +9,10 @@ use anyhow::Context;
 use courier_tests::calls::mount;
 use courier_tests::objects::Obj;
 use courier_tests::postgres::Postgres;
-use courier_tests::{KUBERNETES_ISSUER, MountRequestBuilder, OpenBao, PodFixture, ProviderBuilder, ROOT_TOKEN, TokenIssuer, tools};
+use courier_tests::{
+    KUBERNETES_ISSUER, MountRequestBuilder, OpenBao, PodFixture, ProviderBuilder, ROOT_TOKEN, TokenIssuer, TokenOptions,
+    TokenReviewServer, tools,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -107,5 +110,55 @@ async fn the_guide_configures_openbao_for_a_courier_mount() -> anyhow::Result<()
         .build()?;
     let status = mount(&mut client, refused).await.expect_err("the role is bound to team-a/app");
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_guide_with_kubernetes_auth_and_static_secrets_only() -> anyhow::Result<()> {
+    let bao = OpenBao::start().await?;
+    let issuer = TokenIssuer::new()?;
+    let review = TokenReviewServer::start(&issuer)?;
+    let dir = tempfile::tempdir()?;
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, review.ca_certificate_pem())?;
+    let reviewer = dir.path().join("reviewer.jwt");
+    let reviewer_pod = PodFixture::new("kube-system", "token-reviewer");
+    std::fs::write(&reviewer, issuer.token_with(&reviewer_pod, &TokenOptions::new([KUBERNETES_ISSUER]))?.jwt())?;
+
+    let output = Command::new("bash")
+        .arg(tools::workspace_root().join("examples/vault-setup.sh"))
+        .env("CLI", tools::bao_program()?)
+        .env("BAO_ADDR", bao.addr())
+        .env("BAO_TOKEN", ROOT_TOKEN)
+        .env("HOME", dir.path())
+        .env("AUTH", "kubernetes")
+        .env("KUBERNETES_HOST", review.url())
+        .env("KUBERNETES_CA_FILE", &ca)
+        .env("REVIEWER_JWT_FILE", &reviewer)
+        .env("PG_HOST", "")
+        .env("PKI_DOMAIN", "")
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(output.status.success(), "the guide failed:\n{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    bao.kv2_put("secret", "app/config", json!({"password": "guide-k8s-5d9e"})).await?;
+
+    let provider = ProviderBuilder::new().provider("courier").vault_addr(bao.addr()).trust_issuer(&issuer).start().await?;
+    let mut client = provider.client("courier").await?;
+    let objects = [Obj::new("password", "secret/data/app/config").key("password")];
+    let request_for = |pod: &PodFixture| -> anyhow::Result<_> {
+        MountRequestBuilder::new(pod)
+            .parameter("vaultAddress", bao.addr())
+            .parameter("vaultAuthMountPath", "kubernetes")
+            .parameter("roleName", "app")
+            .parameter("objects", courier_tests::objects::objects_yaml(&objects))
+            .token("vault", issuer.token(pod, "vault")?)
+            .build()
+    };
+    let response = mount(&mut client, request_for(&PodFixture::new("team-a", "app"))?).await?;
+    assert_eq!(response.files.first().map(|f| f.contents.as_slice()), Some(&b"guide-k8s-5d9e"[..]));
+    // Another namespace's pod with the same service account name is refused.
+    let status = mount(&mut client, request_for(&PodFixture::new("team-b", "app"))?).await.expect_err("bound to team-a");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(!review.reviews().is_empty(), "logins went through the TokenReview endpoint");
     Ok(())
 }
