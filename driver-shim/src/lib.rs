@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod csi;
 pub mod dir;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod mount;
 pub mod provider_client;

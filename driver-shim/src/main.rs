@@ -99,9 +99,13 @@ struct Args {
     #[arg(long, env = "COURIER_SYNC_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     sync_secrets: bool,
 
-    /// Log filter.
+    /// Level of the shim's own logs (`info`, `debug`); other crates stay at `warn`.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+
+    /// Extra filter directives, e.g. `h2=trace` for the HTTP/2 frames or `trace` for every crate.
+    #[arg(long, global = true, env = "RUST_LOG")]
+    log_filter: Option<String>,
 
     /// Log as JSON lines.
     #[arg(long, global = true)]
@@ -266,16 +270,7 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    courier_driver_shim::logging::init(&args.log_level, args.log_filter.as_deref(), args.log_json)?;
 
     let mut dirs = vec![args.providers_dir.clone()];
     dirs.extend(args.additional_providers_dirs.iter().cloned());

@@ -80,6 +80,38 @@ GOOD: dict[str, dict[str, Any]] = {
             "extraArgs": ["--log-level=debug"],
         },
     },
+    # Every operator override of both DaemonSets, and the monitoring objects.
+    "overrides-and-monitoring": {
+        "imagePullSecrets": [{"name": "regcred"}],
+        "podLabels": {"team": "platform"},
+        "podAnnotations": {"example.com/owner": "platform"},
+        "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 0},
+        "securityContext": {
+            "runAsUser": 0,
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "periodSeconds": 30, "failureThreshold": 6},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 10},
+        "extraArgs": ["--log-filter=h2=debug"],
+        "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+        "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+        "dashboard": {"enabled": True, "annotations": {"grafana_folder": "Courier"}},
+        "driver": {
+            "enabled": True,
+            "extraArgs": ["--log-filter=tonic=debug"],
+            "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+            "podLabels": {"team": "storage", "tier": "node"},
+            "podAnnotations": {"example.com/shim": "yes"},
+            "imagePullSecrets": [{"name": "shim-regcred"}],
+            "podSecurityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {"privileged": True, "runAsUser": 0, "readOnlyRootFilesystem": True},
+            "probe": {"httpGet": {"path": "/healthz", "port": 9808}, "periodSeconds": 20, "timeoutSeconds": 5},
+        },
+    },
 }
 
 # Value sets values.schema.json must reject: (what, values).
@@ -109,6 +141,13 @@ BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
     ("bad image digest", {"image": {"digest": "sha256:xyz"}}),
     ("secretSync with 0 replicas", {"secretSync": {"enabled": True, "replicas": 0}}),
     ("secretSync unknown key", {"secretSync": {"enable": True}}),
+    ("probe with an unknown key", {"livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}, "period": 5}}),
+    ("provider extraArgs without a dash", {"extraArgs": ["log-filter=h2=debug"]}),
+    ("shim pull secret without a name", {"driver": {"imagePullSecrets": [{"secret": "x"}]}}),
+    ("shim probe timeout 0", {"driver": {"probe": {"timeoutSeconds": 0}}}),
+    ("unknown prometheusRule key", {"prometheusRule": {"enable": True}}),
+    ("dashboard label not a string", {"dashboard": {"labels": {"grafana_dashboard": 1}}}),
+    ("securityContext as a list", {"securityContext": ["privileged"]}),
 ]
 
 # Value sets that pass the schema but that the templates must refuse with a message: (what,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import overrides
 from render import NAMESPACE, RELEASE, Rendered
 from report import Report
 
@@ -86,6 +87,7 @@ def check_all(r: Report, v: dict[str, Any], out: Rendered) -> None:
     secret_sync(r, v, out)
     wiring(r, v, out)
     notes(r, v, out)
+    overrides.check_all(r, v, out)
 
 
 def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:

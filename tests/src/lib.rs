@@ -36,6 +36,7 @@ pub mod h2_capture;
 mod kube_api;
 pub mod legacy_client;
 mod memory;
+pub mod monitoring;
 mod moto;
 mod mount_request;
 pub mod objects;
