@@ -10,7 +10,8 @@
 //! - [`atomic_writer`], [`mount`]: files and the tmpfs;
 //! - [`cluster`]: SecretProviderClasses, status records and events;
 //! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets;
-//! - [`error_chain`]: an error and its causes as one line, where errors leave the shim.
+//! - [`error_chain`]: an error and its causes as one line, where errors leave the shim;
+//! - [`secretsync`]: the SecretSync controller (Secrets synced without a pod mount).
 
 pub mod atomic_writer;
 pub mod cluster;
@@ -18,11 +19,13 @@ pub mod csi;
 pub mod dir;
 pub mod error_chain;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod mount;
 pub mod provider_client;
 pub mod publish;
 pub mod request;
+pub mod secretsync;
 pub mod sync;
 pub mod target;
 pub mod tls;

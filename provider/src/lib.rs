@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod authority;
 pub mod backend;
+pub mod check;
 pub mod connection;
 pub mod dialect;
 pub mod identity;
@@ -23,6 +24,7 @@ pub mod kube_client;
 pub mod memory;
 pub mod metrics;
 pub mod object_path;
+pub mod process_metrics;
 pub mod provider_name;
 pub mod render;
 pub mod request;
