@@ -23,6 +23,7 @@ pub mod kube_client;
 pub mod memory;
 pub mod metrics;
 pub mod object_path;
+pub mod plan;
 pub mod provider_name;
 pub mod render;
 pub mod request;

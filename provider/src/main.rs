@@ -17,6 +17,7 @@ use courier_provider::listener::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS};
 use courier_provider::identity::{TokenVerification, VerifierSettings};
 use courier_provider::metrics::Metrics;
 use courier_provider::server::Settings;
+use courier_provider::backend::Settings as BackendSettings;
 use courier_provider::socket::{self, BoundSocket};
 use courier_provider::telemetry::{self, Health, LogFormat};
 use courier_provider::version::Versioner;
@@ -211,20 +212,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.template_memory_mib * 1024 * 1024,
             usize::from(args.template_renderers),
         )),
-        vault: VaultSettings {
-            static_reuse: args.static_reuse,
-            backend_concurrency: args.backend_concurrency,
-            lease_reuse_fraction: args.lease_reuse_fraction,
-            renew_leases: args.lease_renew,
-            lease_sweep_interval: args.lease_sweep_interval,
-            lease_revoke_grace: args.lease_revoke_grace,
-            shared_work_timeout: args.mount_timeout,
-        },
-        aws: AwsSettings {
-            default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
-            pod_identity_agent_url: args.pod_identity_agent_url.clone(),
-            role_cache: DEFAULT_ROLE_CACHE,
-            concurrency: args.backend_concurrency,
+        backends: BackendSettings {
+            vault: VaultSettings {
+                static_reuse: args.static_reuse,
+                backend_concurrency: args.backend_concurrency,
+                lease_reuse_fraction: args.lease_reuse_fraction,
+                renew_leases: args.lease_renew,
+                lease_sweep_interval: args.lease_sweep_interval,
+                lease_revoke_grace: args.lease_revoke_grace,
+                shared_work_timeout: args.mount_timeout,
+            },
+            aws: AwsSettings {
+                default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
+                pod_identity_agent_url: args.pod_identity_agent_url.clone(),
+                role_cache: DEFAULT_ROLE_CACHE,
+                concurrency: args.backend_concurrency,
+            },
         },
         tokens: VerifierSettings {
             mode: args.token_verification,

@@ -3,9 +3,8 @@
 
 use base64::Engine as _;
 
-use crate::backend::{Derived, Encoding, Fetched, ObjectSpec};
+use crate::plan::{Derived, Encoding, Fetched, ObjectSpec, kind_of};
 use crate::object_path::ObjectPath;
-use crate::request::kind_of;
 use crate::template::{TemplateError, TemplateSpec, render_all};
 use crate::secret::SecretBytes;
 use crate::version::Versioner;
@@ -390,8 +389,6 @@ fn decode(spec: &ObjectSpec, raw: SecretBytes) -> Result<SecretBytes, RenderErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ObjectSource;
-    use crate::backend::vault::{Method, VaultObject};
 
     fn spec(name: &str, encoding: Encoding, mode: Option<u32>) -> ObjectSpec {
         ObjectSpec {
@@ -404,14 +401,6 @@ mod tests {
             encoding,
             descriptor: name.to_owned(),
             derived: Vec::new(),
-            source: ObjectSource::Vault(VaultObject {
-                path: "p".into(),
-                query: None,
-                method: Method::Get,
-                args: None,
-                secret_key: None,
-                expand: false,
-            }),
         }
     }
 
@@ -474,7 +463,7 @@ mod tests {
     fn expand_keys_writes_one_file_per_key() {
         let v = Versioner::random();
         let mut s = spec("app", Encoding::Utf8, Some(0o600));
-        s.expand = Some(crate::backend::Expand { base: Some(ObjectPath::parse("app").expect("p")) });
+        s.expand = Some(crate::plan::Expand { base: Some(ObjectPath::parse("app").expect("p")) });
         let out = render(&[s.clone()], vec![fetched(br#"{"user":"u","port":5432}"#)], &[], 0o644, &v).expect("ok");
         let names: Vec<(&str, u32)> = out.files.iter().map(|f| (f.path.as_str(), f.mode)).collect();
         assert_eq!(names, [("app/port", 0o600), ("app/user", 0o600)]);
@@ -494,7 +483,7 @@ mod tests {
     fn conflicts_and_nothing_to_write() {
         let v = Versioner::random();
         let mut a = spec("app", Encoding::Utf8, None);
-        a.expand = Some(crate::backend::Expand { base: Some(ObjectPath::parse("app").expect("p")) });
+        a.expand = Some(crate::plan::Expand { base: Some(ObjectPath::parse("app").expect("p")) });
         let b = spec("app", Encoding::Utf8, None);
         let err = render(&[b.clone(), a], vec![fetched(b"x"), fetched(br#"{"k":"v"}"#)], &[], 0o644, &v).expect_err("conflict");
         assert!(matches!(err, RenderError::Conflict { .. }), "{err}");

@@ -14,9 +14,7 @@ use crate::audit::AuditRecord;
 use crate::authority;
 use crate::connection::TrackStreamsLayer;
 use crate::listener::{self, ConnectionLimits};
-use crate::backend::aws::{AwsBackend, AwsSettings};
-use crate::backend::vault::{VaultBackend, VaultSettings};
-use crate::backend::{self, BackendConfig, ErrorKind};
+use crate::backend::{self, Backends, ErrorKind};
 use crate::dialect::{self, Defaults, Dialect};
 use crate::identity::{TokenVerifier, VerifierSettings};
 use crate::kube_client::KubeClient;
@@ -56,8 +54,7 @@ const API_VERSION: &str = "v1alpha1";
 /// State shared by every socket: backends, caches, the version key and settings.
 #[derive(Debug)]
 pub struct Core {
-    vault: VaultBackend,
-    aws: AwsBackend,
+    backends: Backends,
     versioner: Versioner,
     defaults: Defaults,
     mount_timeout: Duration,
@@ -77,10 +74,8 @@ pub struct Settings {
     /// Where templates are rendered: a child-process sandbox, or this process
     /// (`None`, for embedding and tests only: memory is then not bounded).
     pub templates: Option<Sandbox>,
-    /// Vault backend tunables.
-    pub vault: VaultSettings,
-    /// AWS backend tunables.
-    pub aws: AwsSettings,
+    /// Every backend's tunables.
+    pub backends: backend::Settings,
     /// Service-account token verification.
     pub tokens: VerifierSettings,
 }
@@ -92,8 +87,10 @@ impl Core {
         let kube = Arc::new(KubeClient::default());
         let verifier = Arc::new(TokenVerifier::new(settings.tokens, Arc::clone(&kube)));
         Self {
-            vault: VaultBackend::new(settings.vault, Arc::clone(&metrics), Arc::clone(&verifier)),
-            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics), Arc::clone(&verifier), kube),
+            backends: Backends::new(
+                settings.backends,
+                &backend::Deps { metrics: Arc::clone(&metrics), verifier: Arc::clone(&verifier), kube },
+            ),
             verifier,
             versioner,
             defaults: settings.defaults,
@@ -204,12 +201,7 @@ impl ProviderService {
         audit.backend = backend_name;
         audit.objects = plan.objects.iter().map(|o| (o.path.as_str().to_owned(), None)).collect();
 
-        let fetch = async {
-            match &plan.backend {
-                BackendConfig::Vault(cfg) => self.core.vault.fetch(cfg, &ctx.identity, &plan.objects).await,
-                BackendConfig::Aws(cfg) => self.core.aws.fetch(cfg, &ctx.identity, &plan.objects).await,
-            }
-        };
+        let fetch = self.core.backends.fetch(&plan.backend, &ctx.identity, &plan.objects);
         let fetched = tokio::time::timeout(self.core.mount_timeout, fetch)
             .await
             .map_err(|_| MountError::Deadline { backend: backend_name, timeout: self.core.mount_timeout })??;
@@ -464,8 +456,15 @@ mod tests {
             mount_timeout: Duration::from_secs(30),
             templates: None,
             tokens: crate::identity::VerifierSettings::default(),
-            vault: VaultSettings::default(),
-            aws: AwsSettings { default_region: None, pod_identity_agent_url: None, role_cache: Duration::from_secs(60), concurrency: 4 },
+            backends: backend::Settings {
+                vault: crate::backend::vault::VaultSettings::default(),
+                aws: crate::backend::aws::AwsSettings {
+                    default_region: None,
+                    pod_identity_agent_url: None,
+                    role_cache: Duration::from_secs(60),
+                    concurrency: 4,
+                },
+            },
         };
         let core = Core::new(Versioner::random(), settings, Metrics::shared());
         let vault_token = "s.vault-token-canary-5fa1";
@@ -477,9 +476,9 @@ mod tests {
             "renewable": true,
             "data": {"username": "v-user-canary-31b8", "password": secret_value},
         });
-        core.vault.seed_for_test(vault_token, &response);
+        core.backends.vault.seed_for_test(vault_token, &response);
         let (aws_secret, aws_session) = ("aws-secret-key-canary-9e02", "aws-session-canary-c4d7");
-        core.aws.seed_for_test(aws_secret, aws_session);
+        core.backends.aws.seed_for_test(aws_secret, aws_session);
 
         for shown in [format!("{core:?}"), format!("{core:#?}")] {
             for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session] {

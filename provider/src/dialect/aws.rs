@@ -8,9 +8,10 @@ use serde_json::Value;
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan, boolean, single};
 use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
-use crate::backend::{BackendConfig, Derived, Expand, ObjectSource, ObjectSpec};
+use crate::backend::{BackendPlan, Plan};
+use crate::plan::{Derived, Expand, ObjectSpec};
 use crate::object_path::ObjectPath;
-use crate::request::kind_of;
+use crate::plan::kind_of;
 
 /// Object fields this dialect reads.
 const OBJECT_FIELDS: &[&str] = &[
@@ -113,9 +114,10 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
     let mut aliases: HashSet<String> = HashSet::new();
     let mut paths: HashSet<String> = HashSet::new();
     let mut objects = Vec::new();
+    let mut sources = Vec::new();
     for mut raw in parse_list(&yaml)? {
         raw.fold_field_names(ANCHOR_FIELDS, &[("jmesPath", JMES_FIELDS), ("failoverObject", FAILOVER_FIELDS)]);
-        let spec = object(&raw, &region, failover_region.as_deref(), translate)?;
+        let (spec, source) = object(&raw, &region, failover_region.as_deref(), translate)?;
         let name = raw.required("objectName")?;
         let alias = raw.string("objectAlias")?;
         let combo = (name.clone(), alias.clone().unwrap_or_default(), raw.string("objectVersionLabel")?.unwrap_or_default());
@@ -145,6 +147,7 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
             tracing::debug!(object = raw.index, fields = ?unknown, "ignoring unknown object fields");
         }
         objects.push(spec);
+        sources.push(source);
     }
     // The AWS provider asks every region and fails on a 4xx from any of them; the
     // native socket asks the failover region only when the primary cannot answer.
@@ -153,7 +156,10 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
         Flavor::Native => FailoverMode::OnUnavailable,
     };
     Ok(MountPlan {
-        backend: BackendConfig::Aws(AwsConfig { region, failover_region, failover_mode, auth }),
+        backend: Plan::Aws(BackendPlan {
+            config: AwsConfig { region, failover_region, failover_mode, auth },
+            objects: sources,
+        }),
         objects,
         templates: Vec::new(),
     })
@@ -167,7 +173,7 @@ fn claim(names: &mut HashSet<String>, raw: &RawObject, field: &str, name: &str) 
     }
 }
 
-fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translate: Option<char>) -> Result<ObjectSpec, Error> {
+fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translate: Option<char>) -> Result<(ObjectSpec, AwsObject), Error> {
     let i = raw.index;
     let field = |f: &str| format!("objects[{i}].{f}");
     let name = raw.required("objectName")?;
@@ -291,7 +297,7 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         (true, true) => Some(Expand { base: alias.as_ref().map(|_| path.clone()) }),
         (true, false) => Some(Expand { base: Some(path.clone()) }),
     };
-    Ok(ObjectSpec {
+    let spec = ObjectSpec {
         index: i,
         name: alias.clone().unwrap_or_else(|| name.clone()),
         path,
@@ -301,8 +307,8 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         encoding,
         descriptor: format!("aws|{region}|{}", raw.canonical()),
         derived,
-        source: ObjectSource::Aws(AwsObject { service, name, selector, failover, list_path }),
-    })
+    };
+    Ok((spec, AwsObject { service, name, selector, failover, list_path }))
 }
 
 fn first_line(text: &str) -> String {
@@ -361,8 +367,8 @@ mod tests {
 
     fn aws(plan: &MountPlan) -> &AwsConfig {
         match &plan.backend {
-            BackendConfig::Aws(cfg) => cfg,
-            BackendConfig::Vault(_) => panic!("expected aws"),
+            Plan::Aws(plan) => &plan.config,
+            Plan::Vault(_) => panic!("expected aws"),
         }
     }
 
@@ -448,7 +454,8 @@ mod tests {
         assert_eq!((d[0].path.as_str(), d[0].mode, d[0].jmes_path.as_str()), ("user", Some(0o600), "username"));
         let yaml = "- {objectName: a, objectType: secretsmanager, objectAlias: a1, FailoverObject: {ObjectName: b}}";
         let plan = parse(&attrs(&[("objects", yaml), ("failoverRegion", "us-west-2")]), Flavor::Compatible, &defaults()).expect("valid");
-        let ObjectSource::Aws(o) = &plan.objects[0].source else { panic!("aws") };
+        let Plan::Aws(aws) = &plan.backend else { panic!("aws") };
+        let o = &aws.objects[0];
         assert_eq!(o.failover.as_ref().map(|(n, _)| n.as_str()), Some("b"));
     }
 

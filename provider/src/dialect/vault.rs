@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan, boolean, parse_bool, single};
 use crate::backend::vault::{Fidelity, Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
-use crate::backend::{BackendConfig, Encoding, Expand, ObjectSource, ObjectSpec};
+use crate::backend::{BackendPlan, Plan};
+use crate::plan::{Encoding, Expand, ObjectSpec};
 
 /// Auth mount used when the SecretProviderClass names none.
 const DEFAULT_AUTH_MOUNT: &str = "kubernetes";
@@ -179,9 +180,10 @@ pub(super) fn parse(
     let objects_yaml = single(attrs, "objects").ok_or_else(|| Error::new("objects", "missing; list the secrets to mount"))?;
     let backend_tag = format!("{}|{}|{}", flavor.name(), address, namespace.as_deref().unwrap_or(""));
     let mut objects = Vec::new();
+    let mut sources = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for raw in parse_list(&objects_yaml)? {
-        let spec = object(&raw, &backend_tag, socket)?;
+        let (spec, source) = object(&raw, &backend_tag, socket)?;
         if !seen.insert(spec.path.as_str().to_owned()) {
             let first = objects.iter().position(|o: &ObjectSpec| o.path == spec.path).unwrap_or(0);
             return Err(Error::new(
@@ -194,10 +196,12 @@ pub(super) fn parse(
             tracing::debug!(object = raw.index, fields = ?unknown, "ignoring unknown object fields");
         }
         objects.push(spec);
+        sources.push(source);
     }
 
     Ok(MountPlan {
-        backend: BackendConfig::Vault(VaultConfig {
+        backend: Plan::Vault(BackendPlan {
+            config: VaultConfig {
             flavor,
             address,
             namespace,
@@ -206,17 +210,19 @@ pub(super) fn parse(
             audience,
             tls,
             leases,
-            fidelity: match socket {
-                Socket::Compatible => Fidelity::Anchor,
-                Socket::Native => Fidelity::Native,
+                fidelity: match socket {
+                    Socket::Compatible => Fidelity::Anchor,
+                    Socket::Native => Fidelity::Native,
+                },
             },
+            objects: sources,
         }),
         objects,
         templates: Vec::new(),
     })
 }
 
-fn object(raw: &RawObject, backend_tag: &str, socket: Socket) -> Result<ObjectSpec, Error> {
+fn object(raw: &RawObject, backend_tag: &str, socket: Socket) -> Result<(ObjectSpec, VaultObject), Error> {
     let i = raw.index;
     let path = raw.path("objectName")?;
     let secret_path = raw.required("secretPath")?;
@@ -253,7 +259,7 @@ fn object(raw: &RawObject, backend_tag: &str, socket: Socket) -> Result<ObjectSp
         _ => raw.encoding()?,
     };
     let mode = raw.file_mode("filePermission")?;
-    Ok(ObjectSpec {
+    let spec = ObjectSpec {
         index: i,
         name: path.as_str().to_owned(),
         write: raw.flag("render")?.unwrap_or(true),
@@ -263,15 +269,8 @@ fn object(raw: &RawObject, backend_tag: &str, socket: Socket) -> Result<ObjectSp
         encoding,
         descriptor: format!("{backend_tag}|{}", raw.canonical()),
         derived: Vec::new(),
-        source: ObjectSource::Vault(VaultObject {
-            path: api_path,
-            query,
-            method,
-            args,
-            secret_key,
-            expand,
-        }),
-    })
+    };
+    Ok((spec, VaultObject { path: api_path, query, method, args, secret_key, expand }))
 }
 
 /// `v1/secret/data/app?version=2` -> (`secret/data/app`, `version=2`).
@@ -310,8 +309,8 @@ mod tests {
 
     fn vault_cfg(plan: &MountPlan) -> &VaultConfig {
         match &plan.backend {
-            BackendConfig::Vault(cfg) => cfg,
-            BackendConfig::Aws(_) => panic!("expected vault"),
+            Plan::Vault(plan) => &plan.config,
+            Plan::Aws(_) => panic!("expected vault"),
         }
     }
 
@@ -426,7 +425,8 @@ mod tests {
         let o = &plan.objects[0];
         assert_eq!(o.mode, Some(0o600));
         assert_eq!(o.encoding, Encoding::Base64);
-        let ObjectSource::Vault(v) = &o.source else { panic!("expected a Vault object") };
+        let Plan::Vault(vault) = &plan.backend else { panic!("expected a Vault plan") };
+        let v = &vault.objects[0];
         assert_eq!(v.method, Method::Put);
         assert_eq!(v.args.as_ref().and_then(|a| a.get("common_name")).and_then(|v| v.as_str()), Some("a.example"));
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use courier_provider::backend::{Fetched, ObjectSpec};
+use courier_provider::plan::{Fetched, ObjectSpec};
 use courier_provider::dialect::Dialect;
 use courier_provider::object_path::ObjectPath;
 use courier_provider::render::render;

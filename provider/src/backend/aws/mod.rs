@@ -23,10 +23,16 @@ use tokio::sync::Mutex;
 
 pub use config::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
 
+/// A mount's AWS part: its configuration and each object's secret or parameter.
+pub type Plan = BackendPlan<AwsConfig, AwsObject>;
+/// The backend's tunables, by the name the backend registry uses.
+pub type Settings = AwsSettings;
+
 use self::credentials::{AGENT_URL_IPV4, AGENT_URL_IPV6, EXPIRY_MARGIN};
 use self::errors::{Failure, classify};
 use self::service_account::Kube;
-use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
+use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
+use crate::plan::{Fetched, ObjectSpec};
 use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenProblem, TokenVerifier};
 use crate::kube_client::KubeClient;
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels};
@@ -100,6 +106,24 @@ impl std::fmt::Debug for State {
     }
 }
 
+impl Backend for AwsBackend {
+    type Settings = Settings;
+    type Config = AwsConfig;
+    type Object = AwsObject;
+
+    fn new(settings: AwsSettings, shared: &Deps) -> Self {
+        Self::new(settings, Arc::clone(&shared.metrics), Arc::clone(&shared.verifier), Arc::clone(&shared.kube))
+    }
+
+    fn name(_config: &AwsConfig) -> &'static str {
+        BACKEND
+    }
+
+    async fn fetch(&self, plan: &Plan, identity: &PodIdentity, specs: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+        self.fetch_plan(plan, identity, specs).await
+    }
+}
+
 #[cfg(test)]
 impl AwsBackend {
     /// Caches credentials with `secret_key` and `session_token` (also as a run in
@@ -147,8 +171,10 @@ impl AwsBackend {
         }
     }
 
-    /// Fetches `objects` as `identity`. The result is in the order of `objects`.
-    pub async fn fetch(&self, cfg: &AwsConfig, identity: &PodIdentity, objects: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+    /// Fetches `plan`'s objects as `identity`; `specs[i]` is where
+    /// `plan.objects[i]` goes. The result is in the order of `specs`.
+    async fn fetch_plan(&self, plan: &Plan, identity: &PodIdentity, specs: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+        let cfg = &plan.config;
         let audience = cfg.auth.audience();
         let checked = self.state.verifier.check(identity, audience).await.map_err(|problem| match problem {
             TokenProblem::Missing => Error::new(
@@ -176,14 +202,11 @@ impl AwsBackend {
         })?;
         let creds = self.credentials(cfg, identity, checked.token, checked.scope).await?;
 
-        let mut results: Vec<Option<Fetched>> = (0..objects.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Fetched>> = (0..specs.len()).map(|_| None).collect();
         let mut ssm: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
         let mut sm: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
         let mut paths: Vec<(usize, &ObjectSpec, &AwsObject)> = Vec::new();
-        for (i, spec) in objects.iter().enumerate() {
-            let ObjectSource::Aws(obj) = &spec.source else {
-                return Err(Error::new(ErrorKind::Invalid, BACKEND, "a non-AWS object reached the AWS backend"));
-            };
+        for (i, (spec, obj)) in specs.iter().zip(&plan.objects).enumerate() {
             match obj.service {
                 Service::SecretsManager => sm.push((i, spec, obj)),
                 Service::Ssm if obj.list_path => paths.push((i, spec, obj)),
@@ -559,7 +582,7 @@ impl AwsBackend {
                         for p in page.parameters() {
                             let full = p.name().unwrap_or_default();
                             let relative = full.strip_prefix(path.as_str()).unwrap_or(full).trim_start_matches('/');
-                            entries.push(super::Entry {
+                            entries.push(crate::plan::Entry {
                                 name: relative.to_owned(),
                                 content: SecretBytes::new(p.value().unwrap_or_default().as_bytes().to_vec()),
                                 version_id: Some(p.version().to_string()),

@@ -27,10 +27,16 @@ use tokio::sync::{Mutex, Semaphore};
 
 pub use config::{Fidelity, Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 
+/// A mount's Vault part: its configuration and each object's request.
+pub type Plan = BackendPlan<VaultConfig, VaultObject>;
+/// The backend's tunables, by the name the backend registry uses.
+pub type Settings = VaultSettings;
+
 use self::client::{Clients, Endpoint};
 use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts};
 use self::select::{Document, SelectError, data_kind, select};
-use super::{Error, ErrorKind, Fetched, ObjectSource, ObjectSpec};
+use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
+use crate::plan::{Fetched, ObjectSpec};
 use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenProblem, TokenVerifier, unix_now};
 use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels, status_class};
 use crate::secret::{SecretBytes, SecretString};
@@ -202,13 +208,10 @@ impl VaultBackend {
         Self { state }
     }
 
-    /// Fetches `objects` as `identity`. The result is in the order of `objects`.
-    pub async fn fetch(
-        &self,
-        cfg: &VaultConfig,
-        identity: &PodIdentity,
-        objects: &[ObjectSpec],
-    ) -> Result<Vec<Fetched>, Error> {
+    /// Fetches `plan`'s objects as `identity`; `specs[i]` is where
+    /// `plan.objects[i]` goes. The result is in the order of `specs`.
+    async fn fetch_plan(&self, plan: &Plan, identity: &PodIdentity, specs: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+        let cfg = &plan.config;
         let backend = cfg.flavor.name();
         let checked = self.state.verifier.check(identity, &cfg.audience).await.map_err(|problem| match problem {
             TokenProblem::Missing => {
@@ -274,13 +277,7 @@ impl VaultBackend {
             received: std::sync::atomic::AtomicUsize::new(0),
         });
 
-        let mut vault_objects: Vec<(&ObjectSpec, &VaultObject)> = Vec::with_capacity(objects.len());
-        for spec in objects {
-            let ObjectSource::Vault(obj) = &spec.source else {
-                return Err(Error::new(ErrorKind::Invalid, backend, "a non-Vault object reached the Vault backend"));
-            };
-            vault_objects.push((spec, obj));
-        }
+        let vault_objects: Vec<(&ObjectSpec, &VaultObject)> = specs.iter().zip(&plan.objects).collect();
         let (unique, slot_of) = requests(&vault_objects, cfg.fidelity);
         let document = Document {
             request_id: cfg.fidelity == Fidelity::Anchor,
@@ -304,7 +301,7 @@ impl VaultBackend {
             bodies.push(response?);
         }
 
-        let mut fetched = Vec::with_capacity(objects.len());
+        let mut fetched = Vec::with_capacity(specs.len());
         for ((spec, obj), slot) in vault_objects.into_iter().zip(slot_of) {
             let body = &bodies[slot];
             let bytes = select(body, obj.secret_key.as_deref(), obj.expand, document).map_err(|e| {
@@ -326,6 +323,24 @@ impl VaultBackend {
             fetched.push(Fetched::value(SecretBytes::new(bytes), None));
         }
         Ok(fetched)
+    }
+}
+
+impl Backend for VaultBackend {
+    type Settings = Settings;
+    type Config = VaultConfig;
+    type Object = VaultObject;
+
+    fn new(settings: VaultSettings, shared: &Deps) -> Self {
+        Self::new(settings, std::sync::Arc::clone(&shared.metrics), std::sync::Arc::clone(&shared.verifier))
+    }
+
+    fn name(config: &VaultConfig) -> &'static str {
+        config.flavor.name()
+    }
+
+    async fn fetch(&self, plan: &Plan, identity: &PodIdentity, specs: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
+        self.fetch_plan(plan, identity, specs).await
     }
 }
 
@@ -1248,19 +1263,19 @@ mod tests {
         assert_eq!(vault_errors(&serde_json::json!({})), "no error text");
     }
 
-    fn spec_of(obj: VaultObject, index: usize) -> ObjectSpec {
-        ObjectSpec {
+    fn spec_of(obj: VaultObject, index: usize) -> (ObjectSpec, VaultObject) {
+        let spec = ObjectSpec {
             index,
             name: format!("o{index}"),
             path: crate::object_path::ObjectPath::parse(&format!("o{index}")).expect("path"),
             write: true,
             expand: None,
             mode: None,
-            encoding: super::super::Encoding::Utf8,
+            encoding: crate::plan::Encoding::Utf8,
             descriptor: String::new(),
             derived: Vec::new(),
-            source: ObjectSource::Vault(obj),
-        }
+        };
+        (spec, obj)
     }
 
     #[test]
@@ -1279,13 +1294,7 @@ mod tests {
             spec_of(issue(Some(serde_json::json!({"common_name": "b"})), "certificate"), 2),
             spec_of(VaultObject { method: Method::Post, ..issue(None, "ca_chain") }, 3),
         ];
-        let objects: Vec<(&ObjectSpec, &VaultObject)> = specs
-            .iter()
-            .map(|s| match &s.source {
-                ObjectSource::Vault(o) => (s, o),
-                ObjectSource::Aws(_) => unreachable!("vault objects only"),
-            })
-            .collect();
+        let objects: Vec<(&ObjectSpec, &VaultObject)> = specs.iter().map(|(s, o)| (s, o)).collect();
         // The anchors: the first listed object of each (path, method) sends, whatever its arguments.
         let (unique, slots) = requests(&objects, Fidelity::Anchor);
         assert_eq!((unique.len(), slots), (2, vec![0, 0, 0, 1]));
