@@ -44,11 +44,11 @@ const FLAG_PRIORITY: u8 = 0x20;
 /// Largest frame payload accepted: the HTTP/2 default SETTINGS_MAX_FRAME_SIZE,
 /// which the server advertises (it is set explicitly where the server is built).
 /// Frames we write are never larger either.
-pub const MAX_FRAME_SIZE: usize = 16_384;
+pub(crate) const MAX_FRAME_SIZE: usize = 16_384;
 /// Largest decoded header list (RFC 9113 size: names, values and 32 bytes per
 /// field) the server accepts; it advertises this as SETTINGS_MAX_HEADER_LIST_SIZE.
 /// gRPC requests carry well under 1 KiB.
-pub const MAX_HEADER_LIST_SIZE: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_LIST_SIZE: usize = 16 * 1024;
 /// Largest encoded header block we buffer. The server refuses anything near it.
 const MAX_HEADER_BLOCK: usize = 4 * MAX_HEADER_LIST_SIZE;
 /// Most CONTINUATION frames buffered for one header block: empty ones cost the
@@ -86,7 +86,7 @@ struct Block {
 }
 
 /// A client connection whose invalid `:authority` is replaced by `localhost`.
-pub struct AuthorityFix<S> {
+pub(crate) struct AuthorityFix<S> {
     inner: S,
     mode: Mode,
     inbuf: BytesMut,
@@ -99,7 +99,7 @@ pub struct AuthorityFix<S> {
 
 impl<S> AuthorityFix<S> {
     /// Wraps a freshly accepted connection.
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         let mut decoder = loona_hpack::Decoder::new();
         decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
         Self {

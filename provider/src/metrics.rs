@@ -217,7 +217,7 @@ impl Metrics {
 
 /// Status class label of an HTTP status.
 #[must_use]
-pub fn status_class(status: u16) -> &'static str {
+pub(crate) fn status_class(status: u16) -> &'static str {
     match status {
         200..=299 => "2xx",
         400..=499 => "4xx",

@@ -132,7 +132,7 @@ pub fn render(
 }
 
 /// Objects rendered into files, waiting for the templates.
-pub struct Staged {
+pub(crate) struct Staged {
     files: Vec<File>,
     versions: Vec<ObjectVersion>,
     inputs: Vec<(String, SecretBytes)>,
@@ -147,12 +147,12 @@ impl std::fmt::Debug for Staged {
 impl Staged {
     /// What templates see: each object's name and content.
     #[must_use]
-    pub fn template_inputs(&self) -> Vec<(String, &SecretBytes)> {
+    pub(crate) fn template_inputs(&self) -> Vec<(String, &SecretBytes)> {
         self.inputs.iter().map(|(n, c)| (n.clone(), c)).collect()
     }
 
     /// Adds the templates' outputs and checks the whole mount.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         templates: &[TemplateSpec],
         outputs: Vec<SecretBytes>,
@@ -182,11 +182,11 @@ impl Staged {
 
 /// Most bytes of files one mount may return: the driver reads at most 4 MiB of
 /// response, and the gRPC framing needs a little of that.
-pub const MAX_MOUNT_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
+pub(crate) const MAX_MOUNT_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// Turns fetched objects into files and versions, and keeps their contents for
 /// the templates. The running size is checked as each object is added.
-pub fn render_objects(
+pub(crate) fn render_objects(
     specs: &[ObjectSpec],
     fetched: Vec<Fetched>,
     default_mode: u32,

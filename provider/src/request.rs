@@ -26,7 +26,7 @@ pub const SERVICE_ACCOUNT_KEY: &str = "csi.storage.k8s.io/serviceAccount.name";
 /// Tokens kubelet minted for the CSIDriver's `tokenRequests` audiences.
 pub const TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
 /// The SecretProviderClass name the pod's volume refers to.
-pub const SPC_KEY: &str = "secretProviderClass";
+pub(crate) const SPC_KEY: &str = "secretProviderClass";
 
 /// File mode used when the driver sends no `permission` (what it always sends: 0644).
 const DEFAULT_FILE_MODE: u32 = 0o644;

@@ -9,8 +9,8 @@
 //! its typed [`Plan`] variant, its field of [`Settings`] and its dispatch.
 
 mod registry;
-pub mod aws;
-pub mod vault;
+pub(crate) mod aws;
+pub(crate) mod vault;
 
 use std::fmt;
 use std::future::Future;
@@ -21,7 +21,8 @@ use crate::kube_client::KubeClient;
 use crate::metrics::Metrics;
 use crate::plan::{Fetched, ObjectSpec};
 
-pub use registry::{BackendPlan, Plan, Settings};
+pub use registry::Settings;
+pub(crate) use registry::{BackendPlan, Plan};
 pub(crate) use registry::Backends;
 
 /// What every backend is built with besides its own settings.
@@ -62,7 +63,7 @@ pub(crate) trait Backend: fmt::Debug + Sized + Send + Sync {
 
 /// What went wrong, independent of transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The request can never succeed as written (bad parameter, bad data shape).
     Invalid,
     /// The backend refused the pod's identity.
@@ -78,7 +79,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Bounded label for metrics and logs.
     #[must_use]
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Invalid => "invalid",
             Self::Denied => "denied",
@@ -91,7 +92,7 @@ impl ErrorKind {
 
 /// A backend failure, with what to check. The message never holds a secret value.
 #[derive(Debug, Clone)]
-pub struct Error {
+pub(crate) struct Error {
     /// Category, mapped to a gRPC code by the server.
     pub kind: ErrorKind,
     /// The backend (`vault`, `openbao`).
@@ -105,13 +106,13 @@ pub struct Error {
 impl Error {
     /// A new error about the whole mount.
     #[must_use]
-    pub fn new(kind: ErrorKind, backend: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, backend: &'static str, message: impl Into<String>) -> Self {
         Self { kind, backend, object: None, message: message.into() }
     }
 
     /// Names the object this error is about.
     #[must_use]
-    pub fn for_object(mut self, spec: &ObjectSpec) -> Self {
+    pub(crate) fn for_object(mut self, spec: &ObjectSpec) -> Self {
         self.object = Some(spec.label());
         self
     }

@@ -22,7 +22,7 @@ use crate::template::{self, TemplateSpec};
 use crate::backend::vault::Flavor;
 
 /// The most objects one mount may list.
-pub const MAX_OBJECTS: usize = 1000;
+pub(crate) const MAX_OBJECTS: usize = 1000;
 
 /// Which parameter set a socket accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

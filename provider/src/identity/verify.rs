@@ -29,7 +29,7 @@ const ACCEPTED: &[Algorithm] = &[
 
 /// Why a JWKS document or discovery document cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum KeysError {
+pub(crate) enum KeysError {
     /// The document is not the JSON expected.
     #[error("the {document} document is not valid JSON of the expected shape: {source}")]
     Malformed {

@@ -21,12 +21,12 @@ use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use futures::StreamExt as _;
 use tokio::sync::Mutex;
 
-pub use config::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
+pub(crate) use config::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
 
 /// A mount's AWS part: its configuration and each object's secret or parameter.
-pub type Plan = BackendPlan<AwsConfig, AwsObject>;
+pub(crate) type Plan = BackendPlan<AwsConfig, AwsObject>;
 /// The backend's tunables, by the name the backend registry uses.
-pub type Settings = AwsSettings;
+pub(crate) type Settings = AwsSettings;
 
 use self::credentials::{AGENT_URL_IPV4, AGENT_URL_IPV6, EXPIRY_MARGIN};
 use self::errors::{Failure, classify};
@@ -145,7 +145,7 @@ impl AwsBackend {
 
 /// The AWS backend.
 #[derive(Debug, Clone)]
-pub struct AwsBackend {
+pub(crate) struct AwsBackend {
     state: Arc<State>,
 }
 
@@ -153,7 +153,7 @@ impl AwsBackend {
     /// A backend with empty caches; `verifier` decides which tokens may share
     /// them, and `kube` reads service-account annotations for IRSA.
     #[must_use]
-    pub fn new(settings: AwsSettings, metrics: Arc<Metrics>, verifier: Arc<TokenVerifier>, kube: Arc<KubeClient>) -> Self {
+    pub(crate) fn new(settings: AwsSettings, metrics: Arc<Metrics>, verifier: Arc<TokenVerifier>, kube: Arc<KubeClient>) -> Self {
         Self {
             state: Arc::new(State {
                 limit: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),

@@ -25,12 +25,12 @@ use rand::Rng as _;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
-pub use config::{Fidelity, Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
+pub(crate) use config::{Fidelity, Flavor, LeasePolicy, Method, TlsSettings, TlsVerify, VaultConfig, VaultObject};
 
 /// A mount's Vault part: its configuration and each object's request.
-pub type Plan = BackendPlan<VaultConfig, VaultObject>;
+pub(crate) type Plan = BackendPlan<VaultConfig, VaultObject>;
 /// The backend's tunables, by the name the backend registry uses.
-pub type Settings = VaultSettings;
+pub(crate) type Settings = VaultSettings;
 
 use self::client::{Clients, Endpoint};
 use self::lease::{LeaseKey, Leases, Lookup, Revoker, lease_facts};
@@ -61,15 +61,15 @@ const NO_TTL_TOKEN_REUSE: Duration = Duration::from_secs(300);
 /// Longest Vault error text carried into a message.
 const MAX_VAULT_ERROR_CHARS: usize = 300;
 /// Default reuse window of a static read within one identity.
-pub const DEFAULT_STATIC_REUSE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_STATIC_REUSE: Duration = Duration::from_secs(5);
 /// Default bound on concurrent HTTP requests to one backend address.
 pub const DEFAULT_BACKEND_CONCURRENCY: usize = 64;
 /// Default share of a dynamic secret's lifetime after which it is renewed or re-issued.
 pub const DEFAULT_LEASE_REUSE_FRACTION: f64 = 2.0 / 3.0;
 /// Default interval of the sweep that drops expired leases and revokes idle ones.
-pub const DEFAULT_LEASE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_LEASE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Default time without a mount after which `revokeOnUnmount` leases are revoked.
-pub const DEFAULT_LEASE_REVOKE_GRACE: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_LEASE_REVOKE_GRACE: Duration = Duration::from_secs(600);
 
 /// Cache key of a Vault token: the backend configuration plus the pod identity,
 /// scoped to the service account only for a verified token.
@@ -181,14 +181,14 @@ impl std::fmt::Debug for State {
 
 /// The Vault/OpenBao backend: HTTP clients, the login cache and shared reads.
 #[derive(Debug, Clone)]
-pub struct VaultBackend {
+pub(crate) struct VaultBackend {
     state: Arc<State>,
 }
 
 impl VaultBackend {
     /// A backend with empty caches; `verifier` decides which tokens may share them.
     #[must_use]
-    pub fn new(settings: VaultSettings, metrics: Arc<Metrics>, verifier: Arc<TokenVerifier>) -> Self {
+    pub(crate) fn new(settings: VaultSettings, metrics: Arc<Metrics>, verifier: Arc<TokenVerifier>) -> Self {
         let leases = Leases::new(settings.lease_reuse_fraction, settings.renew_leases);
         let state = Arc::new(State {
             settings,
