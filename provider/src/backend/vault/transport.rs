@@ -1,0 +1,366 @@
+//! HTTP to Vault: one request with its bounded, jittered retry policy, the body
+//! limits, and what a transport failure means for retrying.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use serde_json::Value;
+
+use super::session::Session;
+use super::{Error, ErrorKind};
+use crate::metrics::{OperationLabels, RequestLabels, status_class};
+use crate::secret::SecretString;
+
+/// Attempts per request on retryable failures (connect errors, 429, 5xx).
+const MAX_ATTEMPTS: u32 = 3;
+/// First retry delay; doubled per attempt, plus up to 50% jitter.
+const RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+/// Largest response body accepted; a larger one is refused rather than buffered.
+/// (The driver takes at most 4 MiB of files for a whole mount.)
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Most bytes of response bodies one mount receives in all: JSON framing around
+/// at most 4 MiB of files, with room for a retried read.
+const MAX_MOUNT_RESPONSE_BYTES: usize = 12 * 1024 * 1024;
+
+/// Outcome of one HTTP attempt.
+pub(super) enum Attempt {
+    Done(reqwest::StatusCode, Value),
+    /// The server answered 429 or a 5xx: it was busy, sealed, or failed midway.
+    Busy(u16),
+    /// The request failed in transit. `unsent` when it provably never left this
+    /// process (the connection was never established).
+    Lost { why: String, unsent: bool },
+    /// A failure retrying cannot fix (the server's certificate is not trusted).
+    Fatal(String),
+    /// The mount's responses together passed [`MAX_MOUNT_RESPONSE_BYTES`].
+    TooLarge,
+}
+
+/// Which failed attempts of a request may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Replay {
+    /// Sending it twice does no harm: a read, a lease renewal (the same increment
+    /// again), a login (see [`Session::login`]).
+    Always,
+    /// The request issues something (a certificate, database credentials, any
+    /// write-method secret read): sent again only when an attempt provably never
+    /// reached the server, or the server refused it unprocessed (429). After a 5xx
+    /// or a connection lost once the request was sent, the server may have issued
+    /// it; a second attempt would issue a second certificate or lease nobody holds.
+    UnsentOnly,
+}
+
+impl Replay {
+    /// Whether a failed attempt with this outcome may be sent again.
+    fn allows(self, outcome: &Attempt) -> bool {
+        match outcome {
+            // Vault's rate-limit quotas refuse a request before it is routed.
+            Attempt::Busy(429) => true,
+            Attempt::Busy(_) => self == Self::Always,
+            Attempt::Lost { unsent, .. } => *unsent || self == Self::Always,
+            Attempt::Done(..) | Attempt::Fatal(_) | Attempt::TooLarge => false,
+        }
+    }
+}
+
+impl Session {
+    /// Sends one request with bounded, jittered retries on connect errors, 429 and
+    /// 5xx, as far as `replay` allows.
+    #[allow(clippy::too_many_arguments, reason = "one request's parts; a struct for them would only be unpacked here")]
+    pub(super) async fn send(
+        &self,
+        operation: &'static str,
+        method: reqwest::Method,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&Value>,
+        token: Option<&SecretString>,
+        replay: Replay,
+    ) -> Result<(reqwest::StatusCode, Value), Error> {
+        let mut url = self.endpoint.base.join(path).map_err(|e| {
+            self.error(ErrorKind::Invalid, format!("path {path:?} does not form a URL: {e}"))
+        })?;
+        url.set_query(query);
+        let mut last = String::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let mut request = self.endpoint.http.request(method.clone(), url.clone());
+            request = request.header("X-Vault-Request", "true");
+            if let Some(ns) = &self.cfg.namespace {
+                request = request.header("X-Vault-Namespace", ns);
+            }
+            if let Some(token) = token {
+                let mut value = reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                    self.error(ErrorKind::Unavailable, "the server issued a token that is not a valid header".into())
+                })?;
+                value.set_sensitive(true);
+                request = request.header("X-Vault-Token", value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let started = Instant::now();
+            let outcome = {
+                let _permit = self.limit.acquire().await.map_err(|_| {
+                    self.error(ErrorKind::Unavailable, "the provider is shutting down".into())
+                })?;
+                self.attempt(request).await
+            };
+            let status = match &outcome {
+                Attempt::Done(status, _) => status_class(status.as_u16()),
+                Attempt::Busy(_) => "5xx",
+                Attempt::Lost { .. } | Attempt::Fatal(_) | Attempt::TooLarge => "error",
+            };
+            let metrics = &self.state.metrics;
+            metrics.backend_requests.get_or_create(&RequestLabels { backend: self.name(), operation, status }).inc();
+            metrics
+                .backend_seconds
+                .get_or_create(&OperationLabels { backend: self.name(), operation })
+                .observe(started.elapsed().as_secs_f64());
+            let replayable = replay.allows(&outcome);
+            match outcome {
+                Attempt::Done(status, value) => return Ok((status, value)),
+                Attempt::Fatal(why) => {
+                    return Err(self.error(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "TLS verification of {} failed: {why}. Set vaultCACertPath or vaultCADirectory to the CA \
+                             that signed the server's certificate, or vaultTLSServerName to a name the certificate \
+                             holds",
+                            self.cfg.address
+                        ),
+                    ));
+                }
+                Attempt::TooLarge => {
+                    return Err(self.error(
+                        ErrorKind::Invalid,
+                        format!(
+                            "{} {path}: the mount's responses from {} pass {MAX_MOUNT_RESPONSE_BYTES} bytes; \
+                             the driver takes at most 4 MiB of files: split the objects across SecretProviderClasses",
+                            method.as_str(),
+                            self.cfg.address
+                        ),
+                    ));
+                }
+                Attempt::Busy(code) => last = format!("HTTP {code}"),
+                Attempt::Lost { why, .. } => last = why,
+            }
+            if !replayable {
+                return Err(self.error(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{} {path} failed after the request may have reached {} ({last}); it is not sent again, \
+                         since a second attempt could issue a second secret. The next mount tries again; check \
+                         that the server is healthy",
+                        method.as_str(),
+                        self.cfg.address
+                    ),
+                ));
+            }
+            tracing::debug!(backend = self.name(), path, attempt, reason = %last, "retrying");
+        }
+        Err(self.error(
+            ErrorKind::Unavailable,
+            format!(
+                "{} {path} failed after {MAX_ATTEMPTS} attempts: {last}. Check that {} is reachable from the \
+                 node and unsealed",
+                method.as_str(),
+                self.cfg.address
+            ),
+        ))
+    }
+
+    async fn attempt(&self, request: reqwest::RequestBuilder) -> Attempt {
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if is_certificate_error(&e) => return Attempt::Fatal(describe_transport_error(&e)),
+            Err(e) => return Attempt::Lost { why: describe_transport_error(&e), unsent: never_sent(&e) },
+        };
+        let status = response.status();
+        if status.as_u16() == 429 || (status.is_server_error() && status.as_u16() != 501) {
+            return Attempt::Busy(status.as_u16());
+        }
+        // From here on the server has answered: whatever is lost was sent.
+        let lost = |why: String| Attempt::Lost { why, unsent: false };
+        let mut body = zeroize::Zeroizing::new(Vec::new());
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        return lost(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+                    }
+                    // Charged as it arrives, so a server that answers every read of a
+                    // mount with megabytes is stopped before they are all held.
+                    let received = self.received.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+                    if received > MAX_MOUNT_RESPONSE_BYTES {
+                        return Attempt::TooLarge;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return lost(describe_transport_error(&e)),
+            }
+        }
+        let value = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(value) => value,
+                Err(e) => {
+                    return lost(format!(
+                        "HTTP {}: the response is not JSON ({:?} error)",
+                        status.as_u16(),
+                        e.classify()
+                    ));
+                }
+            }
+        };
+        Attempt::Done(status, value)
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = RETRY_BASE_DELAY * 2u32.saturating_pow(attempt.saturating_sub(1));
+    let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+    base + Duration::from_millis(jitter)
+}
+
+/// Whether a transport error is the server's certificate being refused: a TLS
+/// certificate error somewhere in the source chain.
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if is_tls_certificate_error(cause) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// The TLS connector wraps the TLS library's error in I/O errors (nested), whose
+/// own `source` skips the wrapped error, so I/O errors are opened by hand.
+fn is_tls_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.get_ref().is_some_and(|inner| is_tls_certificate_error(inner));
+    }
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
+}
+
+/// Whether a failed request provably never reached the server: no connection was
+/// established (refused, DNS, TLS handshake, connect timeout). The HTTP client
+/// reports each of these as a connect error of its connector (found by type in the
+/// error's source chain), before a byte of the request is written. Anything later (a
+/// reset, a timeout while waiting for the answer) may follow a request the server
+/// acted on.
+fn never_sent(e: &reqwest::Error) -> bool {
+    e.is_connect()
+}
+
+pub(super) fn describe_transport_error(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "transport error".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        for attempt in 1..MAX_ATTEMPTS {
+            let d = backoff(attempt);
+            let base = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
+            assert!(d >= base && d <= base + base / 2, "{d:?}");
+        }
+    }
+
+    fn local_client() -> reqwest::Client {
+        reqwest::Client::builder().no_proxy().build().expect("a plain HTTP client builds")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_was_never_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+        let err = local_client().post(format!("http://{addr}/v1/pki/issue/web")).send().await.expect_err("refused");
+        assert!(never_sent(&err), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_after_sending_may_have_reached_the_server() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            // Read the request, then close without an answer.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"{}") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            request
+        });
+        let err = local_client()
+            .post(format!("http://{addr}/v1/pki/issue/web"))
+            .body("{}")
+            .send()
+            .await
+            .expect_err("the connection is cut");
+        let request = server.await.expect("server task");
+        assert!(request.starts_with(b"POST /v1/pki/issue/web"), "the request was sent");
+        assert!(!never_sent(&err), "{err:?}");
+    }
+
+    #[test]
+    fn certificate_errors_are_found_by_type_inside_nested_io_errors() {
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        assert!(is_tls_certificate_error(&nested));
+        let other = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError));
+        assert!(!is_tls_certificate_error(&other));
+        // The words alone do not count.
+        assert!(!is_tls_certificate_error(&std::io::Error::other("invalid peer certificate: UnknownIssuer")));
+    }
+
+    #[test]
+    fn writes_are_replayed_only_when_unsent_or_refused_unprocessed() {
+        let lost = |unsent| Attempt::Lost { why: String::new(), unsent };
+        for (outcome, always, unsent_only) in [
+            (Attempt::Busy(503), true, false),
+            (Attempt::Busy(502), true, false),
+            (Attempt::Busy(429), true, true),
+            (lost(true), true, true),
+            (lost(false), true, false),
+            (Attempt::Fatal(String::new()), false, false),
+        ] {
+            assert_eq!(Replay::Always.allows(&outcome), always);
+            assert_eq!(Replay::UnsentOnly.allows(&outcome), unsent_only);
+        }
+    }
+}
