@@ -10,7 +10,9 @@
 mod config;
 mod credentials;
 mod errors;
+mod login;
 mod service_account;
+mod ssm;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,16 +30,16 @@ pub(crate) type Plan = BackendPlan<AwsConfig, AwsObject>;
 /// The backend's tunables, by the name the backend registry uses.
 pub(crate) type Settings = AwsSettings;
 
-use self::credentials::{AGENT_URL_IPV4, AGENT_URL_IPV6, EXPIRY_MARGIN};
 use self::errors::{Failure, classify};
+use self::ssm::ssm_batches;
 use self::service_account::Kube;
 use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
 use crate::plan::{Fetched, ObjectSpec};
 use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenProblem, TokenVerifier};
 use crate::kube_client::KubeClient;
-use crate::metrics::{LoginLabels, Metrics, OperationLabels, RequestLabels};
+use crate::metrics::{Metrics, OperationLabels, RequestLabels};
 use crate::secret::SecretBytes;
-use crate::singleflight::{Flights, Role};
+use crate::singleflight::Flights;
 
 /// Name in messages and metrics.
 const BACKEND: &str = "aws";
@@ -264,139 +266,6 @@ impl AwsBackend {
         loaded
     }
 
-    /// The pod's credentials, from the cache or a (shared) exchange.
-    async fn credentials(
-        &self,
-        cfg: &AwsConfig,
-        identity: &PodIdentity,
-        token: &crate::secret::SecretString,
-        scope: CredentialScope,
-    ) -> Result<Credentials, Error> {
-        let (method, role_arn) = match &cfg.auth {
-            AwsAuth::Irsa { role_arn: Some(arn) } => ("irsa", arn.clone()),
-            AwsAuth::Irsa { role_arn: None } => ("irsa", self.role_of(identity).await?),
-            AwsAuth::PodIdentity { .. } => ("pod_identity", String::new()),
-        };
-        let key = CredentialKey {
-            method,
-            role_arn: role_arn.clone(),
-            sa_namespace: identity.namespace().to_owned(),
-            sa_name: identity.service_account().to_owned(),
-            scope,
-        };
-        if let Some(found) = self.state.credentials.get(&key) {
-            self.state.metrics.cache("login", "hit");
-            return Ok(found);
-        }
-        let state = Arc::clone(&self.state);
-        let token = token.clone();
-        let auth = cfg.auth.clone();
-        let session = credentials::session_name(identity.namespace(), identity.service_account());
-        let base = self.base(&cfg.region).await;
-        let (result, role) = self
-            .state
-            .inflight
-            .run(
-                key.clone(),
-                || async move {
-                    let started = std::time::Instant::now();
-                    let result = match &auth {
-                        AwsAuth::Irsa { .. } => {
-                            let sts = aws_sdk_sts::Client::new(&base);
-                            credentials::assume_role(&sts, &role_arn, &session, &token).await
-                        }
-                        AwsAuth::PodIdentity { prefer_ipv6 } => {
-                            let url = state.settings.pod_identity_agent_url.clone().unwrap_or_else(|| {
-                                if *prefer_ipv6 { AGENT_URL_IPV6.to_owned() } else { AGENT_URL_IPV4.to_owned() }
-                            });
-                            match state.http.get_or_try_init(|| async { credentials::agent_client() }).await {
-                                Ok(http) => credentials::pod_identity(http, &url, &token).await,
-                                Err(e) => Err(e),
-                            }
-                        }
-                    };
-                    let operation = "login";
-                    let status = if result.is_ok() { "2xx" } else { "error" };
-                    state.metrics.backend_requests.get_or_create(&RequestLabels { backend: BACKEND, operation, status }).inc();
-                    state
-                        .metrics
-                        .backend_seconds
-                        .get_or_create(&OperationLabels { backend: BACKEND, operation })
-                        .observe(started.elapsed().as_secs_f64());
-                    let label = match &result {
-                        Ok(_) => "ok",
-                        Err(e) if e.kind == ErrorKind::Denied => "denied",
-                        Err(_) => "error",
-                    };
-                    state.metrics.logins.get_or_create(&LoginLabels { backend: BACKEND, result: label }).inc();
-                    result
-                },
-                || Err(Error::new(ErrorKind::Unavailable, BACKEND, "a shared credential exchange was aborted")),
-            )
-            .await;
-        self.state.metrics.cache("login", if role == Role::Leader { "miss" } else { "shared" });
-        let (creds, expires) = result?;
-        let valid_for = expires
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .saturating_sub(EXPIRY_MARGIN);
-        if !valid_for.is_zero() {
-            self.state.credentials.insert(key, creds.clone(), valid_for);
-        }
-        Ok(creds)
-    }
-
-    /// The IAM role of the pod's service account, from its annotation (cached briefly).
-    async fn role_of(&self, identity: &PodIdentity) -> Result<String, Error> {
-        let key = (identity.namespace().to_owned(), identity.service_account().to_owned());
-        let role = match self.state.roles.get(&key) {
-            Some(role) => role,
-            None => {
-                let state = Arc::clone(&self.state);
-                let (ns, sa) = key.clone();
-                let (role, _) = self
-                    .state
-                    .role_lookups
-                    .run(
-                        key.clone(),
-                        || async move {
-                            // The Kubernetes client retries 429/5xx on its own; bound the whole lookup.
-                            let role = tokio::time::timeout(ROLE_LOOKUP_TIMEOUT, state.kube.role_arn(&ns, &sa))
-                                .await
-                                .map_err(|_| {
-                                    Error::new(
-                                        ErrorKind::Unavailable,
-                                        BACKEND,
-                                        format!(
-                                            "reading service account {ns}/{sa} from the Kubernetes API took over {ROLE_LOOKUP_TIMEOUT:?}; \
-                                             check the API server is reachable and healthy"
-                                        ),
-                                    )
-                                })??;
-                            state.roles.insert((ns, sa), role.clone(), state.settings.role_cache);
-                            Ok(role)
-                        },
-                        || Err(Error::new(ErrorKind::Unavailable, BACKEND, "a shared service-account lookup was aborted")),
-                    )
-                    .await;
-                role?
-            }
-        };
-        role.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                BACKEND,
-                format!(
-                    "service account {}/{} has no {} annotation; annotate it with the IAM role to assume, or use \
-                     usePodIdentity: \"true\"",
-                    key.0,
-                    key.1,
-                    service_account::ROLE_ARN_ANNOTATION
-                ),
-            )
-        })
-    }
-
     /// A slot of the backend-wide concurrency limit.
     async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         Arc::clone(&self.state.limit)
@@ -464,183 +333,6 @@ impl AwsBackend {
         }
         found.ok_or_else(|| report("GetSecretValue", spec, attempts))
     }
-
-    async fn parameters(&self, clients: &Clients, cfg: &AwsConfig, batch: &[(usize, &ObjectSpec, &AwsObject)]) -> Result<Vec<(usize, Fetched)>, Error> {
-        let mut attempts: Vec<(String, String, Failure)> = Vec::new();
-        let primary =
-            batch.iter().map(|&(i, spec, obj)| (i, spec, obj.name.clone(), ssm_name(&obj.name, &obj.selector))).collect::<Vec<_>>();
-        let mut targets = vec![(&clients.primary_ssm, cfg.region.as_str(), primary)];
-        if let (Some(client), Some(region)) = (clients.failover_ssm.as_ref(), cfg.failover_region.as_deref()) {
-            let names = batch
-                .iter()
-                .map(|&(i, spec, obj)| {
-                    let (name, selector) = obj.failover.as_ref().map_or((&obj.name, &obj.selector), |(n, s)| (n, s));
-                    (i, spec, name.clone(), ssm_name(name, selector))
-                })
-                .collect();
-            targets.push((client, region, names));
-        }
-        let ask_both = cfg.failover_mode == FailoverMode::AskBoth;
-        let mut found: Option<Vec<(usize, Fetched)>> = None;
-        for (client, region, names) in targets {
-            let _permit = self.permit().await?;
-            let started = std::time::Instant::now();
-            let result = client
-                .get_parameters()
-                .set_names(Some(names.iter().map(|(_, _, _, n)| n.clone()).collect()))
-                .with_decryption(true)
-                .send()
-                .await;
-            self.count("read", result.is_ok(), started);
-            match result {
-                Ok(output) => {
-                    let missing = output.invalid_parameters();
-                    if !missing.is_empty() {
-                        let objects: Vec<String> = names
-                            .iter()
-                            .filter(|(_, _, _, n)| missing.contains(n))
-                            .map(|(_, spec, _, n)| format!("objects[{}] {n:?}", spec.index))
-                            .collect();
-                        return Err(Error::new(
-                            ErrorKind::NotFound,
-                            BACKEND,
-                            format!("SSM parameters not found in {region}: {}", objects.join(", ")),
-                        ));
-                    }
-                    let mut out = Vec::with_capacity(names.len());
-                    // Each batch names a parameter once, so the answer for a base name
-                    // (or ARN) is unambiguous whatever selector was asked for.
-                    for (i, spec, base, requested) in &names {
-                        let found = output
-                            .parameters()
-                            .iter()
-                            .find(|p| p.name() == Some(base.as_str()) || p.arn() == Some(base.as_str()));
-                        let Some(parameter) = found else {
-                            return Err(Error::new(ErrorKind::NotFound, BACKEND, format!("parameter {requested} was not returned by {region}")).for_object(spec));
-                        };
-                        out.push((
-                            *i,
-                            Fetched::value(
-                                SecretBytes::new(parameter.value().unwrap_or_default().as_bytes().to_vec()),
-                                Some(parameter.version().to_string()),
-                            ),
-                        ));
-                    }
-                    if !ask_both {
-                        return Ok(out);
-                    }
-                    found.get_or_insert(out);
-                }
-                Err(e) => {
-                    let failure = classify(&e);
-                    let stop = !failure.failover;
-                    let listed = names.iter().map(|(_, _, _, n)| n.as_str()).collect::<Vec<_>>().join(", ");
-                    attempts.push((region.to_owned(), listed, failure));
-                    if stop {
-                        found = None;
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(out) = found {
-            return Ok(out);
-        }
-        let first = batch.first().map(|(_, spec, _)| *spec);
-        Err(match first {
-            Some(spec) => report("GetParameters", spec, attempts),
-            None => Error::new(ErrorKind::Unavailable, BACKEND, "empty SSM batch"),
-        })
-    }
-}
-
-impl AwsBackend {
-    /// Every parameter under an SSM path (recursively, all pages), named relative to it.
-    async fn parameter_path(&self, clients: &Clients, cfg: &AwsConfig, spec: &ObjectSpec, obj: &AwsObject) -> Result<Fetched, Error> {
-        let mut attempts = Vec::new();
-        let mut targets = vec![(&clients.primary_ssm, cfg.region.as_str(), obj.name.clone())];
-        if let (Some(client), Some(region)) = (clients.failover_ssm.as_ref(), cfg.failover_region.as_deref()) {
-            targets.push((client, region, obj.failover.as_ref().map_or(obj.name.clone(), |(n, _)| n.clone())));
-        }
-        let ask_both = cfg.failover_mode == FailoverMode::AskBoth;
-        let mut found: Option<Fetched> = None;
-        for (client, region, path) in targets {
-            let _permit = self.permit().await?;
-            let started = std::time::Instant::now();
-            let mut pages = client
-                .get_parameters_by_path()
-                .path(path.trim_end_matches('/').to_owned() + "/")
-                .recursive(true)
-                .with_decryption(true)
-                .into_paginator()
-                .send();
-            let mut entries = Vec::new();
-            let mut failed = None;
-            while let Some(page) = pages.next().await {
-                match page {
-                    Ok(page) => {
-                        for p in page.parameters() {
-                            let full = p.name().unwrap_or_default();
-                            let relative = full.strip_prefix(path.as_str()).unwrap_or(full).trim_start_matches('/');
-                            entries.push(crate::plan::Entry {
-                                name: relative.to_owned(),
-                                content: SecretBytes::new(p.value().unwrap_or_default().as_bytes().to_vec()),
-                                version_id: Some(p.version().to_string()),
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        failed = Some(classify(&e));
-                        break;
-                    }
-                }
-            }
-            self.count("read", failed.is_none(), started);
-            match failed {
-                None => {
-                    entries.sort_by(|a, b| a.name.cmp(&b.name));
-                    let fetched = Fetched { content: SecretBytes::new(Vec::new()), version_id: None, entries: Some(entries) };
-                    if !ask_both {
-                        return Ok(fetched);
-                    }
-                    found.get_or_insert(fetched);
-                }
-                Some(failure) => {
-                    let stop = !failure.failover;
-                    attempts.push((region.to_owned(), path, failure));
-                    if stop {
-                        return Err(report("GetParametersByPath", spec, attempts));
-                    }
-                }
-            }
-        }
-        found.ok_or_else(|| report("GetParametersByPath", spec, attempts))
-    }
-}
-
-/// Batches of at most ten parameters in which no parameter name repeats (two
-/// versions of one parameter go to different calls, so answers match requests).
-fn ssm_batches<'a>(objects: &[(usize, &'a ObjectSpec, &'a AwsObject)]) -> Vec<Vec<(usize, &'a ObjectSpec, &'a AwsObject)>> {
-    let mut batches: Vec<Vec<(usize, &ObjectSpec, &AwsObject)>> = Vec::new();
-    for &item in objects {
-        let slot = batches
-            .iter_mut()
-            .find(|b| b.len() < SSM_BATCH && b.iter().all(|(_, _, o)| o.name != item.2.name));
-        match slot {
-            Some(batch) => batch.push(item),
-            None => batches.push(vec![item]),
-        }
-    }
-    batches
-}
-
-/// `name`, `name:version` or `name:label`.
-fn ssm_name(name: &str, selector: &VersionSelector) -> String {
-    match (&selector.version, &selector.label) {
-        (Some(v), _) => format!("{name}:{v}"),
-        (None, Some(l)) => format!("{name}:{l}"),
-        (None, None) => name.to_owned(),
-    }
 }
 
 /// One error naming every region tried.
@@ -682,19 +374,5 @@ impl Clients {
             failover_sm: failover.map(sm),
             failover_ssm: failover.map(ssm),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssm_names_carry_the_selector() {
-        let v = VersionSelector { version: Some("3".into()), label: None };
-        assert_eq!(ssm_name("/a/b", &v), "/a/b:3");
-        let l = VersionSelector { version: None, label: Some("prod".into()) };
-        assert_eq!(ssm_name("/a/b", &l), "/a/b:prod");
-        assert_eq!(ssm_name("x", &VersionSelector::default()), "x");
     }
 }
