@@ -181,7 +181,7 @@ impl ProviderService {
                 .parse_permits
                 .acquire()
                 .await
-                .map_err(|_| MountError::Internal("the parameter parser is shut down".to_owned()))?;
+                .map_err(|_| MountError::ParserClosed)?;
             let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
             tokio::task::spawn_blocking(move || {
                 let plan = dialect.parse(&attributes, &defaults);
@@ -190,7 +190,7 @@ impl ProviderService {
                 plan
             })
                 .await
-                .map_err(|e| MountError::Internal(format!("the parameter parser stopped: {e}")))??
+                .map_err(MountError::ParserStopped)??
         };
         let backend_name = plan.backend.name();
         span.record("backend", backend_name);

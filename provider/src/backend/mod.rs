@@ -90,24 +90,39 @@ impl ErrorKind {
     }
 }
 
-/// A backend failure, with what to check. The message never holds a secret value.
-#[derive(Debug, Clone)]
+/// The typed cause of a backend failure: a transport error, an SDK error, an I/O
+/// error. Shared, because a failure of shared work (a login, a read other mounts
+/// joined) reaches every mount that waited on it.
+pub(crate) type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A backend failure: its kind, the backend and object, what happened and what
+/// to check, and the typed cause it came from, if any.
+///
+/// The message is what the user sees in the mount's status and already says
+/// what the cause means for them; the cause is kept as [`source`] for programs
+/// (classification by type, structured logs), not rendered again. The message
+/// never holds a secret value.
+///
+/// [`source`]: std::error::Error::source
+#[derive(Clone)]
 pub(crate) struct Error {
     /// Category, mapped to a gRPC code by the server.
-    pub kind: ErrorKind,
-    /// The backend (`vault`, `openbao`).
-    pub backend: &'static str,
+    pub(crate) kind: ErrorKind,
+    /// The backend (`vault`, `openbao`, `aws`).
+    pub(crate) backend: &'static str,
     /// The object concerned (`objects[1] "db-creds"`), if one.
-    pub object: Option<String>,
+    pub(crate) object: Option<String>,
     /// What happened and what to check.
-    pub message: String,
+    pub(crate) message: String,
+    /// The failure underneath, if one.
+    cause: Option<Cause>,
 }
 
 impl Error {
     /// A new error about the whole mount.
     #[must_use]
     pub(crate) fn new(kind: ErrorKind, backend: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, backend, object: None, message: message.into() }
+        Self { kind, backend, object: None, message: message.into(), cause: None }
     }
 
     /// Names the object this error is about.
@@ -115,6 +130,32 @@ impl Error {
     pub(crate) fn for_object(mut self, spec: &ObjectSpec) -> Self {
         self.object = Some(spec.label());
         self
+    }
+
+    /// Keeps the typed failure this error comes from as its source.
+    #[must_use]
+    pub(crate) fn caused_by<E: std::error::Error + Send + Sync + 'static>(self, cause: E) -> Self {
+        self.with_cause(Some(Arc::new(cause)))
+    }
+
+    /// Keeps `cause`, if there is one, as this error's source.
+    #[must_use]
+    pub(crate) fn with_cause(mut self, cause: Option<Cause>) -> Self {
+        self.cause = cause;
+        self
+    }
+}
+
+/// Shows the cause by its text only: a cause's Debug may hold a raw response.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("backend", &self.backend)
+            .field("object", &self.object)
+            .field("message", &self.message)
+            .field("cause", &self.cause.as_ref().map(ToString::to_string))
+            .finish()
     }
 }
 
@@ -127,5 +168,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}

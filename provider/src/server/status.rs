@@ -37,8 +37,13 @@ pub(super) enum MountError {
          split the objects across SecretProviderClasses"
     )]
     TooLarge { bytes: usize },
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The costly-parse permits are closed: the provider is shutting down.
+    #[error("internal error: the parameter parser is shut down")]
+    ParserClosed,
+    /// The thread parsing the parameters panicked or was cancelled. Its text is
+    /// shown once here; the task error is also the source, for logs.
+    #[error("internal error: the parameter parser stopped: {0}")]
+    ParserStopped(#[source] tokio::task::JoinError),
 }
 
 impl MountError {
@@ -49,7 +54,7 @@ impl MountError {
             Self::Request(_) | Self::Dialect(_) | Self::Render(_) | Self::TooLarge { .. } => "invalid",
             Self::Backend(e) => e.kind.label(),
             Self::Deadline { .. } => "deadline",
-            Self::Internal(_) => "internal",
+            Self::ParserClosed | Self::ParserStopped(_) => "internal",
         }
     }
 
@@ -66,7 +71,7 @@ impl MountError {
                 ErrorKind::Timeout => Code::DeadlineExceeded,
             },
             Self::Deadline { .. } => Code::DeadlineExceeded,
-            Self::Internal(_) => Code::Internal,
+            Self::ParserClosed | Self::ParserStopped(_) => Code::Internal,
         };
         Status::new(code, shorten(&self.to_string()))
     }

@@ -322,7 +322,7 @@ impl AwsBackend {
                     found.get_or_insert(fetched);
                 }
                 Err(e) => {
-                    let failure = classify(&e);
+                    let failure = classify(e);
                     let stop = !failure.failover;
                     attempts.push((region.to_owned(), name.to_owned(), failure));
                     if stop {
@@ -338,11 +338,12 @@ impl AwsBackend {
 /// One error naming every region tried.
 fn report(operation: &str, spec: &ObjectSpec, attempts: Vec<(String, String, Failure)>) -> Error {
     let kind = attempts.last().map_or(ErrorKind::Unavailable, |(_, _, f)| f.kind);
+    let cause = attempts.last().map(|(_, _, f)| Arc::clone(&f.cause));
     let tried: Vec<String> = attempts
         .into_iter()
         .map(|(region, name, failure)| format!("{region} ({name}): {}", failure.message))
         .collect();
-    Error::new(kind, BACKEND, format!("{operation} failed in {}", tried.join("; then "))).for_object(spec)
+    Error::new(kind, BACKEND, format!("{operation} failed in {}", tried.join("; then "))).for_object(spec).with_cause(cause)
 }
 
 struct Clients {

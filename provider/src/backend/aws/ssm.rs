@@ -77,7 +77,7 @@ impl AwsBackend {
                     found.get_or_insert(out);
                 }
                 Err(e) => {
-                    let failure = classify(&e);
+                    let failure = classify(e);
                     let stop = !failure.failover;
                     let listed = names.iter().map(|(_, _, _, n)| n.as_str()).collect::<Vec<_>>().join(", ");
                     attempts.push((region.to_owned(), listed, failure));
@@ -135,7 +135,7 @@ impl AwsBackend {
                         }
                     }
                     Err(e) => {
-                        failed = Some(classify(&e));
+                        failed = Some(classify(e));
                         break;
                     }
                 }

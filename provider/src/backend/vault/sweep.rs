@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::lease::{self, Revoker};
 use super::State;
-use super::transport::describe_transport_error;
+use super::transport::TransportError;
 
 /// Drops expired leases and revokes `revokeOnUnmount` leases no mount has used
 /// for the grace period. Stops when the backend is dropped.
@@ -38,9 +38,26 @@ pub(super) async fn sweep_leases(state: std::sync::Weak<State>) {
     }
 }
 
-async fn revoke(revoker: &Revoker, lease_id: &str) -> Result<(), String> {
-    let url = revoker.endpoint.base.join("sys/leases/revoke").map_err(|e| e.to_string())?;
-    let mut token = reqwest::header::HeaderValue::from_str(revoker.token.expose_secret()).map_err(|e| e.to_string())?;
+/// Why an idle lease could not be revoked.
+#[derive(Debug, thiserror::Error)]
+enum RevokeError {
+    /// The revoke URL cannot be formed from the configured address.
+    #[error(transparent)]
+    Url(Box<dyn std::error::Error + Send + Sync>),
+    /// The Vault token is not a valid header value (its text is never shown).
+    #[error(transparent)]
+    Token(reqwest::header::InvalidHeaderValue),
+    /// The request failed in transit.
+    #[error(transparent)]
+    Transport(TransportError),
+    /// Vault refused it (usually: the role's policy lacks `update` on sys/leases/revoke).
+    #[error("HTTP {0}")]
+    Refused(u16),
+}
+
+async fn revoke(revoker: &Revoker, lease_id: &str) -> Result<(), RevokeError> {
+    let url = revoker.endpoint.base.join("sys/leases/revoke").map_err(|e| RevokeError::Url(Box::new(e)))?;
+    let mut token = reqwest::header::HeaderValue::from_str(revoker.token.expose_secret()).map_err(RevokeError::Token)?;
     token.set_sensitive(true);
     let mut request = revoker
         .endpoint
@@ -52,6 +69,6 @@ async fn revoke(revoker: &Revoker, lease_id: &str) -> Result<(), String> {
     if let Some(ns) = &revoker.cfg.namespace {
         request = request.header("X-Vault-Namespace", ns);
     }
-    let response = request.send().await.map_err(|e| describe_transport_error(&e))?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", response.status().as_u16())) }
+    let response = request.send().await.map_err(|e| RevokeError::Transport(TransportError::http(e)))?;
+    if response.status().is_success() { Ok(()) } else { Err(RevokeError::Refused(response.status().as_u16())) }
 }

@@ -1,6 +1,7 @@
 //! HTTP to Vault: one request with its bounded, jittered retry policy, the body
 //! limits, and what a transport failure means for retrying.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use super::session::Session;
 use super::{Error, ErrorKind};
+use crate::backend::Cause;
 use crate::metrics::{OperationLabels, RequestLabels, status_class};
 use crate::secret::SecretString;
 
@@ -23,6 +25,52 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// at most 4 MiB of files, with room for a retried read.
 const MAX_MOUNT_RESPONSE_BYTES: usize = 12 * 1024 * 1024;
 
+/// Why an attempt failed in transit; the HTTP client's error is kept as the
+/// source, and classified by its type, never by its text.
+#[derive(Debug, Clone)]
+pub(super) enum TransportError {
+    /// The HTTP client failed: no connection, a timeout, TLS, a cut connection.
+    /// Shown with the chain of causes, as the mount's message has always shown it.
+    Http(Arc<reqwest::Error>),
+    /// The server sent a body larger than [`MAX_RESPONSE_BYTES`].
+    BodyTooLarge,
+    /// The server's answer is not JSON.
+    NotJson {
+        /// The answer's status code.
+        status: u16,
+        /// The parser's category of error, never the text around it.
+        category: serde_json::error::Category,
+    },
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(e) => f.write_str(&describe_transport_error(e)),
+            Self::BodyTooLarge => write!(f, "response larger than {MAX_RESPONSE_BYTES} bytes"),
+            Self::NotJson { status, category } => write!(f, "HTTP {status}: the response is not JSON ({category:?} error)"),
+        }
+    }
+}
+
+/// The source is the HTTP client's error itself (not its shared handle), so
+/// callers find it with `downcast_ref::<reqwest::Error>()`.
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Http(e) => Some(&**e),
+            Self::BodyTooLarge | Self::NotJson { .. } => None,
+        }
+    }
+}
+
+impl TransportError {
+    /// The HTTP client's error.
+    pub(super) fn http(e: reqwest::Error) -> Self {
+        Self::Http(Arc::new(e))
+    }
+}
+
 /// Outcome of one HTTP attempt.
 pub(super) enum Attempt {
     Done(reqwest::StatusCode, Value),
@@ -30,9 +78,9 @@ pub(super) enum Attempt {
     Busy(u16),
     /// The request failed in transit. `unsent` when it provably never left this
     /// process (the connection was never established).
-    Lost { why: String, unsent: bool },
+    Lost { cause: TransportError, unsent: bool },
     /// A failure retrying cannot fix (the server's certificate is not trusted).
-    Fatal(String),
+    Fatal(TransportError),
     /// The mount's responses together passed [`MAX_MOUNT_RESPONSE_BYTES`].
     TooLarge,
 }
@@ -83,6 +131,7 @@ impl Session {
         })?;
         url.set_query(query);
         let mut last = String::new();
+        let mut last_cause: Option<TransportError> = None;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
@@ -124,15 +173,17 @@ impl Session {
             match outcome {
                 Attempt::Done(status, value) => return Ok((status, value)),
                 Attempt::Fatal(why) => {
-                    return Err(self.error(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "TLS verification of {} failed: {why}. Set vaultCACertPath or vaultCADirectory to the CA \
-                             that signed the server's certificate, or vaultTLSServerName to a name the certificate \
-                             holds",
-                            self.cfg.address
-                        ),
-                    ));
+                    return Err(self
+                        .error(
+                            ErrorKind::Unavailable,
+                            format!(
+                                "TLS verification of {} failed: {why}. Set vaultCACertPath or vaultCADirectory to the \
+                                 CA that signed the server's certificate, or vaultTLSServerName to a name the \
+                                 certificate holds",
+                                self.cfg.address
+                            ),
+                        )
+                        .caused_by(why));
                 }
                 Attempt::TooLarge => {
                     return Err(self.error(
@@ -145,8 +196,14 @@ impl Session {
                         ),
                     ));
                 }
-                Attempt::Busy(code) => last = format!("HTTP {code}"),
-                Attempt::Lost { why, .. } => last = why,
+                Attempt::Busy(code) => {
+                    last = format!("HTTP {code}");
+                    last_cause = None;
+                }
+                Attempt::Lost { cause, .. } => {
+                    last = cause.to_string();
+                    last_cause = Some(cause);
+                }
             }
             if !replayable {
                 return Err(self.error(
@@ -158,7 +215,8 @@ impl Session {
                         method.as_str(),
                         self.cfg.address
                     ),
-                ));
+                )
+                .with_cause(last_cause.map(|c| Arc::new(c) as Cause)));
             }
             tracing::debug!(backend = self.name(), path, attempt, reason = %last, "retrying");
         }
@@ -170,27 +228,31 @@ impl Session {
                 method.as_str(),
                 self.cfg.address
             ),
-        ))
+        )
+        .with_cause(last_cause.map(|c| Arc::new(c) as Cause)))
     }
 
     async fn attempt(&self, request: reqwest::RequestBuilder) -> Attempt {
         let mut response = match request.send().await {
             Ok(response) => response,
-            Err(e) if is_certificate_error(&e) => return Attempt::Fatal(describe_transport_error(&e)),
-            Err(e) => return Attempt::Lost { why: describe_transport_error(&e), unsent: never_sent(&e) },
+            Err(e) if is_certificate_error(&e) => return Attempt::Fatal(TransportError::http(e)),
+            Err(e) => {
+                let unsent = never_sent(&e);
+                return Attempt::Lost { cause: TransportError::http(e), unsent };
+            }
         };
         let status = response.status();
         if status.as_u16() == 429 || (status.is_server_error() && status.as_u16() != 501) {
             return Attempt::Busy(status.as_u16());
         }
         // From here on the server has answered: whatever is lost was sent.
-        let lost = |why: String| Attempt::Lost { why, unsent: false };
+        let lost = |cause: TransportError| Attempt::Lost { cause, unsent: false };
         let mut body = zeroize::Zeroizing::new(Vec::new());
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                        return lost(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+                        return lost(TransportError::BodyTooLarge);
                     }
                     // Charged as it arrives, so a server that answers every read of a
                     // mount with megabytes is stopped before they are all held.
@@ -201,7 +263,7 @@ impl Session {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return lost(describe_transport_error(&e)),
+                Err(e) => return lost(TransportError::http(e)),
             }
         }
         let value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -210,11 +272,7 @@ impl Session {
             match serde_json::from_slice(&body) {
                 Ok(value) => value,
                 Err(e) => {
-                    return lost(format!(
-                        "HTTP {}: the response is not JSON ({:?} error)",
-                        status.as_u16(),
-                        e.classify()
-                    ));
+                    return lost(TransportError::NotJson { status: status.as_u16(), category: e.classify() });
                 }
             }
         };
@@ -264,7 +322,7 @@ fn never_sent(e: &reqwest::Error) -> bool {
     e.is_connect()
 }
 
-pub(super) fn describe_transport_error(e: &reqwest::Error) -> String {
+fn describe_transport_error(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut text = if e.is_timeout() {
         "timed out".to_owned()
@@ -350,17 +408,53 @@ mod tests {
 
     #[test]
     fn writes_are_replayed_only_when_unsent_or_refused_unprocessed() {
-        let lost = |unsent| Attempt::Lost { why: String::new(), unsent };
+        let lost = |unsent| Attempt::Lost { cause: TransportError::BodyTooLarge, unsent };
         for (outcome, always, unsent_only) in [
             (Attempt::Busy(503), true, false),
             (Attempt::Busy(502), true, false),
             (Attempt::Busy(429), true, true),
             (lost(true), true, true),
             (lost(false), true, false),
-            (Attempt::Fatal(String::new()), false, false),
+            (Attempt::Fatal(TransportError::BodyTooLarge), false, false),
         ] {
             assert_eq!(Replay::Always.allows(&outcome), always);
             assert_eq!(Replay::UnsentOnly.allows(&outcome), unsent_only);
         }
     }
+
+    #[tokio::test]
+    async fn a_transport_failure_is_the_typed_source_of_the_backend_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+        let refused = local_client().get(format!("http://{addr}/v1/secret/data/app")).send().await.expect_err("refused");
+        let text = describe_transport_error(&refused);
+        let cause = TransportError::http(refused);
+        // The text users see is what it always was.
+        assert_eq!(cause.to_string(), text);
+        assert!(text.starts_with("cannot connect"), "{text}");
+        let err = Error::new(ErrorKind::Unavailable, "vault", format!("GET secret/data/app failed: {cause}")).caused_by(cause);
+        // Programs find the HTTP client's error by type along the chain, not by its words.
+        let mut found = None;
+        let mut next = std::error::Error::source(&err);
+        while let Some(e) = next {
+            if let Some(http) = e.downcast_ref::<reqwest::Error>() {
+                found = Some(http.is_connect());
+            }
+            next = e.source();
+        }
+        assert_eq!(found, Some(true), "{err:?}");
+    }
+
+    #[test]
+    fn body_failures_keep_their_text_and_carry_no_body() {
+        assert_eq!(TransportError::BodyTooLarge.to_string(), format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
+        let Err(e) = serde_json::from_slice::<Value>(b"{\"password\": \"hunter2-canary\"") else { panic!("truncated JSON") };
+        let not_json = TransportError::NotJson { status: 200, category: e.classify() };
+        assert_eq!(not_json.to_string(), "HTTP 200: the response is not JSON (Eof error)");
+        let err = Error::new(ErrorKind::Unavailable, "vault", "x").caused_by(not_json);
+        assert!(!format!("{err:?}{err}").contains("canary"));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
 }
