@@ -9,6 +9,7 @@
 //! its typed [`Plan`] variant, its field of [`Settings`] and its dispatch.
 
 mod registry;
+mod token;
 pub(crate) mod aws;
 pub(crate) mod vault;
 

@@ -35,7 +35,8 @@ use self::ssm::ssm_batches;
 use self::service_account::Kube;
 use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
 use crate::plan::{Fetched, ObjectSpec};
-use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenProblem, TokenVerifier};
+use super::token::{TokenAdvice, token_error};
+use crate::identity::{CredentialCache, CredentialScope, PodIdentity, TokenVerifier};
 use crate::kube_client::KubeClient;
 use crate::metrics::{Metrics, OperationLabels, RequestLabels};
 use crate::secret::SecretBytes;
@@ -178,29 +179,8 @@ impl AwsBackend {
     async fn fetch_plan(&self, plan: &Plan, identity: &PodIdentity, specs: &[ObjectSpec]) -> Result<Vec<Fetched>, Error> {
         let cfg = &plan.config;
         let audience = cfg.auth.audience();
-        let checked = self.state.verifier.check(identity, audience).await.map_err(|problem| match problem {
-            TokenProblem::Missing => Error::new(
-                ErrorKind::Invalid,
-                BACKEND,
-                format!(
-                    "the driver passed no service-account token for audience {audience:?} (tokens were passed for: {}); \
-                     add {{audience: {audience:?}}} to the CSIDriver's spec.tokenRequests",
-                    {
-                        let passed: Vec<&str> = identity.audiences().collect();
-                        if passed.is_empty() { "none".to_owned() } else { format!("{passed:?}") }
-                    }
-                ),
-            ),
-            TokenProblem::KeysUnavailable => Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                format!("{}; check the provider can reach the Kubernetes API", TokenProblem::KeysUnavailable),
-            ),
-            other => Error::new(
-                ErrorKind::Denied,
-                BACKEND,
-                format!("the service-account token for audience {audience:?} cannot be used for this pod: {other}"),
-            ),
+        let checked = self.state.verifier.check(identity, audience).await.map_err(|problem| {
+            token_error(problem, BACKEND, audience, identity, TokenAdvice { missing_also: "", pod: "this pod".to_owned() })
         })?;
         let creds = self.credentials(cfg, identity, checked.token, checked.scope).await?;
 

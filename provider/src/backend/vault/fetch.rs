@@ -11,6 +11,7 @@ use tokio::sync::{Mutex, Semaphore};
 use super::select::{Document, SelectError, data_kind, select};
 use super::session::{Session, TokenKey};
 use super::{Error, ErrorKind, Fidelity, Flavor, Plan, VaultBackend, VaultConfig, VaultObject};
+use crate::backend::token::{self, TokenAdvice};
 use crate::identity::{PodIdentity, TokenProblem};
 use crate::plan::{Fetched, ObjectSpec};
 use crate::secret::SecretBytes;
@@ -79,39 +80,11 @@ impl VaultBackend {
 
 /// Why the pod's token cannot be used for `cfg`, and what to check.
 fn token_error(problem: TokenProblem, cfg: &VaultConfig, identity: &PodIdentity) -> Error {
-    let backend = cfg.flavor.name();
-    match problem {
-        TokenProblem::Missing => {
-            let passed: Vec<&str> = identity.audiences().collect();
-            Error::new(
-                ErrorKind::Invalid,
-                backend,
-                format!(
-                    "the driver passed no service-account token for audience {:?} (tokens were passed for: {}); \
-                     add {{audience: {:?}}} to the CSIDriver's spec.tokenRequests, or set the SecretProviderClass \
-                     'audience' parameter to one of the passed audiences",
-                    cfg.audience,
-                    if passed.is_empty() { "none".to_owned() } else { format!("{passed:?}") },
-                    cfg.audience
-                ),
-            )
-        }
-        TokenProblem::KeysUnavailable => Error::new(
-            ErrorKind::Unavailable,
-            backend,
-            format!("{}; check the provider can reach the Kubernetes API", TokenProblem::KeysUnavailable),
-        ),
-        other => Error::new(
-            ErrorKind::Denied,
-            backend,
-            format!(
-                "the service-account token for audience {:?} cannot be used for pod {}/{}: {other}",
-                cfg.audience,
-                identity.namespace(),
-                identity.pod_name()
-            ),
-        ),
-    }
+    let advice = TokenAdvice {
+        missing_also: ", or set the SecretProviderClass 'audience' parameter to one of the passed audiences",
+        pod: format!("pod {}/{}", identity.namespace(), identity.pod_name()),
+    };
+    token::token_error(problem, cfg.flavor.name(), &cfg.audience, identity, advice)
 }
 
 /// Sends the distinct requests, at most [`MAX_CONCURRENT_REQUESTS`] at once; the

@@ -357,12 +357,17 @@ mod tests {
         reqwest::Client::builder().no_proxy().build().expect("a plain HTTP client builds")
     }
 
-    #[tokio::test]
-    async fn a_refused_connection_was_never_sent() {
+    /// The error of a request to a local port nobody listens on.
+    async fn refused(method: reqwest::Method, path: &str) -> reqwest::Error {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         drop(listener);
-        let err = local_client().post(format!("http://{addr}/v1/pki/issue/web")).send().await.expect_err("refused");
+        local_client().request(method, format!("http://{addr}{path}")).send().await.expect_err("refused")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_was_never_sent() {
+        let err = refused(reqwest::Method::POST, "/v1/pki/issue/web").await;
         assert!(never_sent(&err), "{err:?}");
     }
 
@@ -424,10 +429,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transport_failure_is_the_typed_source_of_the_backend_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("address");
-        drop(listener);
-        let refused = local_client().get(format!("http://{addr}/v1/secret/data/app")).send().await.expect_err("refused");
+        let refused = refused(reqwest::Method::GET, "/v1/secret/data/app").await;
         let text = describe_transport_error(&refused);
         let cause = TransportError::http(refused);
         // The text users see is what it always was.
