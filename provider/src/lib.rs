@@ -23,7 +23,10 @@
 //!    `pub type Plan = BackendPlan<GcpConfig, GcpObject>` (the mount-wide
 //!    configuration and where one object comes from, in its own terms only) and
 //!    `pub type Settings = GcpSettings` (its tunables). Its failures are
-//!    `backend::Error`s with an `ErrorKind`; it never sees gRPC.
+//!    `backend::Error`s with an `ErrorKind` and, where there is one, the typed
+//!    cause as their source (`Error::caused_by`); a token the pod cannot use is
+//!    reported with `backend::token::token_error`. It never sees gRPC or tonic.
+//!    Add its dependencies to `provider/Cargo.toml`.
 //! 2. **One registration line** in `provider/src/backend/registry.rs`:
 //!    `Gcp => gcp::GcpBackend,` in the `backends!` call. It generates the
 //!    `backend::Plan::Gcp` variant, the `gcp` field of [`BackendSettings`], the
