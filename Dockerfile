@@ -4,7 +4,10 @@
 #   /usr/local/bin/courier-provider     the Secrets Store CSI provider (chart default command)
 #   /usr/local/bin/courier-driver-shim  the optional CSI driver shim (driver.enabled=true)
 #
-#   docker build -t ghcr.io/courier/courier:0.1.0 .
+#   docker build --build-arg COURIER_REVISION=$(git rev-parse --short=12 HEAD) -t ghcr.io/courier/courier:0.1.0 .
+#
+# COURIER_REVISION becomes courier_build_info{revision}; the context has no .git, so without it the
+# revision reads `unknown`.
 #
 # Builds the workspace packages courier-provider and courier-driver-shim (driver-shim/) with
 # Cargo.lock as it is (--locked).
@@ -14,6 +17,8 @@
 # because it mounts tmpfs into pod volumes.
 
 FROM rust:1.95-bookworm AS build
+ARG COURIER_REVISION=unknown
+ENV COURIER_REVISION=${COURIER_REVISION}
 WORKDIR /src
 # Symbols stripped without touching Cargo.toml: much smaller binaries; panics still print
 # their message, backtraces lose function names.

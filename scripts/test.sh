@@ -11,6 +11,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 # The Helm chart, validated offline (lint, render, schemas, promises).
 scripts/chart-check.sh
 
+# Alerts and dashboard: promtool checks and rule unit tests (installs promtool when missing).
+scripts/prometheus/check.sh
+
 # The black-box tests drive the built provider and shim binaries.
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"

@@ -321,7 +321,7 @@ impl Cluster {
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
-fn truncate_bytes(text: &str, max: usize) -> String {
+pub(crate) fn truncate_bytes(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

@@ -104,7 +104,16 @@ impl Node for NodeService {
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let req = request.into_inner();
-        let result = self.publish(req).await;
+        let started = std::time::Instant::now();
+        let mut operation = "publish";
+        let result = self.publish(req, &mut operation).await;
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        };
+        self.shim
+            .metrics()
+            .published(operation, code, started.elapsed());
         let label = match &result {
             Ok(Some(Published::Skipped)) => "skipped",
             Ok(Some(Published::Unchanged { .. })) => "unchanged",
@@ -163,7 +172,12 @@ impl Node for NodeService {
 }
 
 impl NodeService {
-    async fn publish(&self, req: NodePublishVolumeRequest) -> Result<Option<Published>, Status> {
+    /// Publishes; sets `operation` to `republish` once the volume is found mounted.
+    async fn publish(
+        &self,
+        req: NodePublishVolumeRequest,
+        operation: &mut &'static str,
+    ) -> Result<Option<Published>, Status> {
         if req.volume_capability.is_none() {
             return Err(invalid("Volume capability missing in request"));
         }
@@ -196,6 +210,9 @@ impl NodeService {
             .shim
             .is_mounted(target)
             .map_err(|e| Status::new(e.code, e.message))?;
+        if mounted {
+            *operation = "republish";
+        }
         if mounted && self.shim.skips_republish(target) {
             return Ok(Some(Published::Skipped));
         }
@@ -291,6 +308,7 @@ impl NodeService {
         if let Some(after) = &self.after_mount
             && let Err(e) = after.mounted(pod, spc, target, rotated).await
         {
+            self.shim.metrics().sync_errors.inc();
             self.cluster
                 .event(pod, EventType::Warning, "FailedToCreateSecret", &e)
                 .await;

@@ -9,18 +9,21 @@
 //! - [`target`], [`dir`]: where a volume goes, resolved once and opened without following links;
 //! - [`atomic_writer`], [`mount`]: files and the tmpfs;
 //! - [`cluster`]: SecretProviderClasses, status records and events;
-//! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets.
+//! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets;
+//! - [`secretsync`]: the SecretSync controller (Secrets synced without a pod mount).
 
 pub mod atomic_writer;
 pub mod cluster;
 pub mod csi;
 pub mod dir;
 pub mod local;
+pub mod logging;
 pub mod metrics;
 pub mod mount;
 pub mod provider_client;
 pub mod publish;
 pub mod request;
+pub mod secretsync;
 pub mod sync;
 pub mod target;
 pub mod tls;

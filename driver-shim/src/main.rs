@@ -99,9 +99,13 @@ struct Args {
     #[arg(long, env = "COURIER_SYNC_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
     sync_secrets: bool,
 
-    /// Log filter.
+    /// Level of the shim's own logs (`info`, `debug`); other crates stay at `warn`.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+
+    /// Extra filter directives, e.g. `h2=trace` for the HTTP/2 frames or `trace` for every crate.
+    #[arg(long, global = true, env = "RUST_LOG")]
+    log_filter: Option<String>,
 
     /// Log as JSON lines.
     #[arg(long, global = true)]
@@ -113,6 +117,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the SecretSync controller: Secrets synced from SecretProviderClasses without a pod mount.
+    SecretSync(SecretSyncArgs),
     /// Publish a SecretProviderClass file into a directory without a cluster (tmpfs when root).
     Local {
         /// SecretProviderClass manifest (YAML).
@@ -154,19 +160,117 @@ enum Command {
     },
 }
 
+/// Flags of the SecretSync controller.
+#[derive(Debug, clap::Args)]
+struct SecretSyncArgs {
+    /// Namespace of the leader Lease (the controller's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "courier-secretsync")]
+    lease_name: String,
+    /// This replica's identity in the Lease (its pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: String,
+    /// How long a leader's last renewal keeps other replicas out.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// How often the leader renews and the others try.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    lease_retry_period: Duration,
+    /// Token audience when a SecretSync names none (repeatable; as the CSIDriver's tokenRequests).
+    #[arg(long = "token-audience", default_value = "vault")]
+    token_audiences: Vec<String>,
+    /// Lifetime of the TokenRequest tokens (at least 10m, the API's minimum).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    token_lifetime: Duration,
+    /// Shortest refresh interval a SecretSync may ask for.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    min_refresh_interval: Duration,
+    /// First wait after a failed sync (doubled per further failure).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    backoff_base: Duration,
+    /// Longest wait after failed syncs.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    backoff_max: Duration,
+    /// HTTP address of `/metrics` and `/healthz`.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+}
+
+/// Runs the SecretSync controller until SIGTERM.
+async fn secret_sync(args: SecretSyncArgs, providers: Providers) -> anyhow::Result<()> {
+    use courier_driver_shim::secretsync::{self, leader, metrics, reconcile};
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let cluster = Arc::new(Cluster::with_client(client, args.identity.clone()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(addr) = args.http_addr {
+        let metrics = Arc::clone(&metrics);
+        serve_http(addr, move || metrics.encode()).await?;
+    }
+    let settings = reconcile::Settings {
+        default_audiences: args.token_audiences,
+        min_refresh: args.min_refresh_interval,
+        token_lifetime: args.token_lifetime,
+        backoff_base: args.backoff_base,
+        backoff_max: args.backoff_max,
+        instance: args.identity.clone(),
+    };
+    let election = leader::Settings {
+        namespace: args.lease_namespace,
+        name: args.lease_name,
+        identity: args.identity,
+        lease_duration: args.lease_duration,
+        retry_period: args.lease_retry_period,
+    };
+    tracing::info!(identity = %election.identity, lease = %election.name, "SecretSync controller starting");
+    secretsync::run(cluster, providers, settings, election, metrics, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Serves `/healthz` and `/metrics` (the text `encode` returns) on `addr`, in the background.
+async fn serve_http(
+    addr: SocketAddr,
+    encode: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let router = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let encode = encode.clone();
+                async move { encode() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "HTTP endpoint failed");
+        }
+    });
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).context("--log-level")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    courier_driver_shim::logging::init(&args.log_level, args.log_filter.as_deref(), args.log_json)?;
 
     let mut dirs = vec![args.providers_dir.clone()];
     dirs.extend(args.additional_providers_dirs.iter().cloned());
@@ -174,6 +278,13 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let tmpfs_size =
         Some(parse_size(&args.tmpfs_size).map_err(|e| anyhow::anyhow!("--tmpfs-size: {e}"))?);
+
+    if let Some(Command::SecretSync(sync_args)) = args.command {
+        if sync_args.token_lifetime < Duration::from_secs(600) {
+            bail!("--token-lifetime must be at least 10m (the TokenRequest API's minimum)");
+        }
+        return secret_sync(sync_args, providers).await;
+    }
 
     if let Some(Command::Local {
         secret_provider_class,
@@ -249,23 +360,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<std::collections::BTreeSet<_>>()
     {
         let metrics = Arc::clone(&metrics);
-        let router = axum::Router::new()
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let metrics = Arc::clone(&metrics);
-                    async move { metrics.encode() }
-                }),
-            );
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "HTTP endpoint failed");
-            }
-        });
+        serve_http(addr, move || metrics.encode()).await?;
     }
 
     if let Some(parent) = socket.parent() {
@@ -300,17 +395,7 @@ async fn main() -> anyhow::Result<()> {
         cluster,
         after_mount,
     };
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
+    let shutdown = shutdown_signal();
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(NodeServer::new(node))

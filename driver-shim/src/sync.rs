@@ -323,6 +323,40 @@ impl SecretSync {
     }
 }
 
+impl SecretSync {
+    /// Mirrors `files` (path to contents, as a mount holds them) into the Secrets `secret_objects` describe
+    /// (entries shaped as a SecretProviderClass's `secretObjects`), in `namespace`, by the same rules as after
+    /// a mount: `labels` and the managed label set, `owners` added, TLS split, data written only when its hash
+    /// changed, retried on conflicts. Every Secret's data is built before any is written, so a missing file
+    /// leaves all of them as they were. Returns the names of the Secrets whose data changed.
+    pub async fn mirror(
+        &self,
+        namespace: &str,
+        secret_objects: &[serde_json::Value],
+        files: &BTreeMap<String, Vec<u8>>,
+        owners: &[OwnerReference],
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, String> {
+        let mut objects = secret_objects
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse(i, raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut built = Vec::with_capacity(objects.len());
+        for object in &mut objects {
+            object.labels.extend(labels.clone());
+            built.push(Self::data(object, files)?);
+        }
+        let mut changed = Vec::new();
+        for (object, data) in objects.iter().zip(built) {
+            if self.upsert(namespace, object, data, owners).await? {
+                changed.push(object.name.clone());
+            }
+        }
+        Ok(changed)
+    }
+}
+
 #[tonic::async_trait]
 impl AfterMount for SecretSync {
     async fn mounted(

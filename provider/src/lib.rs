@@ -43,6 +43,9 @@
 //!    native socket, the `backend: gcp` value in `provider/src/dialect/native.rs`.
 //! 5. **Wiring**: its settings in `provider/src/main.rs` (flags, then the
 //!    `gcp` field of [`BackendSettings`]).
+//! 6. **The offline check**: its arm in `describe` in `provider/src/check/mod.rs`
+//!    (the audience and the backend facts `courier-provider check` reports); the
+//!    match is exhaustive, so the compiler points at it.
 //!
 //! Nothing else changes: `plan`, `render`, `request` and the server's status-code
 //! mapping are shared by every backend.
@@ -50,6 +53,7 @@
 mod audit;
 mod authority;
 mod backend;
+mod check;
 mod connection;
 mod dialect;
 mod identity;
@@ -59,6 +63,7 @@ mod memory;
 mod metrics;
 mod object_path;
 mod plan;
+mod process_metrics;
 mod provider_name;
 mod render;
 mod request;
@@ -75,6 +80,7 @@ mod version;
 pub use backend::Settings as BackendSettings;
 pub use backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
 pub use backend::vault::{DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings};
+pub use check::run_cli as run_check;
 pub use connection::Timeouts;
 pub use dialect::Defaults;
 pub use identity::{TokenVerification, VerifierSettings};

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 /// Serves Vault/OpenBao secrets to Secrets Store CSI driver mounts, as the pod's own identity.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = "`courier-provider check --help`: check SecretProviderClass files offline.")]
 struct Args {
     /// Directory the driver looks for provider sockets in; each name gets `<dir>/<name>.sock`.
     #[arg(long, env = "COURIER_PROVIDERS_DIR", default_value = "/var/run/secrets-store-csi-providers")]
@@ -94,9 +94,14 @@ struct Args {
     #[arg(long, env = "COURIER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 
-    /// Log level or filter directive (`info`, `debug`, `courier_provider=trace,info`).
+    /// Level of Courier's own logs (`info`, `debug`, `trace`); other crates stay at `warn`.
+    /// A directive list (`courier_provider=trace,info`) is taken as written.
     #[arg(long, env = "COURIER_LOG_LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Extra filter directives, e.g. `h2=trace` for the HTTP/2 frames or `trace` for every crate.
+    #[arg(long, env = "RUST_LOG")]
+    log_filter: Option<String>,
 
     /// File holding the key for object versions (at least 16 bytes). Without it a random key is
     /// made per process, so versions change once after a restart and the driver rewrites files once.
@@ -142,9 +147,14 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     // A template renderer child (see `sandbox`): no runtime, no threads, no flags.
     let mut argv = std::env::args_os().skip(1);
-    if argv.next().as_deref() == Some(std::ffi::OsStr::new(TEMPLATE_CHILD_ARG)) {
+    let first = argv.next();
+    if first.as_deref() == Some(std::ffi::OsStr::new(TEMPLATE_CHILD_ARG)) {
         let limit = argv.next().and_then(|a| a.into_string().ok());
         std::process::exit(courier_provider::template_child_main(limit.as_deref()));
+    }
+    // `check`: offline, no runtime, no sockets.
+    if first.as_deref() == Some(std::ffi::OsStr::new("check")) {
+        std::process::exit(courier_provider::run_check(argv));
     }
     // Where the C library refuses a setting, the defaults stay: slower to give memory back, nothing worse.
     let _tuned = courier_provider::tune_allocator();
@@ -154,7 +164,7 @@ fn main() -> anyhow::Result<()> {
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
-    courier_provider::init_telemetry(args.log_format, &args.log_level)?;
+    courier_provider::init_telemetry(args.log_format, &args.log_level, args.log_filter.as_deref())?;
     if let Err(e) = run(args).await {
         tracing::error!("{e:#}");
         return Err(e);
@@ -293,6 +303,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sockets.push(socket);
     }
     health.set_ready(true);
+    metrics.ready.set(1);
     tracing::info!(providers = sockets.len(), "ready");
 
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -306,6 +317,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Stop taking new connections first and give the socket names back, so a
     // successor can bind them while in-flight mounts finish here.
     health.set_ready(false);
+    metrics.ready.set(0);
     let _ = stop_tx.send(true);
     for socket in &sockets {
         socket.remove();

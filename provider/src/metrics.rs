@@ -9,7 +9,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+use crate::process_metrics::ProcessCollector;
+
+/// The source revision the binary was built from (see `build.rs`), or `unknown`.
+pub(crate) const REVISION: &str = env!("COURIER_REVISION");
 
 /// Labels of a mount.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +108,10 @@ fn latency_histogram() -> Histogram {
 /// Every metric the provider exports.
 pub struct Metrics {
     registry: Registry,
+    /// Standard `process_*` metrics, without the `courier_` prefix.
+    process: Registry,
+    /// 1 while every socket is bound and serving, 0 before and from shutdown on.
+    pub ready: Gauge,
     /// Mounts served, by result.
     pub mounts: Family<MountLabels, Counter>,
     /// Mount latency.
@@ -137,6 +147,15 @@ impl fmt::Debug for Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("courier");
+        registry.register(
+            "build",
+            "The provider's version and source revision",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION")), ("revision", REVISION)]),
+        );
+        let ready = Gauge::default();
+        registry.register("ready", "1 while every provider socket is serving", ready.clone());
+        let mut process = Registry::default();
+        process.register_collector(Box::new(ProcessCollector::default()));
         let mounts = Family::<MountLabels, Counter>::default();
         registry.register("mounts", "Mount requests served, by provider, backend and result", mounts.clone());
         let mount_seconds: HistogramFamily<MountLatencyLabels> = Family::new_with_constructor(latency_histogram);
@@ -171,6 +190,8 @@ impl Default for Metrics {
         registry.register("accept_errors", "Failed accepts on a provider socket (e.g. out of descriptors)", accept_errors.clone());
         Self {
             registry,
+            process,
+            ready,
             mounts,
             mount_seconds,
             backend_requests,
@@ -207,8 +228,12 @@ impl Metrics {
     /// The text exposition format.
     #[must_use]
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let encoded = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.process))
+            .and_then(|()| encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out
@@ -240,5 +265,11 @@ mod tests {
         assert!(text.contains("courier_mounts_total{provider=\"courier\",backend=\"vault\",result=\"ok\"} 1"), "{text}");
         assert!(text.contains("courier_cache_lookups_total{cache=\"login\",result=\"hit\"} 1"), "{text}");
         assert!(text.contains("# TYPE courier_mount_duration_seconds histogram"), "{text}");
+        assert!(text.contains(&format!("courier_build_info{{version=\"{}\",revision=\"{REVISION}\"}} 1", env!("CARGO_PKG_VERSION"))), "{text}");
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name} in {text}");
+        }
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

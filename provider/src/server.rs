@@ -12,6 +12,7 @@ use tracing::{Instrument as _, field};
 
 mod status;
 
+pub(crate) use self::status::{parameter_error_status, request_error_status};
 use self::status::MountError;
 use crate::audit::AuditRecord;
 use crate::authority;

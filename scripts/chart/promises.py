@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import overrides
 from render import NAMESPACE, RELEASE, Rendered
 from report import Report
 
@@ -83,8 +84,10 @@ def check_all(r: Report, v: dict[str, Any], out: Rendered) -> None:
         no_shim(r, out)
     privilege_only_on_shim(r, out)
     secrets_rbac(r, v, out)
+    secret_sync(r, v, out)
     wiring(r, v, out)
     notes(r, v, out)
+    overrides.check_all(r, v, out)
 
 
 def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
@@ -245,7 +248,11 @@ def metrics(r: Report, v: dict[str, Any], out: Rendered) -> None:
 
 
 def no_shim(r: Report, out: Rendered) -> None:
-    shim_kinds = [o["kind"] for o in out.objects if o["kind"] in ("CSIDriver", "CustomResourceDefinition")]
+    shim_kinds = [
+        o["kind"]
+        for o in out.objects
+        if o["kind"] in ("CSIDriver", "CustomResourceDefinition") and o not in out.component("secretsync")
+    ]
     r.equal("no shim: no CSIDriver or CRDs", shim_kinds, [])
     r.equal("no shim: no driver objects", [f"{o['kind']}/{o['metadata']['name']}" for o in out.component("driver")], [])
     r.equal("no shim: one DaemonSet", len(out.of_kind("DaemonSet")), 1)
@@ -417,7 +424,9 @@ def secrets_rbac(r: Report, v: dict[str, Any], out: Rendered) -> None:
     ]
     d = v["driver"]
     want = [f"{RELEASE}-driver"] if d["enabled"] and d["syncSecret"]["enabled"] and v["rbac"]["create"] else []
-    r.equal("RBAC on secrets: only with driver.syncSecret", grants, want)
+    if v["secretSync"]["enabled"] and v["rbac"]["create"]:
+        want.append(f"{RELEASE}-secretsync")
+    r.equal("RBAC on secrets: only with driver.syncSecret or secretSync", sorted(grants), sorted(want))
     wildcards = [
         o["metadata"]["name"]
         for o in out.objects
@@ -500,3 +509,79 @@ def notes(r: Report, v: dict[str, Any], out: Rendered) -> None:
         for a in audiences(v):
             r.check(f"NOTES: names tokenRequests audience {a}", f"audience: {a}" in text and f"audience={a}" in text)
     r.check("NOTES: next step is a SecretProviderClass", "SecretProviderClass" in text)
+
+
+def secret_sync(r: Report, v: dict[str, Any], out: Rendered) -> None:
+    """The SecretSync controller: present only when enabled; a Deployment running the controller
+    with courier-provider as a sidecar on a pod-local socket directory, leader election on its
+    own Lease, and RBAC with exactly the verbs it uses."""
+    s = v["secretSync"]
+    objects = out.component("secretsync")
+    if not s["enabled"]:
+        r.equal("no secretSync: no SecretSync objects", [o["kind"] for o in objects], [])
+        return
+    deployment = out.named("Deployment", f"{RELEASE}-secretsync")
+    if not r.check("secretSync: a Deployment", deployment is not None):
+        return
+    r.equal("secretSync: replicas", deployment["spec"]["replicas"], s["replicas"])
+    pod = deployment["spec"]["template"]["spec"]
+    r.equal("secretSync: controller and provider containers", [c["name"] for c in pod["containers"]], ["controller", "provider"])
+    controller = container(deployment, "controller")
+    args = controller.get("args", [])
+    r.check("secretSync: runs the secret-sync subcommand", "secret-sync" in args)
+    r.check(
+        "secretSync: leader election on its own Lease",
+        f"--lease-name={RELEASE}-secretsync" in args,
+    )
+    audiences = [a.split("=", 1)[1] for a in args if a.startswith("--token-audience=")]
+    r.check("secretSync: at least one token audience", bool(audiences))
+    if s["tokenAudiences"]:
+        r.equal("secretSync: the audiences asked for", audiences, s["tokenAudiences"])
+    env = {e["name"] for e in controller.get("env", [])}
+    r.check("secretSync: POD_NAME and POD_NAMESPACE from the downward API", {"POD_NAME", "POD_NAMESPACE"} <= env)
+    volumes = {vol["name"]: vol for vol in pod.get("volumes", [])}
+    r.check("secretSync: provider sockets in the pod, not on the host", "emptyDir" in volumes.get("providers-dir", {}))
+    r.check("secretSync: no hostPath", not any("hostPath" in vol for vol in volumes.values()))
+    for c in pod["containers"]:
+        sc = c.get("securityContext", {})
+        r.equal(f"secretSync {c['name']}: drops ALL capabilities", sc.get("capabilities"), {"drop": ["ALL"]})
+        r.check(f"secretSync {c['name']}: not privileged", sc.get("privileged") is not True)
+    crd = out.named("CustomResourceDefinition", "secretsyncs.courier.dev")
+    r.equal("secretSync: CRD only with installCRD", crd is not None, bool(s["installCRD"]))
+    if not v["rbac"]["create"]:
+        r.equal("secretSync: no RBAC without rbac.create", [o["kind"] for o in objects if "Role" in o["kind"]], [])
+        return
+    role = out.named("ClusterRole", f"{RELEASE}-secretsync")
+    if not r.check("secretSync: a ClusterRole", role is not None):
+        return
+    grants = sorted((g, res, verb) for rule in role["rules"] for g in rule["apiGroups"] for res in rule["resources"] for verb in rule["verbs"])
+    want = [
+        ("", "events", "create"),
+        ("", "secrets", "create"),
+        ("", "secrets", "delete"),
+        ("", "secrets", "get"),
+        ("", "secrets", "update"),
+        ("", "serviceaccounts/token", "create"),
+        ("courier.dev", "secretsyncs", "get"),
+        ("courier.dev", "secretsyncs", "list"),
+        ("courier.dev", "secretsyncs", "watch"),
+        ("courier.dev", "secretsyncs/status", "patch"),
+        ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "get"),
+        ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "list"),
+        ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "watch"),
+    ]
+    if include_aws(v):
+        want.append(("", "serviceaccounts", "get"))
+    r.equal("secretSync: ClusterRole grants exactly what it uses", grants, sorted(want))
+    r.check(
+        "secretSync: the reason for serviceaccounts/token is written next to it",
+        "serviceaccounts/token" in out.text and "TokenRequest" in out.text,
+    )
+    leader = out.named("Role", f"{RELEASE}-secretsync-leader")
+    if r.check("secretSync: a Role for its Lease", leader is not None):
+        named = [rule for rule in leader["rules"] if rule.get("resourceNames")]
+        r.equal("secretSync: get/update only its own Lease", [rule["resourceNames"] for rule in named], [[f"{RELEASE}-secretsync"]])
+
+
+def include_aws(v: dict[str, Any]) -> bool:
+    return bool(v["aws"]["enabled"] or "aws" in v["providers"])

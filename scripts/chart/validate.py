@@ -26,7 +26,7 @@ YAMLLINT = YamlLintConfig(
 
 # Custom kinds that neither Kubernetes nor this chart defines a schema for. They are skipped
 # here on purpose; promises.py checks their structure (selector and port wiring) instead.
-NO_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+NO_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 class Unvalidated(Exception):

@@ -103,6 +103,20 @@ impl CorpusSetup {
     }
 }
 
+impl CorpusCase {
+    /// The SecretProviderClass parameters with every recipe expanded, for a case that is a plain class (no raw
+    /// attributes, no omitted keys, and the default tokens, secrets and permission); `None` otherwise.
+    pub fn plain_parameters(&self) -> Option<BTreeMap<String, String>> {
+        let plain = self.attributes.is_none()
+            && self.omit.is_empty()
+            && self.tokens.is_none()
+            && self.secrets.is_none()
+            && self.permission.is_none();
+        let parameters = self.parameters.as_ref().filter(|_| plain)?;
+        Some(parameters.iter().map(|(k, v)| (k.clone(), v.expand())).collect())
+    }
+}
+
 /// A string, or a recipe for a large or repetitive one (so the file stays small and readable).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

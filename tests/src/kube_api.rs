@@ -36,6 +36,7 @@ mod patch;
 mod resources;
 mod selector;
 mod store;
+mod token_request;
 mod validate;
 mod watch;
 
@@ -53,7 +54,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-pub use resources::{KubeResource, SECRETS_STORE_GROUP};
+pub use resources::{COORDINATION_GROUP, COURIER_GROUP, KubeResource, SECRETS_STORE_GROUP};
 
 use crate::pod::{PodFixture, random_uid};
 use crate::server_thread::ServerThread;
@@ -151,6 +152,8 @@ pub(crate) struct Inner {
     injected: Vec<InjectedFault>,
     /// The JWKs `/openid/v1/jwks` lists; empty: issuer discovery is not served.
     issuer_keys: Vec<Value>,
+    /// The signer of the `serviceaccounts/<name>/token` subresource; `None`: it is not served.
+    token_signer: Option<Arc<crate::TokenIssuer>>,
 }
 
 impl Shared {
@@ -644,6 +647,22 @@ impl FakeKubeApi {
         self.publish_jwk(issuer.jwk().clone());
     }
 
+    /// Serves the TokenRequest API (`POST .../serviceaccounts/<name>/token`), signing with `issuer`, and
+    /// publishes `issuer`'s key at `/openid/v1/jwks` (as a cluster whose issuer signs TokenRequests does).
+    pub fn serve_token_requests(&self, issuer: Arc<crate::TokenIssuer>) {
+        self.publish_issuer_keys(&issuer);
+        self.state.lock().token_signer = Some(issuer);
+    }
+
+    /// The TokenRequests answered (`201`) for service account `namespace/name`.
+    pub fn token_requests(&self, namespace: &str, name: &str) -> Vec<KubeRequest> {
+        let path = format!("{}/token", service_account_path(namespace, name));
+        self.requests_to("POST", &path)
+            .into_iter()
+            .filter(|r| r.status == 201)
+            .collect()
+    }
+
     /// Publishes `jwk` at `/openid/v1/jwks`.
     pub(crate) fn publish_jwk(&self, jwk: Value) {
         self.state.lock().issuer_keys.push(jwk);
@@ -1130,6 +1149,9 @@ fn object(
     let status_only = match subresource {
         None => false,
         Some("status") => true,
+        Some("token") if resource == KubeResource::SERVICE_ACCOUNTS => {
+            return token(state, call, namespace, name);
+        }
         Some(_) => return not_served(),
     };
     let result = match *call.method {
@@ -1182,6 +1204,27 @@ fn object(
     };
     match result {
         Ok(object) => Reply::Json(StatusCode::OK, outgoing(&resource, object)),
+        Err(failure) => failure.into(),
+    }
+}
+
+/// `POST .../serviceaccounts/<name>/token`, when [`FakeKubeApi::serve_token_requests`] set a signer.
+fn token(state: &Arc<Shared>, call: &Call<'_>, namespace: &str, name: &str) -> Reply {
+    if *call.method != Method::POST {
+        return Failure::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )
+        .into();
+    }
+    let Some(issuer) = state.lock().token_signer.clone() else {
+        return not_served();
+    };
+    let result = call.json_body().and_then(|body| {
+        let inner = state.lock();
+        token_request::issue(&inner.store, &issuer, namespace, name, &body)
+    });
+    match result {
+        Ok(answer) => Reply::Json(StatusCode::CREATED, answer),
         Err(failure) => failure.into(),
     }
 }
@@ -1346,3 +1389,5 @@ fn version() -> Value {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod secretsync_tests;

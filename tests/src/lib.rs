@@ -14,6 +14,7 @@
 //! - [`FakeKubeApi`] is a faithful fake of the Kubernetes API (core objects and the Secrets Store CRDs: GET, LIST,
 //!   WATCH, POST, PUT, PATCH, DELETE) for the real `kube` client, with a kubeconfig; [`PodIdentityAgent`] stands
 //!   in for the EKS Pod Identity agent.
+//! - [`SecretSyncProcess`] runs the SecretSync controller (`courier-driver-shim secret-sync`).
 //! - [`ShimProcess`] runs the `courier-driver-shim` binary and [`Kubelet`] calls it as kubelet does for an inline
 //!   [`InlineVolume`]; [`FakeProvider`] stands for any other provider, answering what the test sets.
 //! - [`legacy_client`] drives a socket the way drivers before v1.6 did (socket path as `:authority`), and
@@ -35,6 +36,7 @@ pub mod h2_capture;
 mod kube_api;
 pub mod legacy_client;
 mod memory;
+pub mod monitoring;
 mod moto;
 mod mount_request;
 pub mod objects;
@@ -44,6 +46,7 @@ mod pod_identity_agent;
 pub mod probe;
 pub mod postgres;
 mod provider;
+mod secretsync;
 mod server_thread;
 pub mod shim;
 mod sigv4;
@@ -57,7 +60,8 @@ pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE
 pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
 pub use fault_injection::{SilentBackend, closed_port_url};
 pub use kube_api::{
-    FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource, OPENID_CONFIGURATION_PATH,
+    COORDINATION_GROUP, COURIER_GROUP, FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource,
+    OPENID_CONFIGURATION_PATH,
     SECRETS_STORE_GROUP, service_account_path,
 };
 pub use legacy_client::{
@@ -74,6 +78,7 @@ pub use pod_identity_agent::{AgentRequest, POD_IDENTITY_AUDIENCE, PodIdentityAge
 pub use provider::{
     API_VERSION, MetricSample, MetricsSnapshot, ProviderBuilder, ProviderProcess, connect_unix,
 };
+pub use secretsync::{SecretSyncBuilder, SecretSyncProcess};
 pub use shim::{InlineVolume, Kubelet, MountCleanup, ShimBuilder, ShimProcess};
 pub use tokenreview::{ReviewRecord, TokenReviewServer};
 pub use vault_proxy::{VaultCall, VaultFault, VaultFaultKind, VaultProxy};

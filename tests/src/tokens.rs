@@ -145,6 +145,14 @@ impl TokenIssuer {
         Ok(MintedToken { jwt, expires_at })
     }
 
+    /// Signs `claims` (RS256, this issuer's key id), as the API server's TokenRequest endpoint does for
+    /// tokens bound to no pod.
+    pub(crate) fn sign_claims(&self, claims: &Value) -> anyhow::Result<String> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.key_id.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding_key).context("cannot sign the token")
+    }
+
     fn claims(&self, pod: &PodFixture, options: &TokenOptions) -> anyhow::Result<ServiceAccountClaims> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -362,12 +370,15 @@ pub(crate) struct ServiceAccountClaims {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct KubernetesClaims {
     pub(crate) namespace: String,
+    /// Absent from tokens bound to no pod (TokenRequest without `boundObjectRef`), which STS and the
+    /// TokenReview API accept all the same.
+    #[serde(default)]
     pub(crate) pod: ObjectRef,
     pub(crate) serviceaccount: ObjectRef,
 }
 
 /// A named object with its uid.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ObjectRef {
     pub(crate) name: String,
     pub(crate) uid: String,

@@ -13,6 +13,8 @@ mod support;
 mod cluster;
 #[path = "shim/csi.rs"]
 mod csi;
+#[path = "shim/dashboard_metrics.rs"]
+mod dashboard_metrics;
 #[path = "shim/local.rs"]
 mod local;
 #[path = "shim/local_paths.rs"]

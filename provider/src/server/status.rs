@@ -77,6 +77,20 @@ impl MountError {
     }
 }
 
+/// The status a mount answers when the driver's request cannot be decoded
+/// (`courier-provider check` reports it as is).
+#[must_use]
+pub(crate) fn request_error_status(error: request::Error) -> Status {
+    MountError::Request(error).status()
+}
+
+/// The status a mount answers for parameters the dialect refuses
+/// (`courier-provider check` reports it as is).
+#[must_use]
+pub(crate) fn parameter_error_status(error: dialect::Error) -> Status {
+    MountError::Dialect(error).status()
+}
+
 /// Shortens very long words (quoted input) and caps the whole message, keeping
 /// the field names and the explanation around them.
 fn shorten(message: &str) -> String {

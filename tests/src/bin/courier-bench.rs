@@ -90,6 +90,22 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let env = phase("setup", Env::start()).await?;
+    // `courier-bench p3` reads the idle footprint alone (`p3 hold` keeps the provider up for inspection).
+    if std::env::args().nth(1).as_deref() == Some("p3") {
+        let provider = env.provider(None).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pid = provider.pid();
+        println!(
+            "P3 idle: VmRSS {:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB), pid {pid}",
+            proc_status_mib(pid, "VmRSS")?,
+            proc_status_mib(pid, "RssAnon")?,
+            proc_status_mib(pid, "RssFile")?,
+        );
+        if std::env::args().nth(2).as_deref() == Some("hold") {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+        return Ok(());
+    }
     let mut table = Table::default();
 
     let p5 = phase("P5 start-up", measure_startup(&provider_binary)).await?;

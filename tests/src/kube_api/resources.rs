@@ -4,6 +4,10 @@ use serde_json::{Value, json};
 
 /// The API group of the Secrets Store CSI driver's custom resources.
 pub const SECRETS_STORE_GROUP: &str = "secrets-store.csi.x-k8s.io";
+/// Courier's own API group (the `SecretSync` custom resource).
+pub const COURIER_GROUP: &str = "courier.dev";
+/// The group of `Lease`s (leader election).
+pub const COORDINATION_GROUP: &str = "coordination.k8s.io";
 
 /// A resource type: where it lives in the API and what its objects are called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,23 @@ impl KubeResource {
         "secretproviderclasspodstatuses",
         "SecretProviderClassPodStatus",
     );
+
+    /// `leases.coordination.k8s.io/v1`.
+    pub const LEASES: Self = Self {
+        group: COORDINATION_GROUP,
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        namespaced: true,
+    };
+    /// `secretsyncs.courier.dev/v1alpha1`, served with a status subresource.
+    pub const SECRET_SYNCS: Self = Self {
+        group: COURIER_GROUP,
+        version: "v1alpha1",
+        plural: "secretsyncs",
+        kind: "SecretSync",
+        namespaced: true,
+    };
 
     const fn core(plural: &'static str, kind: &'static str, namespaced: bool) -> Self {
         Self {
@@ -84,7 +105,14 @@ impl KubeResource {
 
     /// Whether this is a custom resource (stored as unstructured JSON, with `generation`).
     pub fn is_custom(&self) -> bool {
-        self.group == SECRETS_STORE_GROUP
+        self.group == SECRETS_STORE_GROUP || self.group == COURIER_GROUP
+    }
+
+    /// Whether the resource serves a `status` subresource, so a write to the main resource leaves `status`
+    /// alone (and a create drops it), as the API server does for such a CRD. The Secrets Store CRDs declare
+    /// none, so their `status` is written with the object.
+    pub fn has_status_subresource(&self) -> bool {
+        self.group == COURIER_GROUP
     }
 
     /// The storage key: the same for every version of a resource.
@@ -131,7 +159,12 @@ pub(crate) const RESOURCES: &[KubeResource] = &[
     KubeResource::NAMESPACES,
     KubeResource::SECRET_PROVIDER_CLASSES,
     KubeResource::SECRET_PROVIDER_CLASS_POD_STATUSES,
+    KubeResource::LEASES,
+    KubeResource::SECRET_SYNCS,
 ];
+
+/// The API groups besides the core group, in the order `/apis` lists them.
+const GROUPS: &[&str] = &[SECRETS_STORE_GROUP, COORDINATION_GROUP, COURIER_GROUP];
 
 /// Versions a group serves; the first is stored, the others are converted on the way out (as a CRD with
 /// several served versions and no conversion webhook).
@@ -139,6 +172,8 @@ fn group_versions(group: &str) -> &'static [&'static str] {
     match group {
         "" => &["v1"],
         SECRETS_STORE_GROUP => &["v1", "v1alpha1"],
+        COORDINATION_GROUP => &["v1"],
+        COURIER_GROUP => &["v1alpha1"],
         _ => &[],
     }
 }
@@ -170,19 +205,21 @@ pub(crate) fn api_versions() -> Value {
 
 /// `/apis`.
 pub(crate) fn api_groups() -> Value {
-    let versions: Vec<Value> = group_versions(SECRETS_STORE_GROUP)
+    let groups: Vec<Value> = GROUPS
         .iter()
-        .map(|v| json!({"groupVersion": format!("{SECRETS_STORE_GROUP}/{v}"), "version": v}))
+        .map(|group| {
+            let versions: Vec<Value> = group_versions(group)
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+                .collect();
+            json!({
+                "name": group,
+                "versions": versions,
+                "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
+            })
+        })
         .collect();
-    json!({
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [{
-            "name": SECRETS_STORE_GROUP,
-            "versions": versions,
-            "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
-        }],
-    })
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/api/v1` or `/apis/<group>/<version>`; `None` when the fake does not serve that group version.
@@ -193,19 +230,36 @@ pub(crate) fn api_resources(group: &str, version: &str) -> Option<Value> {
     let verbs = [
         "create", "delete", "get", "list", "patch", "update", "watch",
     ];
-    let resources: Vec<Value> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group)
-        .map(|r| {
-            json!({
-                "name": r.plural,
-                "singularName": r.kind.to_lowercase(),
+    let mut resources: Vec<Value> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        resources.push(json!({
+            "name": r.plural,
+            "singularName": r.kind.to_lowercase(),
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": verbs,
+        }));
+        if r.has_status_subresource() {
+            resources.push(json!({
+                "name": format!("{}/status", r.plural),
+                "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": verbs,
-            })
-        })
-        .collect();
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if *r == KubeResource::SERVICE_ACCOUNTS {
+            resources.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
+    }
     let group_version = if group.is_empty() {
         version.to_owned()
     } else {

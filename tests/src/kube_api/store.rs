@@ -206,6 +206,25 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
+/// `object` with `status` as `old` has it, when `res` serves a status subresource: a write to the main
+/// resource cannot change it.
+fn keep_status(res: &KubeResource, old: &Value, mut object: Value) -> Value {
+    if !res.has_status_subresource() {
+        return object;
+    }
+    if let Value::Object(map) = &mut object {
+        match old.get("status") {
+            Some(status) => {
+                map.insert("status".to_owned(), status.clone());
+            }
+            None => {
+                map.remove("status");
+            }
+        }
+    }
+    object
+}
+
 /// Everything but `metadata` and `status`: what bumps `generation` when it changes.
 fn spec_part(object: &Value) -> Value {
     let mut copy = object.clone();
@@ -344,6 +363,13 @@ impl Store {
         keep_uid: bool,
     ) -> Result<Value, Failure> {
         let mut object = Self::prepare(res, namespace, body)?;
+        if res.has_status_subresource()
+            && !keep_uid
+            && let Value::Object(map) = &mut object
+        {
+            // The API server drops `status` on create when the resource has a status subresource.
+            map.remove("status");
+        }
         if !text(&object, "/metadata/resourceVersion").is_empty() {
             return Err(Failure::internal(
                 "resourceVersion should not be set on objects to be created",
@@ -420,6 +446,7 @@ impl Store {
             .cloned()
             .ok_or_else(|| Failure::not_found(res, name))?;
         Self::preconditions(res, name, &old, &object)?;
+        let object = keep_status(res, &old, object);
         self.commit(res, namespace, name, &old, object, dry_run, false)
     }
 
@@ -526,7 +553,7 @@ impl Store {
         if status_only {
             return self.update_status(res, namespace, name, &patched, dry_run);
         }
-        let object = Self::prepare(res, namespace, patched)?;
+        let object = keep_status(res, &old, Self::prepare(res, namespace, patched)?);
         self.commit(res, namespace, name, &old, object, dry_run, false)
     }
 

@@ -34,6 +34,8 @@ async fn trace_logs_carry_no_values_tokens_or_credentials() -> anyhow::Result<()
     let mut provider = case
         .provider_builder(&["aws"])
         .log_level("trace")
+        // Every crate, HTTP and TLS libraries included, not only Courier's own targets.
+        .arg("--log-filter=trace")
         .log_format("json")
         .start()
         .await?;

@@ -210,6 +210,13 @@ async fn mounts_are_counted_by_result_with_bounded_labels() -> anyhow::Result<()
                     label == "+Inf" || label.parse::<f64>().is_ok(),
                     "bucket bound {label:?}"
                 ),
+                // One constant series per process: the build.
+                "version" | "revision" if sample.name == "courier_build_info" => assert!(
+                    label == env!("CARGO_PKG_VERSION")
+                        || label == "unknown"
+                        || label.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "build label {name}={label:?}"
+                ),
                 other => {
                     let allowed = bounded
                         .get(other)

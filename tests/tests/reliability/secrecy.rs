@@ -359,6 +359,8 @@ path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}
         .provider("courier")
         .provider("aws")
         .log_level("trace")
+        // Every crate, HTTP and TLS libraries included, not only Courier's own targets.
+        .arg("--log-filter=trace")
         .log_format("json")
         .metrics_addr("127.0.0.1:0")
         .start()

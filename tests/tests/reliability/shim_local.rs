@@ -63,6 +63,8 @@ pub(crate) async fn shim_local(
             "--keep",
             "--log-level",
             "trace",
+            // Every crate, the HTTP/2 and gRPC libraries included, not only the shim's own targets.
+            "--log-filter=trace",
             "--log-json",
         ])
         .arg("--target")

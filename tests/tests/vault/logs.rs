@@ -16,6 +16,8 @@ async fn trace_logs_carry_no_secret_values_or_tokens() -> anyhow::Result<()> {
     let mut provider = provider_builder(&["vault"])
         .await?
         .log_level("trace")
+        // Every crate, HTTP and TLS libraries included, not only Courier's own targets.
+        .arg("--log-filter=trace")
         .log_format("json")
         .start()
         .await?;
