@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use courier_provider::dialect::{Defaults, Dialect};
-use courier_provider::request::{MountContext, POD_NAMESPACE_KEY, SERVICE_ACCOUNT_KEY};
+use courier_provider::Defaults;
+use courier_provider::testing::Dialect;
+use courier_provider::testing::{MountContext, POD_NAMESPACE_KEY, SERVICE_ACCOUNT_KEY};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 
 #![no_main]
 
-use courier_provider::object_path::ObjectPath;
+use courier_provider::testing::ObjectPath;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,9 +4,9 @@
 
 #![no_main]
 
-use courier_provider::object_path::ObjectPath;
-use courier_provider::secret::SecretBytes;
-use courier_provider::template::{TemplateSpec, render_all};
+use courier_provider::testing::ObjectPath;
+use courier_provider::testing::SecretBytes;
+use courier_provider::testing::{TemplateSpec, render_all};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// What a mount did, filled in as the mount proceeds.
 #[derive(Debug, Default)]
-pub struct AuditRecord {
+pub(crate) struct AuditRecord {
     /// Pod namespace.
     pub namespace: String,
     /// Pod name.
@@ -24,7 +24,7 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// Writes the record. `failure` is the error kind label and message of a failed mount.
-    pub fn emit(&self, provider: &str, failure: Option<(&'static str, &str)>, duration: Duration) {
+    pub(crate) fn emit(&self, provider: &str, failure: Option<(&'static str, &str)>, duration: Duration) {
         let outcome = failure.map_or("ok", |(kind, _)| kind);
         let objects: Vec<serde_json::Value> = self
             .objects

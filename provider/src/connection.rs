@@ -24,7 +24,7 @@ use tonic::transport::server::Connected;
 
 /// Why the provider closed a connection (a bounded metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
+pub(crate) enum CloseReason {
     /// No request in progress for the idle timeout.
     Idle,
     /// No first request within the handshake timeout.
@@ -36,7 +36,7 @@ pub enum CloseReason {
 impl CloseReason {
     /// The metric label.
     #[must_use]
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Idle => "idle",
             Self::Handshake => "handshake_timeout",
@@ -47,7 +47,7 @@ impl CloseReason {
 
 /// What the listener and the requests of one connection share.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     opened: Instant,
     open_streams: AtomicUsize,
     served: AtomicBool,
@@ -73,13 +73,13 @@ impl Activity {
 
     /// When the connection was accepted.
     #[must_use]
-    pub fn opened(&self) -> Instant {
+    pub(crate) fn opened(&self) -> Instant {
         self.opened
     }
 
     /// When the connection became idle, or `None` while a request is in progress.
     #[must_use]
-    pub fn idle_since(&self) -> Option<Instant> {
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
         if self.open_streams.load(Ordering::Acquire) > 0 {
             return None;
         }
@@ -88,12 +88,12 @@ impl Activity {
 
     /// Whether the connection is gone or on its way out (it no longer counts).
     #[must_use]
-    pub fn is_leaving(&self) -> bool {
+    pub(crate) fn is_leaving(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.evicted.load(Ordering::Acquire)
     }
 
     /// Asks the connection to close at its next chance; returns false if it is busy.
-    pub fn evict(&self) -> bool {
+    pub(crate) fn evict(&self) -> bool {
         if self.idle_since().is_none() {
             return false;
         }
@@ -105,7 +105,7 @@ impl Activity {
 
 /// The connect info of a [`Connection`], found in every request's extensions.
 #[derive(Debug, Clone)]
-pub struct ConnectionHandle(Arc<Activity>);
+pub(crate) struct ConnectionHandle(Arc<Activity>);
 
 /// How long a connection may go without work.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +117,7 @@ pub struct Timeouts {
 }
 
 /// An accepted connection closed when it has no work for too long.
-pub struct Connection<S> {
+pub(crate) struct Connection<S> {
     io: S,
     activity: Arc<Activity>,
     timeouts: Timeouts,
@@ -129,7 +129,7 @@ pub struct Connection<S> {
 impl<S> Connection<S> {
     /// Wraps a freshly accepted connection. `on_close` runs once, when the
     /// connection is dropped, with the reason if the provider closed it.
-    pub fn new(io: S, timeouts: Timeouts, on_close: Box<dyn FnMut(Option<CloseReason>) + Send + Sync>) -> Self {
+    pub(crate) fn new(io: S, timeouts: Timeouts, on_close: Box<dyn FnMut(Option<CloseReason>) + Send + Sync>) -> Self {
         let activity = Arc::new(Activity::new());
         let timer = Box::pin(tokio::time::sleep_until(activity.opened + timeouts.handshake));
         Self { io, activity, timeouts, timer, closed: None, on_close }
@@ -137,7 +137,7 @@ impl<S> Connection<S> {
 
     /// The state the listener watches.
     #[must_use]
-    pub fn activity(&self) -> &Arc<Activity> {
+    pub(crate) fn activity(&self) -> &Arc<Activity> {
         &self.activity
     }
 
@@ -258,7 +258,7 @@ pub(crate) fn busy_for_tests(activity: &Arc<Activity>) -> StreamGuard {
 
 /// Tower layer counting the requests in progress on each [`Connection`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TrackStreamsLayer;
+pub(crate) struct TrackStreamsLayer;
 
 impl<S> tower::Layer<S> for TrackStreamsLayer {
     type Service = TrackStreams<S>;
@@ -270,7 +270,7 @@ impl<S> tower::Layer<S> for TrackStreamsLayer {
 
 /// See [`TrackStreamsLayer`].
 #[derive(Debug, Clone)]
-pub struct TrackStreams<S> {
+pub(crate) struct TrackStreams<S> {
     inner: S,
 }
 

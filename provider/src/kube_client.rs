@@ -6,7 +6,7 @@ use tokio::sync::OnceCell;
 
 /// A lazily built, shared Kubernetes client.
 #[derive(Default)]
-pub struct KubeClient {
+pub(crate) struct KubeClient {
     client: OnceCell<kube::Client>,
 }
 
@@ -18,7 +18,7 @@ impl std::fmt::Debug for KubeClient {
 
 impl KubeClient {
     /// The client; a failed build is tried again on the next call.
-    pub async fn get(&self) -> Result<kube::Client, kube::Error> {
+    pub(crate) async fn get(&self) -> Result<kube::Client, kube::Error> {
         self.client.get_or_try_init(kube::Client::try_default).await.cloned()
     }
 }

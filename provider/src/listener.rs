@@ -31,10 +31,10 @@ use crate::metrics::{ConnectionCloseLabels, ConnectionLabels, Metrics};
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// A connection with no request in progress this long is closed; the driver
 /// reconnects on its next call, which costs a millisecond on a unix socket.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client gets this long to send its preface and first request headers; the
 /// driver sends both within milliseconds of connecting.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// First wait after a failed `accept`.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest wait between `accept` attempts while they keep failing.
@@ -67,11 +67,11 @@ impl Default for ConnectionLimits {
 }
 
 /// A connection as the gRPC server gets it.
-pub type ServedConnection = Connection<AuthorityFix<UnixStream>>;
+pub(crate) type ServedConnection = Connection<AuthorityFix<UnixStream>>;
 
 /// The connections accepted on `listener`; the stream never yields an error
 /// (failed accepts are retried after a back-off) and ends never.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: UnixListener,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,

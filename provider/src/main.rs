@@ -7,20 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use courier_provider::backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
-use courier_provider::backend::vault::{
-    DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings,
+use courier_provider::{
+    AwsSettings, BackendSettings, ConnectionLimits, Core, DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_ROLE_CACHE, DEFAULT_TEMPLATE_MEMORY, DEFAULT_TEMPLATE_RENDERERS, BoundSocket, Defaults,
+    LogFormat, Health, Metrics, ProviderName, ProviderService, Sandbox, Settings, TEMPLATE_CHILD_ARG, Timeouts,
+    TokenVerification, VaultSettings, VerifierSettings, Versioner,
 };
-use courier_provider::connection::Timeouts;
-use courier_provider::dialect::Defaults;
-use courier_provider::listener::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS};
-use courier_provider::identity::{TokenVerification, VerifierSettings};
-use courier_provider::metrics::Metrics;
-use courier_provider::server::Settings;
-use courier_provider::socket::{self, BoundSocket};
-use courier_provider::telemetry::{self, Health, LogFormat};
-use courier_provider::version::Versioner;
-use courier_provider::{Core, ProviderName, ProviderService, sandbox};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -124,12 +116,12 @@ struct Args {
     /// Memory (data segment) one template renderer may use, in MiB. Templates run in a
     /// short-lived child process with this limit, so a template that builds huge values
     /// fails alone.
-    #[arg(long, env = "COURIER_TEMPLATE_MEMORY_MIB", default_value_t = sandbox::DEFAULT_MEMORY_LIMIT / (1024 * 1024),
+    #[arg(long, env = "COURIER_TEMPLATE_MEMORY_MIB", default_value_t = DEFAULT_TEMPLATE_MEMORY / (1024 * 1024),
           value_parser = clap::value_parser!(u64).range(8..=1024))]
     template_memory_mib: u64,
 
     /// Template renderers running at once; further templated mounts wait their turn.
-    #[arg(long, env = "COURIER_TEMPLATE_RENDERERS", default_value_t = sandbox::DEFAULT_CONCURRENCY as u16,
+    #[arg(long, env = "COURIER_TEMPLATE_RENDERERS", default_value_t = DEFAULT_TEMPLATE_RENDERERS as u16,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     template_renderers: u16,
 
@@ -156,23 +148,23 @@ fn main() -> anyhow::Result<()> {
     // A template renderer child (see `sandbox`): no runtime, no threads, no flags.
     let mut argv = std::env::args_os().skip(1);
     let first = argv.next();
-    if first.as_deref() == Some(std::ffi::OsStr::new(sandbox::CHILD_ARG)) {
+    if first.as_deref() == Some(std::ffi::OsStr::new(TEMPLATE_CHILD_ARG)) {
         let limit = argv.next().and_then(|a| a.into_string().ok());
-        std::process::exit(sandbox::child_main(limit.as_deref()));
+        std::process::exit(courier_provider::template_child_main(limit.as_deref()));
     }
     // `check`: offline, no runtime, no sockets.
     if first.as_deref() == Some(std::ffi::OsStr::new("check")) {
-        std::process::exit(courier_provider::check::run_cli(argv));
+        std::process::exit(courier_provider::run_check(argv));
     }
     // Where the C library refuses a setting, the defaults stay: slower to give memory back, nothing worse.
-    let _tuned = courier_provider::memory::tune_allocator();
+    let _tuned = courier_provider::tune_allocator();
     serve()
 }
 
 #[tokio::main]
 async fn serve() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(args.log_format, &args.log_level, args.log_filter.as_deref())?;
+    courier_provider::init_telemetry(args.log_format, &args.log_level, args.log_filter.as_deref())?;
     if let Err(e) = run(args).await {
         tracing::error!("{e:#}");
         return Err(e);
@@ -216,25 +208,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             aws_region: args.aws_region.clone().filter(|r| !r.is_empty()),
         },
         mount_timeout: args.mount_timeout,
-        templates: Some(sandbox::Sandbox::new(
+        templates: Some(Sandbox::new(
             std::env::current_exe().context("cannot find the provider's own binary for the template renderer")?,
             args.template_memory_mib * 1024 * 1024,
             usize::from(args.template_renderers),
         )),
-        vault: VaultSettings {
-            static_reuse: args.static_reuse,
-            backend_concurrency: args.backend_concurrency,
-            lease_reuse_fraction: args.lease_reuse_fraction,
-            renew_leases: args.lease_renew,
-            lease_sweep_interval: args.lease_sweep_interval,
-            lease_revoke_grace: args.lease_revoke_grace,
-            shared_work_timeout: args.mount_timeout,
-        },
-        aws: AwsSettings {
-            default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
-            pod_identity_agent_url: args.pod_identity_agent_url.clone(),
-            role_cache: DEFAULT_ROLE_CACHE,
-            concurrency: args.backend_concurrency,
+        backends: BackendSettings {
+            vault: VaultSettings {
+                static_reuse: args.static_reuse,
+                backend_concurrency: args.backend_concurrency,
+                lease_reuse_fraction: args.lease_reuse_fraction,
+                renew_leases: args.lease_renew,
+                lease_sweep_interval: args.lease_sweep_interval,
+                lease_revoke_grace: args.lease_revoke_grace,
+                shared_work_timeout: args.mount_timeout,
+            },
+            aws: AwsSettings {
+                default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
+                pod_identity_agent_url: args.pod_identity_agent_url.clone(),
+                role_cache: DEFAULT_ROLE_CACHE,
+                concurrency: args.backend_concurrency,
+            },
         },
         tokens: VerifierSettings {
             mode: args.token_verification,
@@ -250,7 +244,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut bound: Vec<(ProviderName, BoundSocket, tokio::net::UnixListener)> = Vec::new();
     for name in &args.providers {
         let path = args.providers_dir.join(name.socket_file());
-        match socket::bind(&path) {
+        match courier_provider::bind_socket(&path) {
             Ok((socket, listener)) => bound.push((name.clone(), socket, listener)),
             Err(e) => {
                 for (_, socket, _) in &bound {
@@ -266,10 +260,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Health and metrics share one listener when given the same address.
     let mut endpoints: Vec<(SocketAddr, axum::Router)> = Vec::new();
     if let Some(addr) = args.health_addr {
-        endpoints.push((addr, telemetry::router(Arc::clone(&health))));
+        endpoints.push((addr, courier_provider::health_router(Arc::clone(&health))));
     }
     if let Some(addr) = args.metrics_addr {
-        let route = telemetry::metrics_router(Arc::clone(&metrics));
+        let route = courier_provider::metrics_router(Arc::clone(&metrics));
         match endpoints.iter_mut().find(|(a, _)| *a == addr) {
             Some((_, router)) => *router = router.clone().merge(route),
             None => endpoints.push((addr, route)),

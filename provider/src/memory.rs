@@ -35,7 +35,7 @@ pub fn tune_allocator() -> bool {
 
 /// Returns freed heap memory to the system; call after a costly request, off the
 /// async workers (it walks the arenas). Returns whether any memory was returned.
-pub fn release_memory() -> bool {
+pub(crate) fn release_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the system; it takes the
     // arena locks itself and touches no memory the program holds.

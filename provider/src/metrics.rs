@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::process_metrics::ProcessCollector;
 
 /// The source revision the binary was built from (see `build.rs`), or `unknown`.
-pub const REVISION: &str = env!("COURIER_REVISION");
+pub(crate) const REVISION: &str = env!("COURIER_REVISION");
 
 /// Labels of a mount.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -242,7 +242,7 @@ impl Metrics {
 
 /// Status class label of an HTTP status.
 #[must_use]
-pub fn status_class(status: u16) -> &'static str {
+pub(crate) fn status_class(status: u16) -> &'static str {
     match status {
         200..=299 => "2xx",
         400..=499 => "4xx",

@@ -17,7 +17,7 @@ const MAX_STATUS_BYTES: u64 = 64 * 1024;
 
 /// Collects the process metrics when scraped.
 #[derive(Debug)]
-pub struct ProcessCollector {
+pub(crate) struct ProcessCollector {
     /// Seconds since the epoch when the metrics were created, at process start.
     start_time: f64,
 }
@@ -31,7 +31,7 @@ impl Default for ProcessCollector {
 
 /// One reading of the process's figures; a figure the kernel would not give is `None`.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// User plus system CPU seconds.
     pub cpu_seconds: Option<f64>,
     /// Resident set size in bytes.
@@ -45,7 +45,7 @@ pub struct Reading {
 impl Reading {
     /// Reads the figures now.
     #[must_use]
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self { cpu_seconds: cpu_seconds(), resident_bytes: resident_bytes(), open_fds: open_fds(), max_fds: max_fds() }
     }
 }

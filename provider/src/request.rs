@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::identity::{PodIdentity, TokenMap};
+use crate::plan::kind_of;
 use crate::secret::SecretString;
 
 /// kubelet's pod-info keys, present when the CSIDriver sets `podInfoOnMount: true`.
@@ -25,7 +26,7 @@ pub const SERVICE_ACCOUNT_KEY: &str = "csi.storage.k8s.io/serviceAccount.name";
 /// Tokens kubelet minted for the CSIDriver's `tokenRequests` audiences.
 pub const TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
 /// The SecretProviderClass name the pod's volume refers to.
-pub const SPC_KEY: &str = "secretProviderClass";
+pub(crate) const SPC_KEY: &str = "secretProviderClass";
 
 /// File mode used when the driver sends no `permission` (what it always sends: 0644).
 const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -155,18 +156,6 @@ fn json_error_kind(e: &serde_json::Error) -> &'static str {
         serde_json::error::Category::Syntax => "syntax error",
         serde_json::error::Category::Data => "unexpected data",
         serde_json::error::Category::Eof => "unexpected end of input",
-    }
-}
-
-/// A JSON value's type, for error messages.
-pub(crate) fn kind_of(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

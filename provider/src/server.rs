@@ -7,32 +7,27 @@ use std::time::{Duration, Instant};
 
 use courier_proto::v1alpha1::csi_driver_provider_server::{CsiDriverProvider, CsiDriverProviderServer};
 use courier_proto::v1alpha1::{self as api, MountRequest, MountResponse, VersionRequest, VersionResponse};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, field};
 
+mod status;
+
+pub(crate) use self::status::{parameter_error_status, request_error_status};
+use self::status::MountError;
 use crate::audit::AuditRecord;
 use crate::authority;
 use crate::connection::TrackStreamsLayer;
 use crate::listener::{self, ConnectionLimits};
-use crate::backend::aws::{AwsBackend, AwsSettings};
-use crate::backend::vault::{VaultBackend, VaultSettings};
-use crate::backend::{self, BackendConfig, ErrorKind};
-use crate::dialect::{self, Defaults, Dialect};
+use crate::backend::{self, Backends};
+use crate::dialect::{Defaults, Dialect};
 use crate::identity::{TokenVerifier, VerifierSettings};
 use crate::kube_client::KubeClient;
 use crate::metrics::{Metrics, MountLabels, MountLatencyLabels};
 use crate::provider_name::ProviderName;
 use crate::render::{self, MAX_MOUNT_BYTES, render};
-use crate::request::{self, MountContext};
+use crate::request::MountContext;
 use crate::sandbox::Sandbox;
 use crate::version::Versioner;
-
-/// Longest status message sent: gRPC carries it in a header, and an oversized
-/// header block makes HTTP/2 clients drop the whole connection, failing every
-/// other mount on it.
-const MAX_STATUS_MESSAGE: usize = 2048;
-/// A single word (a quoted value) longer than this is shown shortened.
-const MAX_WORD: usize = 160;
 
 /// Parameters up to this size and without YAML aliases (`*`, what an alias bomb
 /// needs however small it is) are parsed on the request's own task.
@@ -56,8 +51,7 @@ const API_VERSION: &str = "v1alpha1";
 /// State shared by every socket: backends, caches, the version key and settings.
 #[derive(Debug)]
 pub struct Core {
-    vault: VaultBackend,
-    aws: AwsBackend,
+    backends: Backends,
     versioner: Versioner,
     defaults: Defaults,
     mount_timeout: Duration,
@@ -77,10 +71,8 @@ pub struct Settings {
     /// Where templates are rendered: a child-process sandbox, or this process
     /// (`None`, for embedding and tests only: memory is then not bounded).
     pub templates: Option<Sandbox>,
-    /// Vault backend tunables.
-    pub vault: VaultSettings,
-    /// AWS backend tunables.
-    pub aws: AwsSettings,
+    /// Every backend's tunables.
+    pub backends: backend::Settings,
     /// Service-account token verification.
     pub tokens: VerifierSettings,
 }
@@ -92,8 +84,10 @@ impl Core {
         let kube = Arc::new(KubeClient::default());
         let verifier = Arc::new(TokenVerifier::new(settings.tokens, Arc::clone(&kube)));
         Self {
-            vault: VaultBackend::new(settings.vault, Arc::clone(&metrics), Arc::clone(&verifier)),
-            aws: AwsBackend::new(settings.aws, Arc::clone(&metrics), Arc::clone(&verifier), kube),
+            backends: Backends::new(
+                settings.backends,
+                &backend::Deps { metrics: Arc::clone(&metrics), verifier: Arc::clone(&verifier), kube },
+            ),
             verifier,
             versioner,
             defaults: settings.defaults,
@@ -188,7 +182,7 @@ impl ProviderService {
                 .parse_permits
                 .acquire()
                 .await
-                .map_err(|_| MountError::Internal("the parameter parser is shut down".to_owned()))?;
+                .map_err(|_| MountError::ParserClosed)?;
             let (dialect, attributes, defaults) = (self.dialect, ctx.attributes.clone(), self.core.defaults.clone());
             tokio::task::spawn_blocking(move || {
                 let plan = dialect.parse(&attributes, &defaults);
@@ -197,19 +191,14 @@ impl ProviderService {
                 plan
             })
                 .await
-                .map_err(|e| MountError::Internal(format!("the parameter parser stopped: {e}")))??
+                .map_err(MountError::ParserStopped)??
         };
         let backend_name = plan.backend.name();
         span.record("backend", backend_name);
         audit.backend = backend_name;
         audit.objects = plan.objects.iter().map(|o| (o.path.as_str().to_owned(), None)).collect();
 
-        let fetch = async {
-            match &plan.backend {
-                BackendConfig::Vault(cfg) => self.core.vault.fetch(cfg, &ctx.identity, &plan.objects).await,
-                BackendConfig::Aws(cfg) => self.core.aws.fetch(cfg, &ctx.identity, &plan.objects).await,
-            }
-        };
+        let fetch = self.core.backends.fetch(&plan.backend, &ctx.identity, &plan.objects);
         let fetched = tokio::time::timeout(self.core.mount_timeout, fetch)
             .await
             .map_err(|_| MountError::Deadline { backend: backend_name, timeout: self.core.mount_timeout })??;
@@ -351,178 +340,5 @@ impl Drop for MountRecord<'_> {
     }
 }
 
-/// Everything a mount can fail with.
-#[derive(Debug, thiserror::Error)]
-enum MountError {
-    #[error(transparent)]
-    Request(#[from] request::Error),
-    #[error(transparent)]
-    Dialect(#[from] dialect::Error),
-    #[error(transparent)]
-    Backend(#[from] backend::Error),
-    #[error(transparent)]
-    Render(#[from] render::RenderError),
-    #[error(
-        "{backend} backend: the mount did not finish within {timeout:?}; the backend is slow or unreachable \
-         (raise --mount-timeout only if it is merely slow)"
-    )]
-    Deadline { backend: &'static str, timeout: Duration },
-    #[error(
-        "the mount's files total {bytes} bytes; the driver accepts at most {MAX_MOUNT_BYTES}: \
-         split the objects across SecretProviderClasses"
-    )]
-    TooLarge { bytes: usize },
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl MountError {
-    /// Bounded label for metrics and the audit trail.
-    fn label(&self) -> &'static str {
-        match self {
-            Self::Render(e) if e.is_not_found() => "not_found",
-            Self::Request(_) | Self::Dialect(_) | Self::Render(_) | Self::TooLarge { .. } => "invalid",
-            Self::Backend(e) => e.kind.label(),
-            Self::Deadline { .. } => "deadline",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    /// The status code of each failure, decided here and nowhere else.
-    fn status(&self) -> Status {
-        let code = match self {
-            Self::Render(e) if e.is_not_found() => Code::NotFound,
-            Self::Request(_) | Self::Dialect(_) | Self::Render(_) | Self::TooLarge { .. } => Code::InvalidArgument,
-            Self::Backend(e) => match e.kind {
-                ErrorKind::Invalid => Code::InvalidArgument,
-                ErrorKind::Denied => Code::PermissionDenied,
-                ErrorKind::NotFound => Code::NotFound,
-                ErrorKind::Unavailable => Code::Unavailable,
-                ErrorKind::Timeout => Code::DeadlineExceeded,
-            },
-            Self::Deadline { .. } => Code::DeadlineExceeded,
-            Self::Internal(_) => Code::Internal,
-        };
-        Status::new(code, shorten(&self.to_string()))
-    }
-}
-
-/// The status a mount answers when the driver's request cannot be decoded
-/// (`courier-provider check` reports it as is).
-#[must_use]
-pub fn request_error_status(error: request::Error) -> Status {
-    MountError::Request(error).status()
-}
-
-/// The status a mount answers for parameters the dialect refuses
-/// (`courier-provider check` reports it as is).
-#[must_use]
-pub fn parameter_error_status(error: dialect::Error) -> Status {
-    MountError::Dialect(error).status()
-}
-
-/// Shortens very long words (quoted input) and caps the whole message, keeping
-/// the field names and the explanation around them.
-fn shorten(message: &str) -> String {
-    let mut out = String::with_capacity(message.len().min(MAX_STATUS_MESSAGE));
-    for (i, word) in message.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        if word.len() > MAX_WORD {
-            let mut end = MAX_WORD / 2;
-            while !word.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.push_str(&word[..end]);
-            out.push_str(&format!("…({} bytes)", word.len()));
-        } else {
-            out.push_str(word);
-        }
-    }
-    if out.len() > MAX_STATUS_MESSAGE {
-        let mut end = MAX_STATUS_MESSAGE;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_messages_are_shortened_but_keep_their_words() {
-        let huge = "x".repeat(900 * 1024);
-        let message = format!("objects[0].objectName: \"{huge}\" has a component of 921600 bytes (at most 255)");
-        let short = shorten(&message);
-        assert!(short.len() < 400, "{}", short.len());
-        assert!(short.starts_with("objects[0].objectName: \"xxx"));
-        assert!(short.ends_with("has a component of 921600 bytes (at most 255)"), "{short}");
-        assert!(short.contains("bytes)"));
-        let many_words = "word ".repeat(2000);
-        assert!(shorten(&many_words).len() <= MAX_STATUS_MESSAGE + '…'.len_utf8());
-        assert_eq!(shorten("plain message"), "plain message");
-        let multibyte = "é".repeat(400);
-        assert!(shorten(&multibyte).len() < 200);
-    }
-
-    #[tokio::test]
-    async fn debug_of_a_populated_core_shows_no_cached_value() {
-        let settings = Settings {
-            defaults: Defaults { vault_address: "http://127.0.0.1:8200".into(), aws_region: None },
-            mount_timeout: Duration::from_secs(30),
-            templates: None,
-            tokens: crate::identity::VerifierSettings::default(),
-            vault: VaultSettings::default(),
-            aws: AwsSettings { default_region: None, pod_identity_agent_url: None, role_cache: Duration::from_secs(60), concurrency: 4 },
-        };
-        let core = Core::new(Versioner::random(), settings, Metrics::shared());
-        let vault_token = "s.vault-token-canary-5fa1";
-        let secret_value = "secret-value-canary-77c3";
-        let lease_id = "database/creds/app/lease-canary-0d9e";
-        let response = serde_json::json!({
-            "lease_id": lease_id,
-            "lease_duration": 300,
-            "renewable": true,
-            "data": {"username": "v-user-canary-31b8", "password": secret_value},
-        });
-        core.vault.seed_for_test(vault_token, &response);
-        let (aws_secret, aws_session) = ("aws-secret-key-canary-9e02", "aws-session-canary-c4d7");
-        core.aws.seed_for_test(aws_secret, aws_session);
-
-        for shown in [format!("{core:?}"), format!("{core:#?}")] {
-            for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session] {
-                assert!(!shown.contains(seeded), "Debug of Core shows {seeded:?}:\n{shown}");
-            }
-            assert!(!shown.contains("canary"), "{shown}");
-            // The caches are populated, and Debug says so by their sizes.
-            assert!(shown.contains("tokens: 1"), "{shown}");
-            assert!(shown.contains("leases: 1"), "{shown}");
-            assert!(shown.contains("credentials: 1"), "{shown}");
-        }
-    }
-
-    #[test]
-    fn codes() {
-        let dialect_err: MountError = dialect::Error::new("objects[0].method", "bad").into();
-        assert_eq!(dialect_err.status().code(), Code::InvalidArgument);
-        assert_eq!(dialect_err.status().message(), "objects[0].method: bad");
-        for (kind, code) in [
-            (ErrorKind::Invalid, Code::InvalidArgument),
-            (ErrorKind::Denied, Code::PermissionDenied),
-            (ErrorKind::NotFound, Code::NotFound),
-            (ErrorKind::Unavailable, Code::Unavailable),
-            (ErrorKind::Timeout, Code::DeadlineExceeded),
-        ] {
-            let e: MountError = backend::Error::new(kind, "vault", "x").into();
-            assert_eq!(e.status().code(), code);
-        }
-        let e = MountError::Deadline { backend: "vault", timeout: Duration::from_secs(1) };
-        assert_eq!(e.status().code(), Code::DeadlineExceeded);
-    }
-}
+mod tests;

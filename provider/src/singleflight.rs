@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 /// Whether this caller ran the work or joined a run already in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// This call started the work.
     Leader,
     /// This call joined work another call started.
@@ -20,7 +20,7 @@ pub enum Role {
 }
 
 /// In-flight work by key.
-pub struct Flights<K, V> {
+pub(crate) struct Flights<K, V> {
     inflight: Arc<Mutex<HashMap<K, watch::Receiver<Option<V>>>>>,
 }
 
@@ -46,7 +46,7 @@ where
 {
     /// Runs `work` for `key` unless a run for `key` is already in flight, and
     /// returns that run's result. `aborted` makes the result if the run died.
-    pub async fn run<F, Fut>(&self, key: K, work: F, aborted: impl FnOnce() -> V) -> (V, Role)
+    pub(crate) async fn run<F, Fut>(&self, key: K, work: F, aborted: impl FnOnce() -> V) -> (V, Role)
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = V> + Send + 'static,
@@ -83,12 +83,13 @@ where
     }
 
     /// Keys in flight now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Whether nothing is in flight.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -52,7 +52,7 @@ pub enum Error {
 /// (`courier_provider=trace,info`) is taken as written. `extra` (`--log-filter`, or
 /// `RUST_LOG`) adds directives and overrides those for the same target: `h2=trace` shows the
 /// HTTP/2 frames, a bare `trace` sets every other crate's level.
-pub fn directives(level: &str, extra: Option<&str>) -> Result<String, Error> {
+pub(crate) fn directives(level: &str, extra: Option<&str>) -> Result<String, Error> {
     let level = level.trim();
     let refuse = |flag, value: &str, problem: String| Error::Filter { flag, value: value.to_owned(), problem };
     // Keyed by what a directive selects (`""` for the default), so a later one replaces an earlier one.

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 /// Random key length when no key file is given.
 const GENERATED_KEY_BYTES: usize = 32;
 /// Shortest key accepted from a file.
-pub const MIN_KEY_BYTES: usize = 16;
+pub(crate) const MIN_KEY_BYTES: usize = 16;
 
 /// Computes object versions with a secret key.
 pub struct Versioner {

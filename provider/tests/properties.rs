@@ -17,7 +17,7 @@ mod request;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use courier_provider::dialect::Defaults;
+use courier_provider::Defaults;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -3,124 +3,68 @@
 //! A backend knows its own wire format and nothing about gRPC: it returns the
 //! selected bytes of each object, or an [`Error`] whose [`ErrorKind`] the server
 //! maps to a status code in one place.
+//!
+//! Every backend is one folder below this one, implements [`Backend`], and is
+//! listed once in the `backends!` registration below; the registration makes
+//! its typed [`Plan`] variant, its field of [`Settings`] and its dispatch.
 
-pub mod aws;
-pub mod vault;
+mod registry;
+mod token;
+pub(crate) mod aws;
+pub(crate) mod vault;
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 
-use crate::object_path::ObjectPath;
-use crate::secret::SecretBytes;
+use crate::identity::{PodIdentity, TokenVerifier};
+use crate::kube_client::KubeClient;
+use crate::metrics::Metrics;
+use crate::plan::{Fetched, ObjectSpec};
 
-/// How an object's value is encoded in the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Encoding {
-    /// Written as stored.
-    Utf8,
-    /// Stored base64-encoded; written decoded.
-    Base64,
-    /// Stored hex-encoded; written decoded.
-    Hex,
-}
+pub use registry::Settings;
+pub(crate) use registry::{BackendPlan, Plan};
+pub(crate) use registry::Backends;
 
-impl Encoding {
-    /// The spelling used in SecretProviderClasses.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Utf8 => "utf-8",
-            Self::Base64 => "base64",
-            Self::Hex => "hex",
-        }
-    }
-}
-
-/// One object of a mount: where it comes from and where it goes.
+/// What every backend is built with besides its own settings.
 #[derive(Debug, Clone)]
-pub struct ObjectSpec {
-    /// Position in the `objects` list, for error messages (`objects[2]`).
-    pub index: usize,
-    /// The name templates use for it (objectName, or objectAlias where set).
-    pub name: String,
-    /// File path below the mount; also the object id.
-    pub path: ObjectPath,
-    /// Whether the object is written as a file (`render: false` only feeds templates).
-    pub write: bool,
-    /// `expandKeys: true`: one file per top-level key (or, for an SSM path, per parameter).
-    pub expand: Option<Expand>,
-    /// File mode, if the object sets one.
-    pub mode: Option<u32>,
-    /// How the value is encoded in the backend.
-    pub encoding: Encoding,
-    /// Canonical description of the object's configuration, folded into its version.
-    pub descriptor: String,
-    /// Further files cut out of this object's value (AWS `jmesPath`).
-    pub derived: Vec<Derived>,
-    /// Backend-specific request.
-    pub source: ObjectSource,
+pub(crate) struct Deps {
+    /// Where backends record requests, logins and operations.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Decides which service-account tokens may share cached credentials.
+    pub(crate) verifier: Arc<TokenVerifier>,
+    /// The cluster's API, for backends that read service-account annotations.
+    pub(crate) kube: Arc<KubeClient>,
 }
 
-/// Where expanded files go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expand {
-    /// Directory the files are written under; `None` writes them at the mount root.
-    pub base: Option<ObjectPath>,
-}
+/// One backend: how it is built, named, and asked for a mount's objects.
+pub(crate) trait Backend: fmt::Debug + Sized + Send + Sync {
+    /// The backend's tunables (a field of [`Settings`]).
+    type Settings;
+    /// The mount-wide part of a plan (address, role, region, ...).
+    type Config: fmt::Debug + Clone + Send + Sync;
+    /// Where one object comes from, in this backend's terms only.
+    type Object: fmt::Debug + Clone + Send + Sync;
 
-/// One value of an object the backend already expanded (an SSM path).
-#[derive(Debug)]
-pub struct Entry {
-    /// Name relative to the expanded path.
-    pub name: String,
-    /// The value.
-    pub content: SecretBytes,
-    /// The backend's version id of this value.
-    pub version_id: Option<String>,
-}
+    /// A backend with empty caches.
+    fn new(settings: Self::Settings, shared: &Deps) -> Self;
 
-/// A file cut out of an object's JSON value.
-#[derive(Debug, Clone)]
-pub struct Derived {
-    /// File path below the mount; also its object id.
-    pub path: ObjectPath,
-    /// File mode, if set.
-    pub mode: Option<u32>,
-    /// JMESPath expression selecting a string from the value.
-    pub jmes_path: String,
-}
+    /// Short name for logs, metrics and messages (`vault`, `openbao`, `aws`).
+    fn name(config: &Self::Config) -> &'static str;
 
-/// The backend-specific part of an object.
-#[derive(Debug, Clone)]
-pub enum ObjectSource {
-    /// A Vault/OpenBao request.
-    Vault(vault::VaultObject),
-    /// An AWS Secrets Manager secret or SSM parameter.
-    Aws(aws::AwsObject),
-}
-
-/// Backend configuration of a mount.
-#[derive(Debug, Clone)]
-pub enum BackendConfig {
-    /// Vault or OpenBao.
-    Vault(vault::VaultConfig),
-    /// AWS Secrets Manager and SSM Parameter Store.
-    Aws(aws::AwsConfig),
-}
-
-impl BackendConfig {
-    /// Short name for logs and messages.
-    #[must_use]
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Vault(cfg) => cfg.flavor.name(),
-            Self::Aws(_) => "aws",
-        }
-    }
+    /// Fetches `objects` as `identity`; `specs[i]` is where `plan.objects[i]` goes.
+    /// The result is in the order of `specs`.
+    fn fetch(
+        &self,
+        plan: &BackendPlan<Self::Config, Self::Object>,
+        identity: &PodIdentity,
+        specs: &[ObjectSpec],
+    ) -> impl Future<Output = Result<Vec<Fetched>, Error>> + Send;
 }
 
 /// What went wrong, independent of transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The request can never succeed as written (bad parameter, bad data shape).
     Invalid,
     /// The backend refused the pod's identity.
@@ -136,7 +80,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Bounded label for metrics and logs.
     #[must_use]
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Invalid => "invalid",
             Self::Denied => "denied",
@@ -147,31 +91,72 @@ impl ErrorKind {
     }
 }
 
-/// A backend failure, with what to check. The message never holds a secret value.
-#[derive(Debug, Clone)]
-pub struct Error {
+/// The typed cause of a backend failure: a transport error, an SDK error, an I/O
+/// error. Shared, because a failure of shared work (a login, a read other mounts
+/// joined) reaches every mount that waited on it.
+pub(crate) type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A backend failure: its kind, the backend and object, what happened and what
+/// to check, and the typed cause it came from, if any.
+///
+/// The message is what the user sees in the mount's status and already says
+/// what the cause means for them; the cause is kept as [`source`] for programs
+/// (classification by type, structured logs), not rendered again. The message
+/// never holds a secret value.
+///
+/// [`source`]: std::error::Error::source
+#[derive(Clone)]
+pub(crate) struct Error {
     /// Category, mapped to a gRPC code by the server.
-    pub kind: ErrorKind,
-    /// The backend (`vault`, `openbao`).
-    pub backend: &'static str,
+    pub(crate) kind: ErrorKind,
+    /// The backend (`vault`, `openbao`, `aws`).
+    pub(crate) backend: &'static str,
     /// The object concerned (`objects[1] "db-creds"`), if one.
-    pub object: Option<String>,
+    pub(crate) object: Option<String>,
     /// What happened and what to check.
-    pub message: String,
+    pub(crate) message: String,
+    /// The failure underneath, if one.
+    cause: Option<Cause>,
 }
 
 impl Error {
     /// A new error about the whole mount.
     #[must_use]
-    pub fn new(kind: ErrorKind, backend: &'static str, message: impl Into<String>) -> Self {
-        Self { kind, backend, object: None, message: message.into() }
+    pub(crate) fn new(kind: ErrorKind, backend: &'static str, message: impl Into<String>) -> Self {
+        Self { kind, backend, object: None, message: message.into(), cause: None }
     }
 
     /// Names the object this error is about.
     #[must_use]
-    pub fn for_object(mut self, spec: &ObjectSpec) -> Self {
-        self.object = Some(format!("objects[{}] {:?}", spec.index, spec.path.as_str()));
+    pub(crate) fn for_object(mut self, spec: &ObjectSpec) -> Self {
+        self.object = Some(spec.label());
         self
+    }
+
+    /// Keeps the typed failure this error comes from as its source.
+    #[must_use]
+    pub(crate) fn caused_by<E: std::error::Error + Send + Sync + 'static>(self, cause: E) -> Self {
+        self.with_cause(Some(Arc::new(cause)))
+    }
+
+    /// Keeps `cause`, if there is one, as this error's source.
+    #[must_use]
+    pub(crate) fn with_cause(mut self, cause: Option<Cause>) -> Self {
+        self.cause = cause;
+        self
+    }
+}
+
+/// Shows the cause by its text only: a cause's Debug may hold a raw response.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("backend", &self.backend)
+            .field("object", &self.object)
+            .field("message", &self.message)
+            .field("cause", &self.cause.as_ref().map(ToString::to_string))
+            .finish()
     }
 }
 
@@ -184,23 +169,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-/// One fetched object: the bytes to write (before decoding `encoding`).
-#[derive(Debug)]
-pub struct Fetched {
-    /// The selected value.
-    pub content: SecretBytes,
-    /// The backend's own version id (Secrets Manager VersionId, SSM version), if it has one.
-    pub version_id: Option<String>,
-    /// Values the backend expanded itself (SSM path with `expandKeys`).
-    pub entries: Option<Vec<Entry>>,
-}
-
-impl Fetched {
-    /// A single value.
-    #[must_use]
-    pub fn value(content: SecretBytes, version_id: Option<String>) -> Self {
-        Self { content, version_id, entries: None }
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|cause| cause as &(dyn std::error::Error + 'static))
     }
 }

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// Largest manifest file read.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Most files read from the directories given.
-pub const MAX_FILES: usize = 10_000;
+pub(crate) const MAX_FILES: usize = 10_000;
 /// Most YAML documents in one file.
-pub const MAX_DOCUMENTS: usize = 1_000;
+pub(crate) const MAX_DOCUMENTS: usize = 1_000;
 /// Deepest nesting of one document; manifests need about ten levels.
 const MAX_DEPTH: usize = 64;
 /// Most parser events of one file (every value is one or two).
@@ -26,7 +26,7 @@ const MAX_REPLAYED_EVENTS: usize = 100_000;
 
 /// A file or directory could not be read as manifests: the command's input is unusable.
 #[derive(Debug, thiserror::Error)]
-pub enum InputError {
+pub(crate) enum InputError {
     /// The file or directory cannot be read.
     #[error("{path}: {source}")]
     Io {
@@ -201,7 +201,7 @@ pub(super) fn provider_and_parameters(spec: Option<&serde_json::Value>) -> Resul
     let provider = match spec.get("provider") {
         Some(serde_json::Value::String(p)) if !p.trim().is_empty() => p.trim().to_owned(),
         Some(serde_json::Value::String(_)) | None => return Err("spec.provider: missing".to_owned()),
-        Some(other) => return Err(format!("spec.provider: must be a string, found {}", crate::request::kind_of(other))),
+        Some(other) => return Err(format!("spec.provider: must be a string, found {}", crate::plan::kind_of(other))),
     };
     let mut parameters = BTreeMap::new();
     match spec.get("parameters") {
@@ -215,14 +215,14 @@ pub(super) fn provider_and_parameters(spec: Option<&serde_json::Value>) -> Resul
                     other => {
                         return Err(format!(
                             "spec.parameters.{key}: must be a string, found {} (quote it)",
-                            crate::request::kind_of(other)
+                            crate::plan::kind_of(other)
                         ));
                     }
                 }
             }
         }
         Some(other) => {
-            return Err(format!("spec.parameters: must be a map of strings, found {}", crate::request::kind_of(other)));
+            return Err(format!("spec.parameters: must be a map of strings, found {}", crate::plan::kind_of(other)));
         }
     }
     Ok((provider, parameters))

@@ -14,19 +14,20 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Serialize;
 
-use crate::backend::{BackendConfig, ObjectSpec};
+use crate::backend::Plan;
+use crate::plan::ObjectSpec;
 use crate::dialect::{Defaults, Dialect, MountPlan};
 use crate::request::{self, MountContext};
 use crate::server;
 
-pub use manifest::{InputError, MAX_DOCUMENTS, MAX_FILE_BYTES, MAX_FILES};
+pub(crate) use manifest::InputError;
 
 /// Exit code: every SecretProviderClass would mount as far as can be told offline.
-pub const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_OK: i32 = 0;
 /// Exit code: at least one SecretProviderClass would fail.
-pub const EXIT_INVALID: i32 = 1;
+pub(crate) const EXIT_INVALID: i32 = 1;
 /// Exit code: bad flags, or an input file that cannot be read as YAML within the bounds.
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_USAGE: i32 = 2;
 
 /// The API group of SecretProviderClasses.
 const SPC_GROUP: &str = "secrets-store.csi.x-k8s.io/";
@@ -41,7 +42,7 @@ const PLACEHOLDER_POD: &str = "courier-check";
 /// token audiences needed, and every error as a mount would report it.
 #[derive(Debug, Parser)]
 #[command(name = "courier-provider check", version)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Manifest files (one or many YAML documents) or directories of `*.yaml`, `*.yml`, `*.json`.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -61,7 +62,7 @@ pub struct CheckArgs {
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     /// Human-readable.
     Text,
     /// One JSON object.
@@ -70,7 +71,7 @@ pub enum Output {
 
 /// The whole report.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// One entry per SecretProviderClass, in file and document order.
     pub classes: Vec<ClassReport>,
     /// Documents of other kinds, left alone.
@@ -83,7 +84,7 @@ pub struct Report {
 
 /// What the provider would do with one SecretProviderClass.
 #[derive(Debug, Serialize)]
-pub struct ClassReport {
+pub(crate) struct ClassReport {
     /// The file.
     pub file: String,
     /// 1-based document number in the file.
@@ -112,7 +113,7 @@ pub struct ClassReport {
 /// Backend facts.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BackendReport {
+pub(crate) struct BackendReport {
     /// `vault`, `openbao` or `aws`.
     pub name: &'static str,
     /// Vault/OpenBao address.
@@ -131,7 +132,7 @@ pub struct BackendReport {
 
 /// One file of the mount.
 #[derive(Debug, Serialize)]
-pub struct FileReport {
+pub(crate) struct FileReport {
     /// Path below the mount; for `expandKeys`, `<base>/*` (one file per key).
     pub path: String,
     /// Octal mode, e.g. `0644`.
@@ -142,7 +143,7 @@ pub struct FileReport {
 
 /// An error as the mount would answer it.
 #[derive(Debug, Serialize)]
-pub struct ErrorReport {
+pub(crate) struct ErrorReport {
     /// The gRPC code (`InvalidArgument`).
     pub code: String,
     /// The status message.
@@ -181,7 +182,7 @@ pub fn run_cli(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 /// Reads every path and checks every SecretProviderClass in it.
-pub fn check(args: &CheckArgs) -> Result<Report, InputError> {
+pub(crate) fn check(args: &CheckArgs) -> Result<Report, InputError> {
     let defaults = Defaults {
         vault_address: args.vault_addr.trim_end_matches('/').to_owned(),
         aws_region: args.aws_region.clone().filter(|r| !r.is_empty()),
@@ -273,7 +274,8 @@ fn plan(
 fn describe(class: &mut ClassReport, plan: &MountPlan, default_mode: u32) {
     let mode = |m: Option<u32>| format!("{:04o}", m.unwrap_or(default_mode));
     match &plan.backend {
-        BackendConfig::Vault(cfg) => {
+        Plan::Vault(vault) => {
+            let cfg = &vault.config;
             class.audiences.push(cfg.audience.clone());
             class.backend = Some(BackendReport {
                 name: plan.backend.name(),
@@ -283,7 +285,8 @@ fn describe(class: &mut ClassReport, plan: &MountPlan, default_mode: u32) {
                 region: None,
             });
         }
-        BackendConfig::Aws(cfg) => {
+        Plan::Aws(aws) => {
+            let cfg = &aws.config;
             class.audiences.push(cfg.auth.audience().to_owned());
             class.backend = Some(BackendReport {
                 name: plan.backend.name(),
@@ -325,7 +328,7 @@ fn object_path(object: &ObjectSpec) -> String {
 
 /// The report for people.
 #[must_use]
-pub fn text(report: &Report) -> String {
+pub(crate) fn text(report: &Report) -> String {
     let mut out = String::new();
     for c in &report.classes {
         let verdict = if c.valid { "ok" } else { "INVALID" };

@@ -8,9 +8,10 @@ use serde_json::Value;
 use super::objects::{RawObject, parse_list};
 use super::{Defaults, Error, MountPlan, boolean, single};
 use crate::backend::aws::{AwsAuth, AwsConfig, AwsObject, FailoverMode, Service, VersionSelector};
-use crate::backend::{BackendConfig, Derived, Expand, ObjectSource, ObjectSpec};
+use crate::backend::{BackendPlan, Plan};
+use crate::plan::{Derived, Expand, ObjectSpec};
 use crate::object_path::ObjectPath;
-use crate::request::kind_of;
+use crate::plan::kind_of;
 
 /// Object fields this dialect reads.
 const OBJECT_FIELDS: &[&str] = &[
@@ -113,9 +114,10 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
     let mut aliases: HashSet<String> = HashSet::new();
     let mut paths: HashSet<String> = HashSet::new();
     let mut objects = Vec::new();
+    let mut sources = Vec::new();
     for mut raw in parse_list(&yaml)? {
         raw.fold_field_names(ANCHOR_FIELDS, &[("jmesPath", JMES_FIELDS), ("failoverObject", FAILOVER_FIELDS)]);
-        let spec = object(&raw, &region, failover_region.as_deref(), translate)?;
+        let (spec, source) = object(&raw, &region, failover_region.as_deref(), translate)?;
         let name = raw.required("objectName")?;
         let alias = raw.string("objectAlias")?;
         let combo = (name.clone(), alias.clone().unwrap_or_default(), raw.string("objectVersionLabel")?.unwrap_or_default());
@@ -145,6 +147,7 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
             tracing::debug!(object = raw.index, fields = ?unknown, "ignoring unknown object fields");
         }
         objects.push(spec);
+        sources.push(source);
     }
     // The AWS provider asks every region and fails on a 4xx from any of them; the
     // native socket asks the failover region only when the primary cannot answer.
@@ -153,7 +156,10 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, flavor: Flavor, defaults: 
         Flavor::Native => FailoverMode::OnUnavailable,
     };
     Ok(MountPlan {
-        backend: BackendConfig::Aws(AwsConfig { region, failover_region, failover_mode, auth }),
+        backend: Plan::Aws(BackendPlan {
+            config: AwsConfig { region, failover_region, failover_mode, auth },
+            objects: sources,
+        }),
         objects,
         templates: Vec::new(),
     })
@@ -167,7 +173,7 @@ fn claim(names: &mut HashSet<String>, raw: &RawObject, field: &str, name: &str) 
     }
 }
 
-fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translate: Option<char>) -> Result<ObjectSpec, Error> {
+fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translate: Option<char>) -> Result<(ObjectSpec, AwsObject), Error> {
     let i = raw.index;
     let field = |f: &str| format!("objects[{i}].{f}");
     let name = raw.required("objectName")?;
@@ -291,7 +297,7 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         (true, true) => Some(Expand { base: alias.as_ref().map(|_| path.clone()) }),
         (true, false) => Some(Expand { base: Some(path.clone()) }),
     };
-    Ok(ObjectSpec {
+    let spec = ObjectSpec {
         index: i,
         name: alias.clone().unwrap_or_else(|| name.clone()),
         path,
@@ -301,8 +307,8 @@ fn object(raw: &RawObject, region: &str, failover_region: Option<&str>, translat
         encoding,
         descriptor: format!("aws|{region}|{}", raw.canonical()),
         derived,
-        source: ObjectSource::Aws(AwsObject { service, name, selector, failover, list_path }),
-    })
+    };
+    Ok((spec, AwsObject { service, name, selector, failover, list_path }))
 }
 
 fn first_line(text: &str) -> String {
@@ -348,135 +354,4 @@ fn service_of(name: &str, declared: Option<&str>, region: &str) -> Result<Servic
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn defaults() -> Defaults {
-        Defaults { vault_address: String::new(), aws_region: Some("us-east-1".into()) }
-    }
-
-    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
-
-    fn aws(plan: &MountPlan) -> &AwsConfig {
-        match &plan.backend {
-            BackendConfig::Aws(cfg) => cfg,
-            BackendConfig::Vault(_) => panic!("expected aws"),
-        }
-    }
-
-    #[test]
-    fn names_aliases_and_translation() {
-        let yaml = "- {objectName: app/db, objectType: secretsmanager}\n- {objectName: /team/key, objectType: ssmparameter, objectAlias: key}\n- {objectName: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf', objectAlias: x}";
-        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
-        let paths: Vec<&str> = plan.objects.iter().map(|o| o.path.as_str()).collect();
-        assert_eq!(paths, ["app_db", "key", "x"]);
-        assert_eq!(aws(&plan).region, "us-east-1");
-        assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: None });
-        let plan = parse(&attrs(&[("objects", "- {objectName: /a/b, objectType: ssmparameter}"), ("pathTranslation", "False")]), Flavor::Compatible, &defaults()).expect("valid");
-        assert_eq!(plan.objects[0].path.as_str(), "a/b");
-        let plan = parse(&attrs(&[("objects", "- {objectName: a/b, objectType: ssmparameter}"), ("pathTranslation", "-")]), Flavor::Compatible, &defaults()).expect("valid");
-        assert_eq!(plan.objects[0].path.as_str(), "a-b");
-    }
-
-    #[test]
-    fn rejected_combinations_name_the_field() {
-        let d = defaults();
-        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-            (vec![("objects", "- {objectName: a}")], "objects[0].objectName"),
-            (vec![("objects", "- {objectName: a, objectType: vault}")], "objects[0].objectName"),
-            (vec![("objects", "- {objectName: a, objectType: ssmparameter, objectVersion: '1', objectVersionLabel: l}")], "objects[0].objectVersionLabel"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager}\n- {objectName: b, objectType: secretsmanager, objectAlias: a}")], "objects[1].objectAlias"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: ssmparameter}")], "objects[1].objectName"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, objectAlias: x}")], "objects[1].objectAlias"),
-            (vec![("objects", "- {objectName: 'arn:aws:secretsmanager:eu-west-1:1:secret:x', objectAlias: x}")], "objects[0].objectName"),
-            (vec![("objects", "- {objectName: 'arn:aws:secretsmanager:us-east-1:1:secret:x', objectType: ssmparameter}")], "objects[0].objectName"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: user}]}")], "objects[0].jmesPath[0].objectAlias"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: '[[', objectAlias: u}]}")], "objects[0].jmesPath[0].path"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, failoverObject: {objectName: b}}"), ("failoverRegion", "us-west-2")], "objects[0].objectAlias"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: a1, failoverObject: {objectName: b}}")], "objects[0].failoverObject"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: a1, objectVersion: v1, failoverObject: {objectName: b}}"), ("failoverRegion", "us-west-2")], "objects[0].failoverObject.objectVersion"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager}"), ("failoverRegion", "us-east-1")], "failoverRegion"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager}"), ("pathTranslation", "ab")], "pathTranslation"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager}"), ("usePodIdentity", "yes")], "usePodIdentity"),
-            (vec![("objects", "- {objectName: ../x, objectType: secretsmanager}"), ("pathTranslation", "False")], "objects[0].objectName"),
-            (vec![("objects", "- {objectName: a, objectType: secretsmanager, encoding: rot13}")], "objects[0].encoding"),
-        ];
-        for (pairs, field) in cases {
-            let err = parse(&attrs(&pairs), Flavor::Compatible, &d).expect_err(field);
-            assert_eq!(err.field, field, "{err}");
-        }
-    }
-
-    #[test]
-    fn one_secret_under_several_aliases_and_versions() {
-        let yaml = "- {objectName: t, objectType: secretsmanager, objectAlias: current}\n- {objectName: t, objectType: secretsmanager, objectAlias: previous, objectVersionLabel: AWSPREVIOUS}\n- {objectName: same, objectType: ssmparameter, objectAlias: same}";
-        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
-        assert_eq!(plan.objects.len(), 3);
-    }
-
-    #[test]
-    fn region_must_be_known() {
-        let none = Defaults { vault_address: String::new(), aws_region: None };
-        let err = parse(&attrs(&[("objects", "- {objectName: a, objectType: ssmparameter}")]), Flavor::Compatible, &none).expect_err("no region");
-        assert_eq!(err.field, "region");
-        let plan = parse(&attrs(&[("objects", "- {objectName: a, objectType: ssmparameter}"), ("region", "eu-west-1")]), Flavor::Compatible, &none).expect("valid");
-        assert_eq!(aws(&plan).region, "eu-west-1");
-    }
-
-    #[test]
-    fn identity_choices() {
-        let d = defaults();
-        let o = ("objects", "- {objectName: a, objectType: ssmparameter}");
-        let plan = parse(&attrs(&[o, ("usePodIdentity", "true")]), Flavor::Compatible, &d).expect("valid");
-        assert_eq!(aws(&plan).auth, AwsAuth::PodIdentity { prefer_ipv6: false });
-        let arn = "arn:aws:iam::123456789012:role/app";
-        let plan = parse(&attrs(&[o, ("roleArn", arn)]), Flavor::Native, &d).expect("valid");
-        assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: Some(arn.into()) });
-        let plan = parse(&attrs(&[o, ("roleArn", arn)]), Flavor::Compatible, &d).expect("valid");
-        assert_eq!(aws(&plan).auth, AwsAuth::Irsa { role_arn: None }, "the AWS provider has no roleArn");
-    }
-
-    #[test]
-    fn field_names_are_matched_case_insensitively() {
-        // The AWS provider's tests/BasicTestMountSPC.yaml.template spells jmesPath entries `Path:` / `ObjectAlias:`.
-        let yaml = "- ObjectName: db\n  OBJECTTYPE: secretsmanager\n  objectalias: database\n  JmesPath:\n    - {Path: username, ObjectAlias: user, FilePermission: \"0600\"}\n";
-        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
-        assert_eq!(plan.objects[0].path.as_str(), "database");
-        let d = &plan.objects[0].derived;
-        assert_eq!((d[0].path.as_str(), d[0].mode, d[0].jmes_path.as_str()), ("user", Some(0o600), "username"));
-        let yaml = "- {objectName: a, objectType: secretsmanager, objectAlias: a1, FailoverObject: {ObjectName: b}}";
-        let plan = parse(&attrs(&[("objects", yaml), ("failoverRegion", "us-west-2")]), Flavor::Compatible, &defaults()).expect("valid");
-        let ObjectSource::Aws(o) = &plan.objects[0].source else { panic!("aws") };
-        assert_eq!(o.failover.as_ref().map(|(n, _)| n.as_str()), Some("b"));
-    }
-
-    #[test]
-    fn booleans_and_address_types_as_the_aws_provider_reads_them() {
-        let o = ("objects", "- {objectName: a, objectType: ssmparameter}");
-        for (text, pod_identity) in [("True", true), ("1", true), ("T", true), ("False", false), ("0", false), ("f", false)] {
-            let plan = parse(&attrs(&[o, ("usePodIdentity", text)]), Flavor::Compatible, &defaults()).expect(text);
-            assert_eq!(matches!(aws(&plan).auth, AwsAuth::PodIdentity { .. }), pod_identity, "{text}");
-        }
-        let a = attrs(&[o, ("usePodIdentity", "true"), ("preferredAddressType", "dual")]);
-        assert_eq!(aws(&parse(&a, Flavor::Compatible, &defaults()).expect("auto")).auth, AwsAuth::PodIdentity { prefer_ipv6: false });
-        assert_eq!(parse(&a, Flavor::Native, &defaults()).expect_err("native").field, "preferredAddressType");
-    }
-
-    #[test]
-    fn failover_modes_per_socket() {
-        let a = attrs(&[("objects", "- {objectName: a, objectType: ssmparameter}"), ("failoverRegion", "us-west-2")]);
-        assert_eq!(aws(&parse(&a, Flavor::Compatible, &defaults()).expect("valid")).failover_mode, FailoverMode::AskBoth);
-        assert_eq!(aws(&parse(&a, Flavor::Native, &defaults()).expect("valid")).failover_mode, FailoverMode::OnUnavailable);
-    }
-
-    #[test]
-    fn jmes_paths_become_derived_files() {
-        let yaml = "- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n    - {path: username, objectAlias: user}\n    - {path: password, objectAlias: pass, filePermission: \"0600\"}\n";
-        let plan = parse(&attrs(&[("objects", yaml)]), Flavor::Compatible, &defaults()).expect("valid");
-        let d = &plan.objects[0].derived;
-        assert_eq!(d.len(), 2);
-        assert_eq!((d[1].path.as_str(), d[1].mode, d[1].jmes_path.as_str()), ("pass", Some(0o600), "password"));
-    }
-}
+mod tests;

@@ -15,13 +15,14 @@ mod vault;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::backend::{BackendConfig, ObjectSpec};
+use crate::backend;
+use crate::plan::ObjectSpec;
 use crate::object_path::ObjectPath;
 use crate::template::{self, TemplateSpec};
 use crate::backend::vault::Flavor;
 
 /// The most objects one mount may list.
-pub const MAX_OBJECTS: usize = 1000;
+pub(crate) const MAX_OBJECTS: usize = 1000;
 
 /// Which parameter set a socket accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +117,10 @@ pub struct Defaults {
 /// What a mount fetches and from where.
 #[derive(Debug, Clone)]
 pub struct MountPlan {
-    /// Backend configuration.
-    pub backend: BackendConfig,
-    /// The objects, in SecretProviderClass order.
+    /// The backend's part: its configuration and where each object comes from
+    /// (`backend`'s objects match `objects` one to one).
+    pub backend: backend::Plan,
+    /// The objects, in SecretProviderClass order: where each goes and how it is written.
     pub objects: Vec<ObjectSpec>,
     /// Templated files (`templates`), rendered after the objects.
     pub templates: Vec<TemplateSpec>,

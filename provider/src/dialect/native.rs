@@ -24,7 +24,7 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendConfig;
+    use crate::backend::Plan;
 
     fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
@@ -36,13 +36,13 @@ mod tests {
         let base = [("roleName", "r"), ("objects", "- {objectName: a, secretPath: s}")];
         let mut a = attrs(&base);
         a.insert("backend".into(), "openbao".into());
-        let BackendConfig::Vault(cfg) = parse(&a, &d).expect("valid").backend else { panic!("vault") };
-        assert_eq!(cfg.audience, "openbao");
+        let Plan::Vault(vault) = parse(&a, &d).expect("valid").backend else { panic!("vault") };
+        assert_eq!(vault.config.audience, "openbao");
         a.insert("backend".into(), "gcp".into());
         assert_eq!(parse(&a, &d).expect_err("unknown").field, "backend");
-        let BackendConfig::Vault(cfg) = parse(&attrs(&base), &d).expect("valid").backend else { panic!("vault") };
-        assert_eq!(cfg.audience, "vault");
+        let Plan::Vault(vault) = parse(&attrs(&base), &d).expect("valid").backend else { panic!("vault") };
+        assert_eq!(vault.config.audience, "vault");
         let aws_attrs = attrs(&[("backend", "aws"), ("objects", "- {objectName: a, objectType: ssmparameter}")]);
-        assert!(matches!(parse(&aws_attrs, &d).expect("valid").backend, BackendConfig::Aws(_)));
+        assert!(matches!(parse(&aws_attrs, &d).expect("valid").backend, Plan::Aws(_)));
     }
 }

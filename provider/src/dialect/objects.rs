@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{Error, MAX_OBJECTS, bounded_yaml};
 use crate::object_path::ObjectPath;
-use crate::request::kind_of;
+use crate::plan::kind_of;
 
 /// Longest `objects` text accepted; far above any real SecretProviderClass.
 const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
@@ -95,8 +95,8 @@ impl RawObject {
     }
 
     /// `encoding` or `objectEncoding`: utf-8 (default), base64 or hex.
-    pub(super) fn encoding(&self) -> Result<crate::backend::Encoding, Error> {
-        use crate::backend::Encoding;
+    pub(super) fn encoding(&self) -> Result<crate::plan::Encoding, Error> {
+        use crate::plan::Encoding;
         let (field, value) = match (self.string("encoding")?, self.string("objectEncoding")?) {
             (Some(a), Some(b)) if !a.eq_ignore_ascii_case(&b) => {
                 return Err(Error::new(self.field("objectEncoding"), "conflicts with encoding; set one"));

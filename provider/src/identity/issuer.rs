@@ -35,7 +35,7 @@ const MAX_KEY_AGE: Duration = Duration::from_secs(300);
 
 /// Why the keys could not be fetched.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// No Kubernetes client could be built.
     #[error("no Kubernetes client (in-cluster config or KUBECONFIG)")]
     Client(#[source] kube::Error),

@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-pub use self::issuer::FetchError;
-pub use self::verify::KeysError;
 use self::issuer::IssuerKeyCache;
 use self::verify::Expected;
 use crate::kube_client::KubeClient;
@@ -29,7 +27,7 @@ use crate::secret::SecretString;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 #[must_use]
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -137,7 +135,7 @@ impl PodIdentity {
 /// A token the provider may present for the pod, and the scope of credentials
 /// obtained with it.
 #[derive(Debug)]
-pub struct CheckedToken<'a> {
+pub(crate) struct CheckedToken<'a> {
     /// The token, to present to the backend.
     pub token: &'a SecretString,
     /// Who may share credentials obtained with it.
@@ -148,7 +146,7 @@ pub struct CheckedToken<'a> {
 /// (logins, credentials, shared reads, leases) next to the pod's namespace and
 /// service account.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub enum CredentialScope {
+pub(crate) enum CredentialScope {
     /// A verified token: every verified token of the service account with this
     /// UID (a recreated account of the same name has another).
     ServiceAccount {
@@ -162,7 +160,7 @@ pub enum CredentialScope {
 impl CredentialScope {
     /// The scope of an unverified token: the token itself.
     #[must_use]
-    pub fn of_token(token: &SecretString) -> Self {
+    pub(crate) fn of_token(token: &SecretString) -> Self {
         Self::Token(Sha256::digest(token.expose_secret().as_bytes()).into())
     }
 }
@@ -202,7 +200,7 @@ pub struct VerifierSettings {
 
 /// Verifies service-account tokens before any cached credential is used for them.
 #[derive(Debug)]
-pub struct TokenVerifier {
+pub(crate) struct TokenVerifier {
     mode: TokenVerification,
     keys: Arc<IssuerKeyCache>,
 }
@@ -210,13 +208,13 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     /// A verifier reading keys through `client` (built on first use).
     #[must_use]
-    pub fn new(settings: VerifierSettings, client: Arc<KubeClient>) -> Self {
+    pub(crate) fn new(settings: VerifierSettings, client: Arc<KubeClient>) -> Self {
         Self { mode: settings.mode, keys: Arc::new(IssuerKeyCache::new(client, settings.issuers)) }
     }
 
     /// Starts loading the issuer keys in the background (unless verification is
     /// off), so the first mounts after start find them instead of waiting.
-    pub fn prefetch(&self) {
+    pub(crate) fn prefetch(&self) {
         if self.mode == TokenVerification::Off {
             return;
         }
@@ -235,7 +233,7 @@ impl TokenVerifier {
     /// [`TokenVerification::Required`]), the scope is the exact token, after
     /// the unverified claims were checked so an obviously foreign token is
     /// refused early.
-    pub async fn check<'a>(&self, identity: &'a PodIdentity, audience: &str) -> Result<CheckedToken<'a>, TokenProblem> {
+    pub(crate) async fn check<'a>(&self, identity: &'a PodIdentity, audience: &str) -> Result<CheckedToken<'a>, TokenProblem> {
         let token = identity.token(audience).ok_or(TokenProblem::Missing)?;
         if self.mode != TokenVerification::Off {
             let kid = verify::key_id(token.expose_secret())?;
@@ -262,7 +260,7 @@ impl TokenVerifier {
 
 /// Why the token passed for an audience cannot be used for this pod.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenProblem {
+pub(crate) enum TokenProblem {
     /// The driver passed no token for the audience.
     #[error("no token was passed for this audience")]
     Missing,
@@ -377,7 +375,7 @@ fn sa_uid_claim(jwt: &str) -> Option<String> {
 const MAX_CACHED_CREDENTIALS: usize = 10_000;
 
 /// Credentials that expire, keyed by identity plus backend configuration.
-pub struct CredentialCache<K, V> {
+pub(crate) struct CredentialCache<K, V> {
     entries: Mutex<HashMap<K, (V, Instant)>>,
 }
 
@@ -398,7 +396,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Default for CredentialCache<K, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> CredentialCache<K, V> {
     /// The cached value for `key`, unless it has expired.
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match entries.get(key) {
             Some((value, until)) if *until > Instant::now() => Some(value.clone()),
@@ -411,7 +409,7 @@ impl<K: Eq + Hash + Clone, V: Clone> CredentialCache<K, V> {
     }
 
     /// Caches `value` for `valid_for`.
-    pub fn insert(&self, key: K, value: V, valid_for: Duration) {
+    pub(crate) fn insert(&self, key: K, value: V, valid_for: Duration) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= MAX_CACHED_CREDENTIALS {
@@ -424,7 +422,7 @@ impl<K: Eq + Hash + Clone, V: Clone> CredentialCache<K, V> {
     }
 
     /// Drops the entry for `key` (after the backend refused it).
-    pub fn remove(&self, key: &K) {
+    pub(crate) fn remove(&self, key: &K) {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -432,107 +430,10 @@ impl<K: Eq + Hash + Clone, V: Clone> CredentialCache<K, V> {
     }
 
     /// Number of entries, expired ones included.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn jwt_with(claims: &serde_json::Value) -> String {
-        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", enc.encode(b"{}"), enc.encode(claims.to_string()))
-    }
-
-    #[test]
-    fn service_account_uid_comes_from_the_claim() {
-        let mut tokens = TokenMap::default();
-        let claims = serde_json::json!({"kubernetes.io": {"serviceaccount": {"name": "app", "uid": "sa-uid-7"}}});
-        tokens.insert("vault".into(), SecretString::new(jwt_with(&claims)));
-        let id = PodIdentity::new("ns".into(), "p".into(), "u".into(), "app".into(), tokens);
-        assert_eq!(id.service_account_uid(), "sa-uid-7");
-        assert!(!id.log_label().is_empty());
-    }
-
-    #[test]
-    fn token_claims_are_checked_against_the_identity() {
-        let now = 1_000_000;
-        let id = |claims: serde_json::Value| {
-            let mut tokens = TokenMap::default();
-            tokens.insert("vault".into(), SecretString::new(jwt_with(&claims)));
-            PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens)
-        };
-        let good = serde_json::json!({
-            "sub": "system:serviceaccount:team-a:app", "aud": ["vault"], "exp": now + 60,
-            "kubernetes.io": {"serviceaccount": {"uid": "sa-1"}}
-        });
-        assert_eq!(id(good.clone()).precheck("vault", now), Ok(()));
-        assert_eq!(id(good.clone()).precheck("other", now).err(), Some(TokenProblem::Missing));
-        let mut other_sa = good.clone();
-        other_sa["sub"] = "system:serviceaccount:team-b:app".into();
-        assert!(matches!(id(other_sa).precheck("vault", now), Err(TokenProblem::WrongSubject { .. })));
-        let mut wrong_aud = good.clone();
-        wrong_aud["aud"] = "sts.amazonaws.com".into();
-        assert!(matches!(id(wrong_aud).precheck("vault", now), Err(TokenProblem::WrongAudience { .. })));
-        let mut expired = good;
-        expired["exp"] = (now - 5).into();
-        assert_eq!(id(expired).precheck("vault", now).err(), Some(TokenProblem::Expired(5)));
-        let mut tokens = TokenMap::default();
-        tokens.insert("vault".into(), SecretString::new("opaque".into()));
-        let opaque = PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens);
-        assert_eq!(opaque.precheck("vault", now).err(), Some(TokenProblem::NotJwt));
-    }
-
-    #[test]
-    fn unparseable_tokens_give_an_empty_uid() {
-        let mut tokens = TokenMap::default();
-        tokens.insert("vault".into(), SecretString::new("not-a-jwt".into()));
-        let id = PodIdentity::new("ns".into(), "p".into(), "u".into(), "app".into(), tokens);
-        assert_eq!(id.service_account_uid(), "");
-    }
-
-    #[tokio::test]
-    async fn unverified_tokens_scope_credentials_to_the_exact_token() {
-        let off = VerifierSettings { mode: TokenVerification::Off, issuers: Vec::new() };
-        let verifier = TokenVerifier::new(off, Arc::new(KubeClient::default()));
-        let claims = |jti: &str| {
-            serde_json::json!({"sub": "system:serviceaccount:team-a:app", "aud": ["vault"], "jti": jti,
-                               "exp": unix_now() + 600, "kubernetes.io": {"serviceaccount": {"uid": "sa-1"}}})
-        };
-        let id = |jti: &str| {
-            let mut tokens = TokenMap::default();
-            tokens.insert("vault".into(), SecretString::new(jwt_with(&claims(jti))));
-            PodIdentity::new("team-a".into(), "p".into(), "u".into(), "app".into(), tokens)
-        };
-        let (one, again, other) = (id("1"), id("1"), id("2"));
-        let a = verifier.check(&one, "vault").await.expect("claims match").scope;
-        assert_eq!(a, verifier.check(&again, "vault").await.expect("claims match").scope);
-        assert_ne!(a, verifier.check(&other, "vault").await.expect("claims match").scope);
-        assert!(matches!(a, CredentialScope::Token(_)));
-        // Nothing computed from the token is printed.
-        assert_eq!(format!("{a:?}"), "Token(<unverified>)");
-        // The unverified claims still refuse an obviously foreign token.
-        let mut tokens = TokenMap::default();
-        tokens.insert("vault".into(), SecretString::new(jwt_with(&claims("3"))));
-        let stranger = PodIdentity::new("team-a".into(), "p".into(), "u".into(), "stranger".into(), tokens);
-        assert!(matches!(verifier.check(&stranger, "vault").await, Err(TokenProblem::WrongSubject { .. })));
-    }
-
-    #[test]
-    fn cache_expires_and_removes() {
-        let cache: CredentialCache<&str, u32> = CredentialCache::default();
-        cache.insert("a", 1, Duration::from_secs(60));
-        cache.insert("b", 2, Duration::ZERO);
-        assert_eq!(cache.get(&"a"), Some(1));
-        assert_eq!(cache.get(&"b"), None);
-        cache.remove(&"a");
-        assert_eq!(cache.get(&"a"), None);
-    }
-}
+mod tests;

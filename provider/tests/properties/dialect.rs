@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use courier_provider::dialect::{Dialect, MountPlan};
-use courier_provider::object_path::ObjectPath;
+use courier_provider::testing::{Dialect, MountPlan};
+use courier_provider::testing::ObjectPath;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

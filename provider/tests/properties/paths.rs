@@ -1,6 +1,6 @@
 //! Object paths: whatever is accepted is safe; safe components are accepted; one bad one refuses.
 
-use courier_provider::object_path::ObjectPath;
+use courier_provider::testing::ObjectPath;
 use proptest::collection::vec;
 use proptest::prelude::*;
 

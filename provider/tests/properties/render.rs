@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use courier_provider::backend::{Fetched, ObjectSpec};
-use courier_provider::dialect::Dialect;
-use courier_provider::object_path::ObjectPath;
-use courier_provider::render::render;
-use courier_provider::secret::SecretBytes;
-use courier_provider::template::{TemplateSpec, render_all};
-use courier_provider::version::Versioner;
+use courier_provider::testing::{Fetched, ObjectSpec};
+use courier_provider::testing::Dialect;
+use courier_provider::testing::ObjectPath;
+use courier_provider::testing::render;
+use courier_provider::testing::SecretBytes;
+use courier_provider::testing::{TemplateSpec, render_all};
+use courier_provider::Versioner;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use courier_provider::request::{
+use courier_provider::testing::{
     MountContext, POD_NAME_KEY, POD_NAMESPACE_KEY, POD_UID_KEY, SERVICE_ACCOUNT_KEY, TOKENS_KEY,
 };
 use proptest::collection::{btree_map, vec};

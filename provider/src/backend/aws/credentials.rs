@@ -49,7 +49,7 @@ pub(super) async fn assume_role(
         .send()
         .await
         .map_err(|e| {
-            let failure = classify(&e);
+            let failure = classify(e);
             let kind = if failure.kind == ErrorKind::Unavailable { ErrorKind::Unavailable } else { ErrorKind::Denied };
             Error::new(
                 kind,
@@ -61,6 +61,7 @@ pub(super) async fn assume_role(
                     failure.message
                 ),
             )
+            .with_cause(Some(failure.cause))
         })?;
     let creds = output.credentials().ok_or_else(|| {
         Error::new(ErrorKind::Unavailable, "aws", "AssumeRoleWithWebIdentity returned no credentials")

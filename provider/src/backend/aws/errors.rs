@@ -3,7 +3,9 @@
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-use crate::backend::ErrorKind;
+use std::sync::Arc;
+
+use crate::backend::{Cause, ErrorKind};
 
 /// A classified AWS failure.
 #[derive(Debug, Clone)]
@@ -12,11 +14,22 @@ pub(super) struct Failure {
     /// 5xx or unreachable: the failover region may answer. Never for 4xx.
     pub(super) failover: bool,
     pub(super) message: String,
+    /// The SDK's error, kept as the source of the mount's error.
+    pub(super) cause: Cause,
 }
 
 /// Classifies an SDK error. Service error codes and messages name resources,
 /// not secret values.
-pub(super) fn classify<E>(err: &SdkError<E, HttpResponse>) -> Failure
+pub(super) fn classify<E>(err: SdkError<E, HttpResponse>) -> Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, failover, message) = classified(&err);
+    Failure { kind, failover, message, cause: Arc::new(err) }
+}
+
+/// The kind of `err`, whether a failover region may help, and what it says.
+fn classified<E>(err: &SdkError<E, HttpResponse>) -> (ErrorKind, bool, String)
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -34,26 +47,14 @@ where
                 (429, _) | (_, "ThrottlingException" | "TooManyRequestsException") => ErrorKind::Unavailable,
                 _ => ErrorKind::Invalid,
             };
-            Failure { kind, failover: status >= 500, message: format!("{code} (HTTP {status}): {message}") }
+            (kind, status >= 500, format!("{code} (HTTP {status}): {message}"))
         }
         SdkError::TimeoutError(_) => {
-            Failure { kind: ErrorKind::Unavailable, failover: true, message: "the request timed out".to_owned() }
+            (ErrorKind::Unavailable, true, "the request timed out".to_owned())
         }
-        SdkError::DispatchFailure(_) => Failure {
-            kind: ErrorKind::Unavailable,
-            failover: true,
-            message: format!("cannot reach the endpoint: {}", DisplayErrorContext(err)),
-        },
-        SdkError::ResponseError(_) => Failure {
-            kind: ErrorKind::Unavailable,
-            failover: true,
-            message: format!("unreadable response: {}", DisplayErrorContext(err)),
-        },
-        SdkError::ConstructionFailure(_) => Failure {
-            kind: ErrorKind::Invalid,
-            failover: false,
-            message: format!("cannot build the request: {}", DisplayErrorContext(err)),
-        },
-        _ => Failure { kind: ErrorKind::Unavailable, failover: false, message: DisplayErrorContext(err).to_string() },
+        SdkError::DispatchFailure(_) => (ErrorKind::Unavailable, true, format!("cannot reach the endpoint: {}", DisplayErrorContext(err))),
+        SdkError::ResponseError(_) => (ErrorKind::Unavailable, true, format!("unreadable response: {}", DisplayErrorContext(err))),
+        SdkError::ConstructionFailure(_) => (ErrorKind::Invalid, false, format!("cannot build the request: {}", DisplayErrorContext(err))),
+        _ => (ErrorKind::Unavailable, false, DisplayErrorContext(err).to_string()),
     }
 }

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::request::kind_of;
+use crate::plan::kind_of;
 
 /// Why a key could not be selected. Holds key names only, never values.
 #[derive(Debug, PartialEq, Eq)]
