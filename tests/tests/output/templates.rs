@@ -358,9 +358,11 @@ async fn templates_cannot_include_files_read_the_environment_or_run_forever() ->
         eprintln!("template {source:?}:");
         let status = assert_status(result, Code::InvalidArgument, words);
         assert_no_secret(&status, &[&canary, "sandbox-secret", "root:x:0:0"]);
+        // The stop itself is shown by the status naming it ("too long" for the loop); this bound only
+        // catches a template the provider never stops, so it is generous enough for any loaded machine.
         assert!(
-            elapsed < Duration::from_secs(20),
-            "{source:?} took {elapsed:?}: a template must be stopped early"
+            elapsed < Duration::from_secs(60),
+            "{source:?} hung for {elapsed:?}: a template must be stopped"
         );
     }
     Ok(())

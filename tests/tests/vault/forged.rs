@@ -178,7 +178,8 @@ async fn a_flood_of_unknown_key_ids_reads_the_keys_at_most_once_per_interval() -
         assert_status(mount(&mut client, request).await, Code::PermissionDenied, &["does not publish"]);
     }
 
-    // One fetch at start-up, then at most one per interval that began during the flood.
+    // One fetch at start-up, then at most one per interval that began during the flood. The allowance grows with
+    // the elapsed time, so a loaded machine can only loosen this bound, never fail it; the count is the point.
     let intervals = usize::try_from(started.elapsed().as_secs() / FETCH_INTERVAL.as_secs()).unwrap_or(usize::MAX);
     let reads = api.jwks_reads();
     assert!(reads <= 2 + intervals, "{reads} key reads in {:?}:\n{}", started.elapsed(), api.request_log());
