@@ -180,6 +180,7 @@ async fn every_corpus_case_gets_the_right_code_and_names_the_field() -> anyhow::
                     all.latencies.extend(one.latencies);
                     all.with_connect.extend(one.with_connect);
                     all.failures.extend(one.failures);
+                    // Load pacing of the background prober (one Version every 100 ms), not synchronisation.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(all)

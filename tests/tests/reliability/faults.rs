@@ -31,8 +31,9 @@ const POLL: Duration = Duration::from_millis(20);
 const BURST: usize = 30;
 /// The burst's mounts start this far apart, so some are in flight, some done and some not yet sent at the kill.
 const BURST_SPACING: Duration = Duration::from_millis(20);
-/// When the provider is killed, counted from the burst's start.
-const KILL_AFTER: Duration = Duration::from_millis(150);
+/// The provider is killed once this many of the burst's mounts are done: a count, not a time, so on any machine
+/// some are done, some in flight and most not yet sent at the kill.
+const KILL_AFTER_DONE: usize = 3;
 /// How long a retrying client keeps trying one mount, as kubelet keeps retrying a volume.
 const RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// Pause between a client's attempts.
@@ -278,6 +279,7 @@ async fn mount_with_retries(
                 result.codes
             );
         }
+        // Pacing of a retrying client (as kubelet pauses between attempts), bounded by `RETRY_BUDGET`.
         tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
@@ -304,6 +306,7 @@ async fn sigkill_during_a_burst_and_a_restart_on_the_same_socket_lose_no_mount()
         let (socket, expected, done) =
             (socket.clone(), value.clone(), Arc::clone(&done_before_kill));
         mounts.spawn(async move {
+            // Load pacing, not synchronisation: staggers the burst's mounts.
             tokio::time::sleep(BURST_SPACING * u32::try_from(i).unwrap_or(u32::MAX)).await;
             let result = mount_with_retries(socket, request, expected).await;
             if matches!(&result, Ok(r) if r.attempts == 1) {
@@ -313,7 +316,13 @@ async fn sigkill_during_a_burst_and_a_restart_on_the_same_socket_lose_no_mount()
         });
     }
 
-    tokio::time::sleep(KILL_AFTER).await;
+    while done_before_kill.load(Ordering::SeqCst) < KILL_AFTER_DONE {
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "fewer than {KILL_AFTER_DONE} mounts of the burst done within {HANG_LIMIT:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
     let mut first = first;
     first.signal(Signal::SIGKILL)?;
     first.wait_exit(Duration::from_secs(5)).await?;

@@ -226,6 +226,7 @@ async fn slowloris_clients_are_closed_after_the_handshake_timeout() -> anyhow::R
                 if stream.write_all(&[byte]).await.is_err() {
                     return Ok(Answer::Closed);
                 }
+                // Load pacing: the slowloris drip itself (one byte per 100 ms) is what is tested.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if started.elapsed() > ANSWER_TIMEOUT {
                     bail!("the slowloris client was not closed within {ANSWER_TIMEOUT:?}");
@@ -414,7 +415,8 @@ async fn over_the_cap_busy_sockets_refuse_at_once_and_accept_errors_back_off() -
     }
     let cpu_before = cpu_time(pid)?;
     let window_start = Instant::now();
-    // Two seconds of a failing accept: a busy loop would burn them both.
+    // Two seconds of a failing accept: a busy loop would burn them both. A measurement window, not
+    // synchronisation: CPU time and log lines are read over it.
     let lines_before = accept_failures(&emfile);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let window = window_start.elapsed();

@@ -102,9 +102,14 @@ async fn readonly_false_is_refused_after_the_secret_provider_class_lookup() -> a
         &["failed to get secretproviderclass"],
     );
     node.fake_spc(&pod, &[("objects", "x")]);
+    // The shim sees the new SecretProviderClass once its watch delivers it: poll, with a deadline that only
+    // catches a watch that never delivers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let status = loop {
         match kubelet.publish(&volume).await {
-            Err(status) if status.code() == Code::NotFound => {
+            Err(status)
+                if status.code() == Code::NotFound && std::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await
             }
             other => break other,

@@ -87,12 +87,23 @@ impl LocalRun {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                // Let the reader thread hand over the last lines.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                while let Ok(line) = self.lines.try_recv() {
-                    self.seen.push(line);
+                // The reader thread hands over the last lines and then drops its sender at end of output:
+                // drain until the channel reports that, polling within the same deadline.
+                loop {
+                    match self.lines.try_recv() {
+                        Ok(line) => self.seen.push(line),
+                        Err(mpsc::TryRecvError::Disconnected) => return Ok(status),
+                        Err(mpsc::TryRecvError::Empty) => {
+                            if Instant::now() >= deadline {
+                                bail!(
+                                    "exited, but its output did not end within {timeout:?}; {}",
+                                    self.output()
+                                );
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
                 }
-                return Ok(status);
             }
             if Instant::now() >= deadline {
                 bail!("still running after {timeout:?}; {}", self.output());

@@ -67,6 +67,7 @@ async fn a_kv_secret_is_published_rotated_and_left_alone_while_unchanged() -> an
         crate::support::spcps_name(&case.pod)
     );
     let status_writes = node.kube.requests_to("PUT", &status_path).len();
+    // Measurement, not synchronisation: lets a rewrite show as a later modification time in `stamp`.
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     kubelet.publish(&volume).await?;
     assert_eq!(

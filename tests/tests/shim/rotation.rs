@@ -192,6 +192,7 @@ async fn new_content_is_swapped_in_atomically_under_concurrent_readers() -> anyh
         set_generation(generation);
         kubelet.publish(&volume).await?;
         data_dirs.insert(data_dir(&target));
+        // Load pacing, not synchronisation: gives the reader threads a window on each generation.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.store(true, Ordering::Relaxed);
