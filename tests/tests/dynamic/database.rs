@@ -107,24 +107,11 @@ async fn credentials_are_reused_until_the_threshold_then_reissued_when_renewal_i
     assert_eq!(case.db_leases().await?, expected_leases);
 
     let metrics = provider.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
-        2.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "reused")]),
-        f64::from(reused_mounts),
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "renewed")]),
-        0.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_lease_events_total", &[("event", "issued")], 2.0),
+        ("courier_lease_events_total", &[("event", "reused")], f64::from(reused_mounts)),
+        ("courier_lease_events_total", &[("event", "renewed")], 0.0),
+    ]);
     assert_eq!(
         metrics.sum("courier_backend_requests_total", &[("operation", "read")]),
         2.0,
@@ -355,24 +342,11 @@ async fn a_renewal_capped_by_max_ttl_gives_way_to_fresh_credentials() -> anyhow:
     );
 
     let metrics = provider.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "renew_failed")]),
-        1.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "renewed")]),
-        0.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
-        2.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_lease_events_total", &[("event", "renew_failed")], 1.0),
+        ("courier_lease_events_total", &[("event", "renewed")], 0.0),
+        ("courier_lease_events_total", &[("event", "issued")], 2.0),
+    ]);
     Ok(())
 }
 
@@ -404,24 +378,11 @@ async fn objects_on_one_credentials_path_form_one_matching_pair() -> anyhow::Res
         "two objects issued more than one lease"
     );
     let metrics = provider.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_backend_requests_total", &[("operation", "read")]),
-        1.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
-        1.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_leases_held", &[]),
-        1.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_backend_requests_total", &[("operation", "read")], 1.0),
+        ("courier_lease_events_total", &[("event", "issued")], 1.0),
+        ("courier_leases_held", &[], 1.0),
+    ]);
     Ok(())
 }
 
@@ -466,18 +427,10 @@ async fn kv_v1_refresh_hint_is_not_a_lease() -> anyhow::Result<()> {
         object_version(&before, "password")
     );
     let metrics = provider.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[]),
-        0.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_leases_held", &[]),
-        0.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_lease_events_total", &[], 0.0),
+        ("courier_leases_held", &[], 0.0),
+    ]);
     Ok(())
 }
 

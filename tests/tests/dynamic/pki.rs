@@ -176,24 +176,11 @@ async fn certificate_without_a_lease_is_reissued_only_after_the_threshold_of_its
         "a role without generate_lease made a lease"
     );
     let metrics = provider.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_backend_requests_total", &[("operation", "write")]),
-        2.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
-        2.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "renewed")]),
-        0.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_backend_requests_total", &[("operation", "write")], 2.0),
+        ("courier_lease_events_total", &[("event", "issued")], 2.0),
+        ("courier_lease_events_total", &[("event", "renewed")], 0.0),
+    ]);
     Ok(())
 }
 
@@ -312,17 +299,9 @@ async fn reused_before_the_threshold_while_the_certificate_is_young() -> anyhow:
         "one issue call per role; {}",
         metrics.0
     );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
-        2.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "reused")]),
-        f64::from(2 * (MOUNTS - 1)),
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_lease_events_total", &[("event", "issued")], 2.0),
+        ("courier_lease_events_total", &[("event", "reused")], f64::from(2 * (MOUNTS - 1))),
+    ]);
     Ok(())
 }

@@ -333,7 +333,23 @@ fn http_address(log: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics(pub(crate) String);
 
+/// One expected sum: metric name, labels the samples must carry, value.
+pub(crate) type ExpectedSum<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
 impl Metrics {
+    /// Asserts every expected sum, naming the metric and showing the whole exposition on a mismatch.
+    #[track_caller]
+    pub(crate) fn assert_sums(&self, expected: &[ExpectedSum<'_>]) {
+        for (name, labels, value) in expected {
+            assert_eq!(
+                self.sum(name, labels),
+                *value,
+                "{name} {labels:?}:\n{}",
+                self.0
+            );
+        }
+    }
+
     /// The sum of every sample of `name` whose labels include all of `labels` (0 when there is none).
     pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let mut total = 0.0;
