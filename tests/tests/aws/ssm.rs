@@ -6,7 +6,17 @@ use courier_tests::calls::{
 };
 use tonic::Code;
 
-use crate::support::{REGION, arn, case, ssm};
+use crate::support::{Case, REGION, arn, case, ssm};
+
+/// Writes `values` to the String parameter `name` as its versions 1, 2, … in order.
+async fn put_versions(case: &Case, name: &str, values: &[&str]) -> anyhow::Result<()> {
+    for (i, value) in values.iter().enumerate() {
+        case.moto
+            .put_parameter(REGION, name, value, ParameterType::String, i > 0)
+            .await?;
+    }
+    Ok(())
+}
 
 #[tokio::test]
 async fn string_string_list_and_decrypted_secure_string() -> anyhow::Result<()> {
@@ -85,12 +95,7 @@ async fn a_parameter_name_with_slashes_is_translated() -> anyhow::Result<()> {
 async fn object_version_pins_a_parameter_version() -> anyhow::Result<()> {
     let case = case("ps-version").await?;
     let name = case.param("key");
-    case.moto
-        .put_parameter(REGION, &name, "one", ParameterType::String, false)
-        .await?;
-    case.moto
-        .put_parameter(REGION, &name, "two", ParameterType::String, true)
-        .await?;
+    put_versions(&case, &name, &["one", "two"]).await?;
     let provider = case.provider(&["aws"]).await?;
     let mut client = provider.client("aws").await?;
 
@@ -126,12 +131,7 @@ async fn object_version_pins_a_parameter_version() -> anyhow::Result<()> {
 async fn object_version_label_selects_the_labelled_version() -> anyhow::Result<()> {
     let case = case("ps-label").await?;
     let name = case.param("key");
-    case.moto
-        .put_parameter(REGION, &name, "stable-value", ParameterType::String, false)
-        .await?;
-    case.moto
-        .put_parameter(REGION, &name, "newer-value", ParameterType::String, true)
-        .await?;
+    put_versions(&case, &name, &["stable-value", "newer-value"]).await?;
     case.moto
         .label_parameter_version(REGION, &name, 1, &["stable"])
         .await?;
@@ -155,15 +155,7 @@ async fn object_version_label_selects_the_labelled_version() -> anyhow::Result<(
 async fn one_mount_may_read_several_versions_of_one_parameter() -> anyhow::Result<()> {
     let case = case("ps-multi").await?;
     let name = case.param("key");
-    case.moto
-        .put_parameter(REGION, &name, "one", ParameterType::String, false)
-        .await?;
-    case.moto
-        .put_parameter(REGION, &name, "two", ParameterType::String, true)
-        .await?;
-    case.moto
-        .put_parameter(REGION, &name, "three", ParameterType::String, true)
-        .await?;
+    put_versions(&case, &name, &["one", "two", "three"]).await?;
     case.moto
         .label_parameter_version(REGION, &name, 2, &["blue"])
         .await?;
