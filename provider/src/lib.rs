@@ -79,6 +79,7 @@ mod version;
 // What the provider binary wires together.
 pub use backend::Settings as BackendSettings;
 pub use backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
+pub use backend::gcp::{DEFAULT_ANNOTATION_CACHE, GcpEndpoints, GcpSettings};
 pub use backend::vault::{DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings};
 pub use check::run_cli as run_check;
 pub use connection::Timeouts;
