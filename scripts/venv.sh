@@ -11,6 +11,7 @@ REQUIREMENTS=(
   "grpcio==1.85.1"
   "grpcio-tools==1.85.1"
   "moto[server]==5.2.5"
+  "drongo==0.8.0"
 )
 
 if [[ ! -x .venv/bin/python ]]; then

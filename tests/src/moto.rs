@@ -622,7 +622,7 @@ fn aws_error(status: u16, text: &str) -> AwsApiError {
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
     Ok(listener
         .local_addr()
