@@ -35,3 +35,4 @@ fi
 .venv/bin/bao version >/dev/null
 .venv/bin/python -c "import grpc, grpc_tools" >/dev/null
 .venv/bin/moto_server --help >/dev/null
+.venv/bin/drongo --help >/dev/null

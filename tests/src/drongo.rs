@@ -91,7 +91,9 @@ impl Drongo {
                 return Err(Failure::Fatal(anyhow!(error).context("cannot start drongo's exit watchdog")));
             }
         };
-        let http = reqwest::Client::builder().no_proxy().timeout(API_TIMEOUT).build().context("cannot build an HTTP client").map_err(Failure::Fatal)?;
+        // No pooled connections: drongo (Python's http.server) drops idle keep-alive connections, and a pooled one
+        // reused at that moment fails the request.
+        let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(API_TIMEOUT).build().context("cannot build an HTTP client").map_err(Failure::Fatal)?;
         let mut server = Self { child, _watchdog: watchdog, port, log_path, http, _dir: dir };
         server.wait_ready().await?;
         Ok(server)

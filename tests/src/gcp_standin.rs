@@ -129,7 +129,8 @@ impl GcpStandIn {
             pool: pool.to_owned(),
             global: global.trim_end_matches('/').to_owned(),
             regional: regional.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder().no_proxy().timeout(FORWARD_TIMEOUT).build()?,
+            // No pooled connections to drongo: it drops idle keep-alive connections (see `Drongo`).
+            http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(FORWARD_TIMEOUT).build()?,
             inner: Mutex::new(Inner {
                 tokens: BTreeMap::new(),
                 federated: BTreeSet::new(),
