@@ -24,6 +24,17 @@ const MAX_EVENT_MESSAGE_BYTES: usize = 1024;
 /// Name in Events' source.
 const COMPONENT: &str = "courier-driver-shim";
 
+/// Why a SecretProviderClass could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A `spec.parameters` value that is a list or an object.
+    #[error("spec.parameters.{0} must be a string")]
+    Parameter(String),
+    /// The watch has not listed SecretProviderClasses yet.
+    #[error("the SecretProviderClass cache is not synced yet (check the API server and RBAC)")]
+    CacheNotSynced,
+}
+
 /// A SecretProviderClass as the shim uses it.
 #[derive(Debug, Clone, Default)]
 pub struct SecretProviderClass {
@@ -39,7 +50,7 @@ pub struct SecretProviderClass {
 
 impl SecretProviderClass {
     /// Reads `spec` of a SecretProviderClass object (or manifest).
-    pub fn from_spec(name: &str, spec: &serde_json::Value) -> Result<Self, String> {
+    pub fn from_spec(name: &str, spec: &serde_json::Value) -> Result<Self, Error> {
         let provider = spec
             .get("provider")
             .and_then(serde_json::Value::as_str)
@@ -54,7 +65,7 @@ impl SecretProviderClass {
                 let text = match v {
                     serde_json::Value::String(s) => s.clone(),
                     serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
-                    _ => return Err(format!("spec.parameters.{k} must be a string")),
+                    _ => return Err(Error::Parameter(k.clone())),
                 };
                 parameters.insert(k.clone(), text);
             }
@@ -160,15 +171,12 @@ impl Cluster {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<SecretProviderClass>, String> {
+    ) -> Result<Option<SecretProviderClass>, Error> {
         if tokio::time::timeout(CACHE_READY_TIMEOUT, self.spcs.wait_until_ready())
             .await
             .is_err()
         {
-            return Err(
-                "the SecretProviderClass cache is not synced yet (check the API server and RBAC)"
-                    .to_owned(),
-            );
+            return Err(Error::CacheNotSynced);
         }
         let key = ObjectRef::new_with(name, self.spc_resource.clone()).within(namespace);
         match self.spcs.get(&key) {

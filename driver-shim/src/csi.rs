@@ -16,6 +16,7 @@ use courier_proto::csi::v1::{
 use tonic::{Code, Request, Response, Status};
 
 use crate::cluster::{Cluster, EventType, PodRef};
+use crate::error_chain::display_chain;
 use crate::metrics::ResultLabels;
 use crate::publish::{Publish, Published, Shim};
 
@@ -90,7 +91,7 @@ pub trait AfterMount: std::fmt::Debug + Send + Sync {
         spc: &crate::cluster::SecretProviderClass,
         target: &Path,
         rotated: bool,
-    ) -> Result<(), String>;
+    ) -> Result<(), crate::sync::Error>;
 }
 
 fn invalid(message: &str) -> Status {
@@ -310,7 +311,12 @@ impl NodeService {
         {
             self.shim.metrics().sync_errors.inc();
             self.cluster
-                .event(pod, EventType::Warning, "FailedToCreateSecret", &e)
+                .event(
+                    pod,
+                    EventType::Warning,
+                    "FailedToCreateSecret",
+                    &display_chain(&e),
+                )
                 .await;
         }
     }

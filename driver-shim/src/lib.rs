@@ -10,12 +10,14 @@
 //! - [`atomic_writer`], [`mount`]: files and the tmpfs;
 //! - [`cluster`]: SecretProviderClasses, status records and events;
 //! - [`sync`], [`tls`]: mirroring files into Kubernetes Secrets;
+//! - [`error_chain`]: an error and its causes as one line, where errors leave the shim;
 //! - [`secretsync`]: the SecretSync controller (Secrets synced without a pod mount).
 
 pub mod atomic_writer;
 pub mod cluster;
 pub mod csi;
 pub mod dir;
+pub mod error_chain;
 pub mod local;
 pub mod logging;
 pub mod metrics;

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use base64::Engine as _;
 
 use crate::atomic_writer;
@@ -14,6 +13,61 @@ use crate::cluster::SecretProviderClass;
 use crate::publish::{Publish, Published, Shim};
 use crate::request::TOKENS_KEY;
 use crate::target::{Scope, Target};
+
+/// Why local mode stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SecretProviderClass file could not be read.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file could not be read.
+    #[error("reading the token file {}", .path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The SecretProviderClass file is not YAML.
+    #[error("{}: not a YAML manifest", .path.display())]
+    NotYaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint (boxed: it is large and rare).
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// The manifest is another kind.
+    #[error("{}: kind is {kind:?}, expected SecretProviderClass", .path.display())]
+    WrongKind {
+        /// The file.
+        path: PathBuf,
+        /// Its `kind`.
+        kind: String,
+    },
+    /// The manifest's spec is unusable.
+    #[error("{}", .path.display())]
+    Spec {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::cluster::Error,
+    },
+    /// The termination signal could not be watched.
+    #[error("cannot watch SIGTERM")]
+    Signal(#[source] std::io::Error),
+    /// The publish failed.
+    #[error("publish failed: {0}")]
+    Publish(String),
+}
 
 /// What local mode needs.
 #[derive(Debug, Clone)]
@@ -42,20 +96,25 @@ pub struct Local {
     pub unpublish_on_exit: bool,
 }
 
-fn load_spc(path: &Path) -> anyhow::Result<SecretProviderClass> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: serde_json::Value = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{}: not a YAML manifest", path.display()))?;
+fn load_spc(path: &Path) -> Result<SecretProviderClass, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let manifest: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|source| Error::NotYaml {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
     let kind = manifest
         .get("kind")
         .and_then(serde_json::Value::as_str)
         .unwrap_or_default();
     if kind != "SecretProviderClass" {
-        bail!(
-            "{}: kind is {kind:?}, expected SecretProviderClass",
-            path.display()
-        );
+        return Err(Error::WrongKind {
+            path: path.to_owned(),
+            kind: kind.to_owned(),
+        });
     }
     let name = manifest
         .pointer("/metadata/name")
@@ -65,8 +124,10 @@ fn load_spc(path: &Path) -> anyhow::Result<SecretProviderClass> {
         .get("spec")
         .cloned()
         .unwrap_or(serde_json::Value::Null);
-    SecretProviderClass::from_spec(name, &spec)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    SecretProviderClass::from_spec(name, &spec).map_err(|source| Error::Spec {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The token's `exp` claim as RFC 3339, as kubelet passes it.
@@ -89,9 +150,11 @@ fn expiration(jwt: &str) -> String {
 }
 
 impl Local {
-    fn volume_context(&self, spc: &SecretProviderClass) -> anyhow::Result<HashMap<String, String>> {
-        let token = std::fs::read_to_string(&self.token_file)
-            .with_context(|| format!("reading the token file {}", self.token_file.display()))?;
+    fn volume_context(&self, spc: &SecretProviderClass) -> Result<HashMap<String, String>, Error> {
+        let token = std::fs::read_to_string(&self.token_file).map_err(|source| Error::Token {
+            path: self.token_file.clone(),
+            source,
+        })?;
         let token = token.trim();
         let expires = expiration(token);
         let tokens: serde_json::Map<String, serde_json::Value> = self
@@ -131,12 +194,12 @@ impl Local {
     }
 
     /// Publishes, republishes as asked, and unpublishes on exit or signal.
-    pub async fn run(&self, shim: &Shim) -> anyhow::Result<()> {
+    pub async fn run(&self, shim: &Shim) -> Result<(), Error> {
         let spc = load_spc(&self.spc_file)?;
         let secrets = HashMap::new();
         let mut round = 0u64;
-        let mut signals =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(Error::Signal)?;
         let result = loop {
             let context = self.volume_context(&spc)?;
             let published = shim
@@ -149,7 +212,7 @@ impl Local {
                 .await;
             match published {
                 Ok(p) => report(&self.target, &p),
-                Err(e) => break Err(anyhow::anyhow!("publish failed: {}", e.message)),
+                Err(e) => break Err(Error::Publish(e.message)),
             }
             let Some(every) = self.republish_every else {
                 break Ok(());

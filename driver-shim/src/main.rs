@@ -328,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
             republish_count,
             unpublish_on_exit: !keep,
         };
-        return local.run(&shim).await;
+        return Ok(local.run(&shim).await?);
     }
 
     if args.node_id.is_empty() {

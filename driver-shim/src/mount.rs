@@ -96,8 +96,27 @@ pub fn unmount(path: &Path) -> nix::Result<()> {
     }
 }
 
+/// Why a size does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No leading number.
+    #[error("{0:?} is not a size such as 16Mi")]
+    NotANumber(String),
+    /// A suffix we do not know.
+    #[error("{text:?}: unknown unit {unit:?} (use Ki, Mi or Gi)")]
+    UnknownUnit {
+        /// The whole text.
+        text: String,
+        /// The suffix.
+        unit: String,
+    },
+    /// Over `u64::MAX` bytes.
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// `16Mi`, `512Ki`, `1G`, or a plain byte count.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -105,7 +124,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(split);
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 16Mi"))?;
+        .map_err(|_| SizeError::NotANumber(text.to_owned()))?;
     let factor: u64 = match unit {
         "" => 1,
         "k" | "K" => 1000,
@@ -115,14 +134,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "G" => 1_000_000_000,
         "Gi" => 1 << 30,
         _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use Ki, Mi or Gi)"
-            ));
+            return Err(SizeError::UnknownUnit {
+                text: text.to_owned(),
+                unit: unit.to_owned(),
+            });
         }
     };
     number
         .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or_else(|| SizeError::TooLarge(text.to_owned()))
 }
 
 #[cfg(test)]

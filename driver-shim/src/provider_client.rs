@@ -20,18 +20,31 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Whether a failed call may succeed if repeated: Unavailable, as the upstream
 /// driver retries, and a connection cut mid-call (a provider restarting), which
-/// this client reports as Unknown with a transport error.
+/// this client reports as Unknown with the transport's error as its source. A
+/// provider's own answer is never retried on its wording: an Unknown status that
+/// came over the wire has no source.
 fn retryable(status: &Status) -> bool {
     match status.code() {
         Code::Unavailable => true,
-        Code::Unknown => {
-            let message = status.message();
-            message.contains("transport error")
-                || message.contains("connection")
-                || message.contains("h2 protocol error")
-        }
+        Code::Unknown => from_transport(status),
         _ => false,
     }
+}
+
+/// Whether the status was made on this side from a connection failure: its
+/// source chain holds tonic's transport error, hyper's, or an OS error.
+fn from_transport(status: &Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if error.is::<tonic::transport::Error>()
+            || error.is::<hyper::Error>()
+            || error.is::<std::io::Error>()
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Why no provider could be called.
@@ -195,10 +208,46 @@ impl Providers {
 mod tests {
     use super::*;
 
+    /// A provider socket that accepts each connection and closes it unanswered,
+    /// as a provider killed mid-call does.
+    async fn status_from_a_dropped_connection() -> Status {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("gone.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let providers = Providers::new(Vec::new(), 1 << 20, Duration::from_secs(30));
+        let mut client = CsiDriverProviderClient::new(providers.channel(&socket));
+        let status = client
+            .mount(MountRequest::default())
+            .await
+            .expect_err("nobody answers");
+        server.abort();
+        status
+    }
+
+    #[tokio::test]
+    async fn a_connection_cut_mid_call_is_retried() {
+        let status = status_from_a_dropped_connection().await;
+        assert!(
+            matches!(status.code(), Code::Unknown | Code::Unavailable),
+            "{status:?}"
+        );
+        assert!(retryable(&status), "{status:?}");
+    }
+
     #[test]
     fn transport_failures_are_retried_provider_answers_are_not() {
         assert!(retryable(&Status::unavailable("provider restarting")));
-        assert!(retryable(&Status::unknown("transport error")));
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(retryable(&Status::from_error(Box::new(io))));
+        // The words alone, as a provider could answer them, are not a transport failure.
+        for words in ["transport error", "connection reset", "h2 protocol error"] {
+            assert!(!retryable(&Status::unknown(words)), "{words}");
+        }
         assert!(!retryable(&Status::unknown(
             "mount request failed with provider error code X"
         )));

@@ -22,98 +22,17 @@ use crate::atomic_writer;
 use crate::cluster::{Cluster, EventType, GROUP, PodRef, SecretProviderClass};
 use crate::csi::AfterMount;
 use crate::target::{Scope, Target};
-use crate::tls;
+
+mod error;
+mod spec;
+
+pub use error::{Error, ReadError, SecretAction};
+use spec::{SecretObject, parse};
 
 /// Label on every Secret the shim manages.
 pub const MANAGED_LABEL: &str = "secrets-store.csi.k8s.io/managed";
 /// Attempts of a write that meets a newer resourceVersion.
-const CONFLICT_RETRIES: usize = 5;
-/// The TLS Secret type, whose keys are fixed.
-const TLS_TYPE: &str = "kubernetes.io/tls";
-
-/// One `secretObjects` entry.
-#[derive(Debug, Clone)]
-struct SecretObject {
-    index: usize,
-    name: String,
-    kind: String,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    data: Vec<(String, String)>,
-}
-
-fn string_map(value: Option<&serde_json::Value>) -> BTreeMap<String, String> {
-    value
-        .and_then(serde_json::Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn parse(index: usize, raw: &serde_json::Value) -> Result<SecretObject, String> {
-    let text = |k: &str| {
-        raw.get(k)
-            .and_then(serde_json::Value::as_str)
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let name = text("secretName");
-    let kind = text("type");
-    if name.is_empty() {
-        return Err(format!("secretObjects[{index}].secretName is empty"));
-    }
-    if kind.is_empty() {
-        return Err(format!(
-            "secretObjects[{index}] ({name}): type is empty; set it, e.g. Opaque"
-        ));
-    }
-    let data: Vec<(String, String)> = raw
-        .get("data")
-        .and_then(serde_json::Value::as_array)
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| {
-                    let field = |k: &str| {
-                        e.get(k)
-                            .and_then(serde_json::Value::as_str)
-                            .map(str::trim)
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    (field("objectName"), field("key"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if data.is_empty() {
-        return Err(format!("secretObjects[{index}] ({name}): data is empty"));
-    }
-    for (j, (object, key)) in data.iter().enumerate() {
-        if object.is_empty() || key.is_empty() {
-            return Err(format!(
-                "secretObjects[{index}].data[{j}] ({name}): objectName and key are both required"
-            ));
-        }
-        if kind == TLS_TYPE && key != "tls.key" && key != "tls.crt" {
-            return Err(format!(
-                "secretObjects[{index}].data[{j}] ({name}): a kubernetes.io/tls Secret takes only the keys tls.key and tls.crt, not {key:?}"
-            ));
-        }
-    }
-    Ok(SecretObject {
-        index,
-        name,
-        kind,
-        labels: string_map(raw.get("labels")),
-        annotations: string_map(raw.get("annotations")),
-        data,
-    })
-}
+pub(crate) const CONFLICT_RETRIES: usize = 5;
 
 /// Hash of a Secret's data, to skip writes that change nothing.
 fn data_hash(data: &BTreeMap<String, ByteString>) -> [u8; 32] {
@@ -146,12 +65,16 @@ impl SecretSync {
 
     /// The owners a Secret of `pod` gets: the pod's own owners, or its
     /// SecretProviderClassPodStatus for a bare pod.
-    async fn owners(&self, pod: &PodRef, spc: &str) -> Result<Vec<OwnerReference>, String> {
+    async fn owners(&self, pod: &PodRef, spc: &str) -> Result<Vec<OwnerReference>, Error> {
         let pods: Api<Pod> = Api::namespaced(self.client(), &pod.namespace);
         let found = pods
             .get_opt(&pod.name)
             .await
-            .map_err(|e| format!("cannot read pod {}/{}: {e}", pod.namespace, pod.name))?;
+            .map_err(|source| Error::ReadPod {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                source,
+            })?;
         let owners: Vec<OwnerReference> = found
             .and_then(|p| p.metadata.owner_references)
             .unwrap_or_default()
@@ -172,11 +95,11 @@ impl SecretSync {
         let statuses: Api<DynamicObject> =
             Api::namespaced_with(self.client(), &pod.namespace, &resource);
         let name = format!("{}-{}-{spc}", pod.name, pod.namespace);
-        let status = statuses
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("cannot read secretproviderclasspodstatus {name}: {e}"))?
-            .ok_or_else(|| format!("secretproviderclasspodstatus {name} does not exist, so a bare pod's Secret has no owner"))?;
+        let status = match statuses.get_opt(&name).await {
+            Ok(Some(status)) => status,
+            Ok(None) => return Err(Error::NoPodStatus { name }),
+            Err(source) => return Err(Error::ReadPodStatus { name, source }),
+        };
         Ok(vec![OwnerReference {
             api_version: format!("{GROUP}/v1"),
             kind: "SecretProviderClassPodStatus".to_owned(),
@@ -186,46 +109,6 @@ impl SecretSync {
         }])
     }
 
-    /// Builds one Secret's data from the mounted files.
-    fn data(
-        object: &SecretObject,
-        files: &BTreeMap<String, Vec<u8>>,
-    ) -> Result<BTreeMap<String, ByteString>, String> {
-        let mut data = BTreeMap::new();
-        for (j, (object_name, key)) in object.data.iter().enumerate() {
-            let Some(content) = files.get(object_name) else {
-                let existing: Vec<&str> = files.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "secretObjects[{}].data[{j}] ({}): file matching objectName {object_name:?} not found in the pod; files: {}",
-                    object.index,
-                    object.name,
-                    if existing.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        existing.join(", ")
-                    }
-                ));
-            };
-            let value = if object.kind == TLS_TYPE {
-                let pair = tls::split(content).map_err(|e| {
-                    format!(
-                        "secretObjects[{}].data[{j}] ({}): objectName {object_name:?}: {e}",
-                        object.index, object.name
-                    )
-                })?;
-                if key == "tls.key" {
-                    pair.key.to_vec()
-                } else {
-                    pair.certs
-                }
-            } else {
-                content.clone()
-            };
-            data.insert(key.clone(), ByteString(value));
-        }
-        Ok(data)
-    }
-
     /// Creates or updates one Secret. Returns whether its data changed.
     async fn upsert(
         &self,
@@ -233,15 +116,21 @@ impl SecretSync {
         object: &SecretObject,
         data: BTreeMap<String, ByteString>,
         owners: &[OwnerReference],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Error> {
         let api: Api<Secret> = Api::namespaced(self.client(), namespace);
+        let failed = |action, source| Error::Secret {
+            action,
+            namespace: namespace.to_owned(),
+            name: object.name.clone(),
+            source,
+        };
         let mut labels = object.labels.clone();
         labels.insert(MANAGED_LABEL.to_owned(), "true".to_owned());
         for _ in 0..CONFLICT_RETRIES {
             let existing = api
                 .get_opt(&object.name)
                 .await
-                .map_err(|e| format!("cannot read secret {namespace}/{}: {e}", object.name))?;
+                .map_err(|e| failed(SecretAction::Read, e))?;
             match existing {
                 None => {
                     let secret = Secret {
@@ -261,12 +150,7 @@ impl SecretSync {
                     match api.create(&PostParams::default(), &secret).await {
                         Ok(_) => return Ok(true),
                         Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                        Err(e) => {
-                            return Err(format!(
-                                "cannot create secret {namespace}/{}: {e}",
-                                object.name
-                            ));
-                        }
+                        Err(e) => return Err(failed(SecretAction::Create, e)),
                     }
                 }
                 Some(mut secret) => {
@@ -306,21 +190,28 @@ impl SecretSync {
                     {
                         Ok(_) => return Ok(data_changed),
                         Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                        Err(e) => {
-                            return Err(format!(
-                                "cannot update secret {namespace}/{}: {e}",
-                                object.name
-                            ));
-                        }
+                        Err(e) => return Err(failed(SecretAction::Update, e)),
                     }
                 }
             }
         }
-        Err(format!(
-            "secret {namespace}/{}: still conflicting after {CONFLICT_RETRIES} attempts",
-            object.name
-        ))
+        Err(Error::Conflict {
+            namespace: namespace.to_owned(),
+            name: object.name.clone(),
+        })
     }
+}
+
+/// The files mounted at `target`, by name. The publish just checked this path;
+/// it is read again without following links.
+fn read_files(target: &Path) -> Result<BTreeMap<String, Vec<u8>>, ReadError> {
+    let Some(dir) = Target::resolve(target, &Scope::Anywhere)?.open()? else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(atomic_writer::current_files(&dir)?
+        .into_iter()
+        .map(|file| (file.path, file.contents.to_vec()))
+        .collect())
 }
 
 impl SecretSync {
@@ -336,7 +227,7 @@ impl SecretSync {
         files: &BTreeMap<String, Vec<u8>>,
         owners: &[OwnerReference],
         labels: &BTreeMap<String, String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, Error> {
         let mut objects = secret_objects
             .iter()
             .enumerate()
@@ -345,7 +236,7 @@ impl SecretSync {
         let mut built = Vec::with_capacity(objects.len());
         for object in &mut objects {
             object.labels.extend(labels.clone());
-            built.push(Self::data(object, files)?);
+            built.push(object.data(files)?);
         }
         let mut changed = Vec::new();
         for (object, data) in objects.iter().zip(built) {
@@ -365,7 +256,7 @@ impl AfterMount for SecretSync {
         spc: &SecretProviderClass,
         target: &Path,
         rotated: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if spc.secret_objects.is_empty() {
             return Ok(());
         }
@@ -376,29 +267,15 @@ impl AfterMount for SecretSync {
             .map(|(i, raw)| parse(i, raw))
             .collect::<Result<Vec<_>, _>>()?;
         let target = target.to_owned();
-        let files =
-            tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, Vec<u8>>, String> {
-                // The publish just checked this path; read it without following links.
-                let dir = Target::resolve(&target, &Scope::Anywhere)
-                    .and_then(|t| t.open())
-                    .map_err(|e| e.to_string())?;
-                let mut files = BTreeMap::new();
-                for file in dir
-                    .map(|d| atomic_writer::current_files(&d))
-                    .transpose()
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or_default()
-                {
-                    files.insert(file.path, file.contents.to_vec());
-                }
-                Ok(files)
-            })
+        let files = tokio::task::spawn_blocking(move || read_files(&target))
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(ReadError::from)
+            .and_then(|files| files)
+            .map_err(Error::ReadTarget)?;
         let owners = self.owners(pod, &spc.name).await?;
         let mut updated = Vec::new();
         for object in &objects {
-            let data = Self::data(object, &files)?;
+            let data = object.data(&files)?;
             let data_changed = self.upsert(&pod.namespace, object, data, &owners).await?;
             if data_changed && rotated {
                 updated.push(object.name.clone());
@@ -429,53 +306,6 @@ impl AfterMount for SecretSync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn entries_are_checked() {
-        assert!(parse(0, &json!({"secretName": "s", "type": "Opaque", "data": [{"objectName": "a", "key": "k"}]})).is_ok());
-        for (raw, words) in [
-            (
-                json!({"type": "Opaque", "data": [{"objectName": "a", "key": "k"}]}),
-                "secretName",
-            ),
-            (
-                json!({"secretName": "s", "data": [{"objectName": "a", "key": "k"}]}),
-                "type is empty",
-            ),
-            (
-                json!({"secretName": "s", "type": "Opaque"}),
-                "data is empty",
-            ),
-            (
-                json!({"secretName": "s", "type": "Opaque", "data": [{"key": "k"}]}),
-                "objectName and key",
-            ),
-            (
-                json!({"secretName": "s", "type": TLS_TYPE, "data": [{"objectName": "a", "key": "ca.crt"}]}),
-                "tls.key and tls.crt",
-            ),
-        ] {
-            let err = parse(0, &raw).expect_err("invalid");
-            assert!(err.contains(words), "{err}");
-        }
-    }
-
-    #[test]
-    fn missing_files_are_named_with_the_files_that_exist() {
-        let object = parse(1, &json!({"secretName": "s", "type": "Opaque", "data": [{"objectName": "nope", "key": "k"}]})).expect("ok");
-        let files = BTreeMap::from([
-            ("a".to_owned(), b"secret-value".to_vec()),
-            ("b".to_owned(), b"x".to_vec()),
-        ]);
-        let err = SecretSync::data(&object, &files).expect_err("missing");
-        assert!(
-            err.contains("\"nope\"")
-                && err.contains("files: a, b")
-                && !err.contains("secret-value"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn data_hash_sees_changes() {

@@ -12,16 +12,36 @@ pub struct TlsPair {
     pub certs: Vec<u8>,
 }
 
+/// Why a file is not a TLS key pair. Nothing here quotes the file: it is secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// PEM without a private key.
+    #[error("the file holds no PEM private key")]
+    NoPemKey,
+    /// PEM without a certificate.
+    #[error("the file holds no PEM certificate")]
+    NoPemCertificate,
+    /// Neither format.
+    #[error("the file is neither PEM nor PKCS#12 with an empty password")]
+    Unreadable,
+    /// PKCS#12 without a private key.
+    #[error("the PKCS#12 file holds no private key")]
+    NoPkcs12Key,
+    /// PKCS#12 without a certificate.
+    #[error("the PKCS#12 file holds no certificate")]
+    NoPkcs12Certificate,
+}
+
 /// Splits `content` into key and certificates.
-pub fn split(content: &[u8]) -> Result<TlsPair, String> {
+pub fn split(content: &[u8]) -> Result<TlsPair, Error> {
     if let Ok(blocks) = pem::parse_many(content)
         && !blocks.is_empty()
     {
         let key = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY"));
         let certs: Vec<&pem::Pem> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
-        let key = key.ok_or("the file holds no PEM private key")?;
+        let key = key.ok_or(Error::NoPemKey)?;
         if certs.is_empty() {
-            return Err("the file holds no PEM certificate".to_owned());
+            return Err(Error::NoPemCertificate);
         }
         return Ok(TlsPair {
             key: Zeroizing::new(pem::encode(key).into_bytes()),
@@ -34,12 +54,10 @@ pub fn split(content: &[u8]) -> Result<TlsPair, String> {
     }
     let store =
         p12_keystore::KeyStore::from_pkcs12(content, "", p12_keystore::Pkcs12ImportPolicy::Relaxed)
-            .map_err(|_| "the file is neither PEM nor PKCS#12 with an empty password".to_owned())?;
-    let (_, chain) = store
-        .private_key_chain()
-        .ok_or("the PKCS#12 file holds no private key")?;
+            .map_err(|_| Error::Unreadable)?;
+    let (_, chain) = store.private_key_chain().ok_or(Error::NoPkcs12Key)?;
     if chain.certs().is_empty() {
-        return Err("the PKCS#12 file holds no certificate".to_owned());
+        return Err(Error::NoPkcs12Certificate);
     }
     let key = pem::Pem::new("PRIVATE KEY", chain.key().as_der().to_vec());
     let certs: String = chain
@@ -75,20 +93,14 @@ mod tests {
 
     #[test]
     fn missing_parts_are_named() {
+        assert_eq!(split(CERT.as_bytes()).err(), Some(Error::NoPemKey));
+        assert_eq!(split(KEY.as_bytes()).err(), Some(Error::NoPemCertificate));
+        assert_eq!(split(b"not a certificate").err(), Some(Error::Unreadable));
+        assert!(Error::NoPemKey.to_string().contains("private key"));
         assert!(
-            split(CERT.as_bytes())
-                .err()
-                .is_some_and(|e| e.contains("private key"))
-        );
-        assert!(
-            split(KEY.as_bytes())
-                .err()
-                .is_some_and(|e| e.contains("certificate"))
-        );
-        assert!(
-            split(b"not a certificate")
-                .err()
-                .is_some_and(|e| e.contains("neither PEM nor PKCS#12"))
+            Error::Unreadable
+                .to_string()
+                .contains("neither PEM nor PKCS#12")
         );
     }
 }

@@ -13,9 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,24 +25,10 @@ use crate::TokenIssuer;
 use crate::server_thread::ServerThread;
 use crate::sigv4;
 use crate::tokens::TokenVerifier;
+use crate::upstream::{Failure, Upstream};
 
 /// The audience STS requires of web identity tokens from an EKS cluster's OIDC provider.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
-/// The longest a forwarded call may take; moto answers in milliseconds.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Headers that describe one hop, never forwarded.
-const HOP_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "host",
-    "expect",
-    "upgrade",
-    "proxy-connection",
-    "te",
-    "trailer",
-];
 
 /// One call the proxy received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,8 +178,7 @@ pub struct AwsProxy {
 }
 
 struct Shared {
-    upstream: String,
-    client: reqwest::Client,
+    upstream: Upstream,
     web_identity: Option<TokenVerifier>,
     inner: Mutex<Inner>,
 }
@@ -235,14 +218,8 @@ impl AwsProxy {
     }
 
     fn start_inner(upstream: &str, web_identity: Option<TokenVerifier>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(UPSTREAM_TIMEOUT)
-            .build()
-            .context("cannot build the proxy's HTTP client")?;
         let state = Arc::new(Shared {
-            upstream: upstream.trim_end_matches('/').to_owned(),
-            client,
+            upstream: Upstream::new("moto", upstream)?,
             web_identity,
             inner: Mutex::new(Inner::default()),
         });
@@ -322,67 +299,33 @@ async fn forward(
         return response;
     }
 
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("{}{path}", state.upstream);
-    let mut upstream_headers = HeaderMap::new();
-    for (name, value) in &headers {
-        if !HOP_HEADERS.contains(&name.as_str()) {
-            upstream_headers.append(name.clone(), value.clone());
-        }
-    }
-    let result = state
-        .client
-        .request(method, &url)
-        .headers(upstream_headers)
-        .body(body.to_vec())
-        .send()
-        .await;
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => {
+    let answer = match state.upstream.forward(method, &uri, &headers, body).await {
+        Ok(answer) => answer,
+        Err(failure) => {
             call.status = 502;
-            call.forwarded = false;
+            let message = match failure {
+                Failure::Unreachable(message) => {
+                    call.forwarded = false;
+                    message
+                }
+                Failure::Lost(message) => message,
+            };
             state.lock().calls.push(call);
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("the test proxy cannot reach moto at {url}: {error}"),
-            )
-                .into_response();
+            return (StatusCode::BAD_GATEWAY, message).into_response();
         }
     };
-    let status = response.status();
-    let response_headers = response.headers().clone();
-    let bytes = match response.bytes().await {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            call.status = 502;
-            state.lock().calls.push(call);
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("the test proxy lost moto's answer: {error}"),
-            )
-                .into_response();
-        }
-    };
+    let status = answer.status;
     call.status = status.as_u16();
     call.forwarded = true;
     if call.action.as_deref() == Some("AssumeRoleWithWebIdentity") && status.is_success() {
         call.issued = Some(IssuedCredentials {
-            access_key_id: xml_element(&bytes, "AccessKeyId").unwrap_or_default(),
-            secret_access_key: xml_element(&bytes, "SecretAccessKey").unwrap_or_default(),
-            session_token: xml_element(&bytes, "SessionToken").unwrap_or_default(),
+            access_key_id: xml_element(&answer.body, "AccessKeyId").unwrap_or_default(),
+            secret_access_key: xml_element(&answer.body, "SecretAccessKey").unwrap_or_default(),
+            session_token: xml_element(&answer.body, "SessionToken").unwrap_or_default(),
         });
     }
     state.lock().calls.push(call);
-
-    let mut out = Response::new(axum::body::Body::from(bytes));
-    *out.status_mut() = status;
-    for (name, value) in &response_headers {
-        if !HOP_HEADERS.contains(&name.as_str()) {
-            out.headers_mut().append(name.clone(), value.clone());
-        }
-    }
-    out
+    answer.into_response()
 }
 
 /// What a request is, read from its signature, target header and body.

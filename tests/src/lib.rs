@@ -49,6 +49,7 @@ mod pod;
 mod pod_identity_agent;
 pub mod probe;
 pub mod postgres;
+mod process;
 mod provider;
 mod secretsync;
 mod server_thread;
@@ -57,6 +58,7 @@ mod sigv4;
 mod tokenreview;
 mod tokens;
 pub mod tools;
+mod upstream;
 mod vault_proxy;
 mod watchdog;
 

@@ -7,21 +7,19 @@
 //! [`AwsProxy`](crate::AwsProxy) that records them.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
+use crate::process::{self, Probe, ServerProcess, Shutdown, StartError};
 use crate::sigv4::{self, Credentials, SignedPost};
 use crate::tools;
-use crate::watchdog::ExitWatchdog;
 
 /// moto answers in about 0.5 s when idle; its first call to a service imports that service, which is slower on a
 /// machine busy compiling.
@@ -167,140 +165,68 @@ impl AwsService {
 /// A running `moto_server`, killed on drop.
 #[derive(Debug)]
 pub struct Moto {
-    child: Child,
-    _watchdog: ExitWatchdog,
+    // `moto_server` is a Python entry point running Werkzeug in-process, so this pid is the server itself.
+    process: ServerProcess,
     port: u16,
-    log_path: PathBuf,
     _dir: TempDir,
-}
-
-/// Why one start attempt failed: only a lost port race is worth another attempt.
-enum StartError {
-    PortTaken(anyhow::Error),
-    Fatal(anyhow::Error),
 }
 
 impl Moto {
     /// Starts `moto_server` on a free port, retrying on new ports when the chosen one was taken meanwhile.
     pub async fn start() -> anyhow::Result<Self> {
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
-            match Self::try_start(port).await {
-                Ok(server) => return Ok(server),
-                Err(StartError::PortTaken(error)) => last_error = Some(error),
-                Err(StartError::Fatal(error)) => return Err(error),
-            }
-        }
-        Err(last_error
-            .unwrap_or_else(|| anyhow!("no attempt was made"))
-            .context(format!(
-                "moto did not start after {PORT_ATTEMPTS} attempts on fresh ports"
-            )))
+        process::start_on_fresh_ports("moto", PORT_ATTEMPTS, || async {
+            Self::try_start(process::free_port()?).await
+        })
+        .await
     }
 
     async fn try_start(port: u16) -> Result<Self, StartError> {
-        let fatal = StartError::Fatal;
-        let program = tools::moto_server_program().map_err(fatal)?;
+        let program = tools::moto_server_program()?;
         let dir = tempfile::Builder::new()
             .prefix("courier-moto-")
             .tempdir()
-            .context("cannot create a temporary directory for moto")
-            .map_err(fatal)?;
-        let log_path = dir.path().join("moto.log");
-        let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))
-            .map_err(fatal)?;
-        let log_err = log
-            .try_clone()
-            .context("cannot duplicate the log file handle")
-            .map_err(fatal)?;
-        let child = Command::new(&program)
+            .context("cannot create a temporary directory for moto")?;
+        let mut command = Command::new(&program);
+        command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(dir.path())
             .env("HOME", dir.path())
             .env_remove("HTTP_PROXY")
             .env_remove("HTTPS_PROXY")
             .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .with_context(|| format!("cannot run {}", program.display()))
-            .map_err(fatal)?;
-        let watchdog = match ExitWatchdog::watch(child.id()) {
-            Ok(watchdog) => watchdog,
-            Err(error) => {
-                let mut child = child;
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fatal(
-                    anyhow!(error).context("cannot start the moto exit watchdog"),
-                ));
-            }
-        };
-        let mut server = Self {
-            child,
-            _watchdog: watchdog,
+            .env_remove("https_proxy");
+        let process = ServerProcess::spawn(
+            "moto",
+            &mut command,
+            &dir.path().join("moto.log"),
+            Shutdown::Kill,
+        )?;
+        let server = Self {
+            process,
             port,
-            log_path,
             _dir: dir,
         };
-        server.wait_ready().await?;
+        let at = format!("127.0.0.1:{port}");
+        server
+            .process
+            .wait_ready(&at, READY_TIMEOUT, READY_POLL, || server.probe())
+            .await?;
         Ok(server)
     }
 
-    async fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .map_err(|e| StartError::Fatal(e.into()))?
-            {
-                return Err(self.exited_early(status));
-            }
-            // A real API call: moto is ready when it answers Secrets Manager, not merely when the port is open.
-            let last_probe = match self
-                .call(
-                    "us-east-1",
-                    AwsService::SecretsManager,
-                    "ListSecrets",
-                    json!({}),
-                )
-                .await
-            {
-                Ok(_) => {
-                    if let Some(status) = self
-                        .child
-                        .try_wait()
-                        .map_err(|e| StartError::Fatal(e.into()))?
-                    {
-                        return Err(self.exited_early(status));
-                    }
-                    return Ok(());
-                }
-                Err(error) => format!("{error:#}"),
-            };
-            if Instant::now() >= deadline {
-                return Err(StartError::Fatal(anyhow!(
-                    "moto on 127.0.0.1:{} not ready after {READY_TIMEOUT:?} (last probe: {last_probe}); log:\n{}",
-                    self.port,
-                    self.logs()
-                )));
-            }
-            tokio::time::sleep(READY_POLL).await;
-        }
-    }
-
-    fn exited_early(&self, status: ExitStatus) -> StartError {
-        let logs = self.logs();
-        let error = anyhow!("moto exited during start-up with {status}; log:\n{logs}");
-        if logs.contains("Address already in use") || logs.contains("address already in use") {
-            StartError::PortTaken(error)
-        } else {
-            StartError::Fatal(error)
+    /// A real API call: moto is ready when it answers Secrets Manager, not merely when the port is open.
+    async fn probe(&self) -> Probe {
+        match self
+            .call(
+                "us-east-1",
+                AwsService::SecretsManager,
+                "ListSecrets",
+                json!({}),
+            )
+            .await
+        {
+            Ok(_) => Probe::Ready,
+            Err(error) => Probe::NotYet(format!("{error:#}")),
         }
     }
 
@@ -316,8 +242,7 @@ impl Moto {
 
     /// Everything the server has logged so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+        self.process.logs()
     }
 
     /// Forgets every resource in every region (`POST /moto-api/reset`). Only for a server no other test shares.
@@ -573,14 +498,6 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        // `moto_server` is a Python entry point running Werkzeug in-process, so this pid is the server itself.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // A fresh client per call: a pooled connection belongs to the tokio runtime that opened it, and a shared server
 // outlives the per-test runtimes of `#[tokio::test]`.
 fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -619,15 +536,6 @@ fn aws_error(status: u16, text: &str) -> AwsApiError {
         code,
         message,
     }
-}
-
-/// A port nobody listens on right now.
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
-    Ok(listener
-        .local_addr()
-        .context("bound socket has no address")?
-        .port())
 }
 
 #[cfg(test)]

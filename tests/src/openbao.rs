@@ -5,18 +5,17 @@
 //! between our check and the server's bind, so a start that fails with "address already in use" is retried on new
 //! ports.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::process::{self, Probe, ServerProcess, Shutdown, StartError};
 use crate::tools;
-use crate::watchdog::ExitWatchdog;
 
 mod setup;
 
@@ -52,18 +51,11 @@ impl OpenBaoOptions {
 /// A running `bao server -dev`, killed on drop.
 #[derive(Debug)]
 pub struct OpenBao {
-    child: Child,
-    _watchdog: ExitWatchdog,
+    // `bao` execs the server binary, so this pid is the server itself.
+    process: ServerProcess,
     port: u16,
     ca_path: Option<PathBuf>,
-    log_path: PathBuf,
     _dir: TempDir,
-}
-
-/// Why one start attempt failed: only a lost port race is worth another attempt.
-enum StartError {
-    PortTaken(anyhow::Error),
-    Fatal(anyhow::Error),
 }
 
 impl OpenBao {
@@ -74,39 +66,18 @@ impl OpenBao {
 
     /// Starts a dev server with `options`, retrying on new ports when the chosen ones were taken meanwhile.
     pub async fn start_with(options: OpenBaoOptions) -> anyhow::Result<Self> {
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port_pair()?;
-            match Self::try_start(port, &options).await {
-                Ok(server) => return Ok(server),
-                Err(StartError::PortTaken(error)) => last_error = Some(error),
-                Err(StartError::Fatal(error)) => return Err(error),
-            }
-        }
-        Err(last_error
-            .unwrap_or_else(|| anyhow!("no attempt was made"))
-            .context(format!(
-                "OpenBao did not start after {PORT_ATTEMPTS} attempts on fresh ports"
-            )))
+        process::start_on_fresh_ports("OpenBao", PORT_ATTEMPTS, || async {
+            Self::try_start(free_port_pair()?, &options).await
+        })
+        .await
     }
 
     async fn try_start(port: u16, options: &OpenBaoOptions) -> Result<Self, StartError> {
-        let fatal = StartError::Fatal;
-        let bao = tools::bao_program().map_err(fatal)?;
+        let bao = tools::bao_program()?;
         let dir = tempfile::Builder::new()
             .prefix("courier-openbao-")
             .tempdir()
-            .context("cannot create a temporary directory for OpenBao")
-            .map_err(fatal)?;
-        let log_path = dir.path().join("bao.log");
-        let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))
-            .map_err(fatal)?;
-        let log_err = log
-            .try_clone()
-            .context("cannot duplicate the log file handle")
-            .map_err(fatal)?;
-
+            .context("cannot create a temporary directory for OpenBao")?;
         let mut command = Command::new(&bao);
         command
             .args(["server", "-dev"])
@@ -115,15 +86,11 @@ impl OpenBao {
             // The dev server stores its CLI token under $HOME; keep it out of the developer's home.
             .env("HOME", dir.path())
             .env_remove("BAO_ADDR")
-            .env_remove("VAULT_ADDR")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+            .env_remove("VAULT_ADDR");
         let ca_path = if options.tls {
             let cert_dir = dir.path().join("tls");
             std::fs::create_dir(&cert_dir)
-                .with_context(|| format!("cannot create {}", cert_dir.display()))
-                .map_err(fatal)?;
+                .with_context(|| format!("cannot create {}", cert_dir.display()))?;
             command
                 .arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", cert_dir.display()));
@@ -131,82 +98,35 @@ impl OpenBao {
         } else {
             None
         };
-
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot run {}", bao.display()))
-            .map_err(fatal)?;
-        let watchdog = match ExitWatchdog::watch(child.id()) {
-            Ok(watchdog) => watchdog,
-            Err(error) => {
-                let mut child = child;
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fatal(
-                    anyhow!(error).context("cannot start the OpenBao exit watchdog"),
-                ));
-            }
-        };
+        let process = ServerProcess::spawn(
+            "OpenBao",
+            &mut command,
+            &dir.path().join("bao.log"),
+            Shutdown::Kill,
+        )?;
         // From here on, Drop cleans up whatever happens.
-        let mut server = Self {
-            child,
-            _watchdog: watchdog,
+        let server = Self {
+            process,
             port,
             ca_path,
-            log_path,
             _dir: dir,
         };
-        server.wait_ready().await?;
+        let at = format!("127.0.0.1:{port}");
+        server
+            .process
+            .wait_ready(&at, READY_TIMEOUT, READY_POLL, || server.probe())
+            .await?;
         Ok(server)
     }
 
-    async fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last_probe = String::from("no health check answered yet");
-        loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .map_err(|e| StartError::Fatal(e.into()))?
-            {
-                return Err(self.exited_early(status));
-            }
-            // The CA file appears a moment after the process starts; until then there is nothing to trust.
-            let ca_ready = self.ca_path.as_deref().is_none_or(Path::exists);
-            if ca_ready {
-                match self.health().await {
-                    Ok(()) => {
-                        // A server that lost its port races still answers nothing of ours; make sure it is alive.
-                        if let Some(status) = self
-                            .child
-                            .try_wait()
-                            .map_err(|e| StartError::Fatal(e.into()))?
-                        {
-                            return Err(self.exited_early(status));
-                        }
-                        return Ok(());
-                    }
-                    Err(error) => last_probe = format!("{error:#}"),
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(StartError::Fatal(anyhow!(
-                    "OpenBao on 127.0.0.1:{} not ready after {READY_TIMEOUT:?} (last probe: {last_probe}); log:\n{}",
-                    self.port,
-                    self.logs()
-                )));
-            }
-            tokio::time::sleep(READY_POLL).await;
+    async fn probe(&self) -> Probe {
+        // The CA file appears a moment after the process starts; until then there is nothing to trust.
+        if !self.ca_path.as_deref().is_none_or(Path::exists) {
+            return Probe::NotYet("no CA certificate written yet".to_owned());
         }
-    }
-
-    fn exited_early(&self, status: ExitStatus) -> StartError {
-        let logs = self.logs();
-        let error = anyhow!("OpenBao exited during start-up with {status}; log:\n{logs}");
-        if logs.contains("address already in use") {
-            StartError::PortTaken(error)
-        } else {
-            StartError::Fatal(error)
+        match self.health().await {
+            Ok(()) => Probe::Ready,
+            Err(error) => Probe::NotYet(format!("{error:#}")),
         }
     }
 
@@ -245,8 +165,7 @@ impl OpenBao {
 
     /// Everything the server has logged so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+        self.process.logs()
     }
 
     // A fresh client per call: a pooled connection belongs to the tokio runtime that opened it, and a shared server
@@ -327,14 +246,6 @@ impl OpenBao {
         }
         serde_json::from_str(&text)
             .with_context(|| format!("{method} {url}: body is not JSON: {text}"))
-    }
-}
-
-impl Drop for OpenBao {
-    fn drop(&mut self) {
-        // `bao` execs the server binary, so this pid is the server itself.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -13,21 +13,18 @@
 //! (newest first); a missing server fails the test with a message saying what to install.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use tempfile::TempDir;
 
-use crate::watchdog::ExitWatchdog;
+use crate::process::{self, Probe, ServerProcess, Shutdown};
 
 /// The superuser `initdb` creates; OpenBao's database engine connects as it to manage roles.
 const SUPERUSER: &str = "courier_admin";
@@ -45,8 +42,6 @@ const PSQL_TIMEOUT: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT_SECS: &str = "5";
 /// How long an immediate shutdown may take before the server is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a stopping server is checked on.
-const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// What the server logs once it has bound its TCP port (messages are forced to English).
 const LISTENING: &str = "listening on IPv4 address \"127.0.0.1\"";
@@ -62,18 +57,11 @@ const LOGIN_REFUSALS: &[&str] = &[
 #[derive(Debug)]
 pub struct Postgres {
     // Fields drop in order: the server stops before its directory is removed.
-    _server: Server,
+    server: ServerProcess,
     client: Client,
     password: String,
-    log_path: PathBuf,
     data_dir: PathBuf,
     _dir: TempDir,
-}
-
-/// Why one start attempt failed: only a lost port race is worth another attempt.
-enum StartError {
-    PortTaken(anyhow::Error),
-    Fatal(anyhow::Error),
 }
 
 impl Postgres {
@@ -95,38 +83,32 @@ impl Postgres {
         owner.give(dir.path())?;
         init_cluster(&binaries, owner, dir.path(), &data_dir, &password).await?;
 
-        let mut last_error = None;
-        for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
-            let log_path = dir.path().join(format!("postgres-{port}.log"));
-            let client = Client {
-                psql: binaries.psql.clone(),
-                port,
-                passfile: dir.path().join("no-passfile"),
-            };
-            let mut server =
-                Server::spawn(&binaries, owner, dir.path(), &data_dir, port, &log_path)?;
-            match wait_ready(&mut server, &client, &password, &log_path).await {
-                Ok(()) => {
-                    return Ok(Self {
-                        _server: server,
-                        client,
-                        password,
-                        log_path,
-                        data_dir,
-                        _dir: dir,
-                    });
-                }
-                Err(StartError::Fatal(error)) => return Err(error),
-                // Dropping the server stops it; the cluster stays for the next attempt.
-                Err(StartError::PortTaken(error)) => last_error = Some(error),
-            }
-        }
-        Err(last_error
-            .unwrap_or_else(|| anyhow!("no attempt was made"))
-            .context(format!(
-                "PostgreSQL did not start after {PORT_ATTEMPTS} attempts on fresh ports"
-            )))
+        // Dropping a server that lost its port stops it; the cluster stays for the next attempt.
+        let (server, client) =
+            process::start_on_fresh_ports("PostgreSQL", PORT_ATTEMPTS, || async {
+                let port = process::free_port()?;
+                let client = Client {
+                    psql: binaries.psql.clone(),
+                    port,
+                    passfile: dir.path().join("no-passfile"),
+                };
+                let server = spawn(&binaries, owner, dir.path(), &data_dir, port)?;
+                let at = format!("127.0.0.1:{port}");
+                server
+                    .wait_ready(&at, READY_TIMEOUT, READY_POLL, || {
+                        probe(&server, &client, &password)
+                    })
+                    .await?;
+                Ok((server, client))
+            })
+            .await?;
+        Ok(Self {
+            server,
+            client,
+            password,
+            data_dir,
+            _dir: dir,
+        })
     }
 
     /// The TCP port on 127.0.0.1.
@@ -160,7 +142,7 @@ impl Postgres {
 
     /// Everything the server has logged so far, including why it refused each login.
     pub fn logs(&self) -> String {
-        read_log(&self.log_path)
+        self.server.logs()
     }
 
     /// Logs in over TCP as `user` with `password` and checks who the server says we are.
@@ -219,101 +201,52 @@ impl Postgres {
     }
 }
 
-/// The `postgres` process, shut down on drop.
-#[derive(Debug)]
-struct Server {
-    child: Child,
-    _watchdog: ExitWatchdog,
-}
-
-impl Server {
-    /// Starts `postgres` in the foreground, so it is our child, logging to `log_path`.
-    fn spawn(
-        binaries: &Binaries,
-        owner: ServerUser,
-        dir: &Path,
-        data_dir: &Path,
-        port: u16,
-        log_path: &Path,
-    ) -> anyhow::Result<Self> {
-        let log = File::create(log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .context("cannot duplicate the log file handle")?;
-        let mut command = Command::new(&binaries.postgres);
-        for (name, value) in server_env(dir) {
-            match value {
-                Some(value) => command.env(name, value),
-                None => command.env_remove(name),
-            };
-        }
-        command
-            .arg("-D")
-            .arg(data_dir)
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("port={port}"))
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.display()))
-            // A throwaway cluster: durability buys nothing and costs time on a busy machine.
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .args(["-c", "shared_buffers=32MB", "-c", "lc_messages=C"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        owner.apply_std(&mut command);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot run {}", binaries.postgres.display()))?;
-        match ExitWatchdog::watch(child.id()) {
-            Ok(watchdog) => Ok(Self {
-                child,
-                _watchdog: watchdog,
-            }),
-            Err(error) => {
-                let mut child = child;
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(anyhow!(error).context("cannot start the PostgreSQL exit watchdog"))
-            }
-        }
+/// Starts `postgres` in the foreground, so it is our child; an immediate shutdown (SIGQUIT, what
+/// `pg_ctl stop -m immediate` sends) stops it. The postmaster waits for its backends before it exits, so once it
+/// is reaped the port is closed.
+fn spawn(
+    binaries: &Binaries,
+    owner: ServerUser,
+    dir: &Path,
+    data_dir: &Path,
+    port: u16,
+) -> anyhow::Result<ServerProcess> {
+    let mut command = Command::new(&binaries.postgres);
+    for (name, value) in server_env(dir) {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
     }
-
-    /// An immediate shutdown (SIGQUIT, what `pg_ctl stop -m immediate` sends), then SIGKILL if it lingers.
-    fn stop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        // Not yet reaped, so the pid still names our child.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            match self.child.try_wait() {
-                Ok(None) => std::thread::sleep(STOP_POLL),
-                Ok(Some(_)) | Err(_) => return,
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // The postmaster waits for its backends before it exits, so once it is reaped the port is closed.
-        self.stop();
-    }
+    command
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("port={port}"))
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        // A throwaway cluster: durability buys nothing and costs time on a busy machine.
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "shared_buffers=32MB", "-c", "lc_messages=C"])
+        .current_dir(dir);
+    owner.apply_std(&mut command);
+    ServerProcess::spawn(
+        "PostgreSQL",
+        &mut command,
+        &dir.join(format!("postgres-{port}.log")),
+        Shutdown::Signal {
+            signal: Signal::SIGQUIT,
+            grace: STOP_TIMEOUT,
+        },
+    )
 }
 
 /// Runs `psql` against the server over TCP.
@@ -366,70 +299,28 @@ impl Client {
     }
 }
 
-/// Polls with a real superuser login until the server answers `select 1`.
-async fn wait_ready(
-    server: &mut Server,
-    client: &Client,
-    password: &str,
-    log_path: &Path,
-) -> Result<(), StartError> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some(status) = server
-            .child
-            .try_wait()
-            .map_err(|e| StartError::Fatal(e.into()))?
-        {
-            return Err(exited_early(status, log_path));
+/// A real superuser login: ready when the server answers `select 1`.
+async fn probe(server: &ServerProcess, client: &Client, password: &str) -> Probe {
+    let output = match client.run(SUPERUSER, password, "select 1").await {
+        Ok(output) => output,
+        Err(error) => return Probe::Fatal(error),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    if output.status.success() {
+        if stdout == "1" {
+            return Probe::Ready;
         }
-        let output = client
-            .run(SUPERUSER, password, "select 1")
-            .await
-            .map_err(StartError::Fatal)?;
-        let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        if output.status.success() {
-            if stdout == "1" {
-                return Ok(());
-            }
-            return Err(StartError::Fatal(anyhow!(
-                "PostgreSQL on 127.0.0.1:{} answered `select 1` with {stdout:?}",
-                client.port
-            )));
-        }
-        // Until our server has bound its port, whatever answered there is someone else: the port was taken
-        // after we picked it, and our server is about to exit saying so.
-        if is_login_refusal(&stderr) && read_log(log_path).contains(LISTENING) {
-            return Err(StartError::Fatal(anyhow!(
-                "PostgreSQL on 127.0.0.1:{} refused the superuser's own password: {stderr}; log:\n{}",
-                client.port,
-                read_log(log_path)
-            )));
-        }
-        if Instant::now() >= deadline {
-            return Err(StartError::Fatal(anyhow!(
-                "PostgreSQL on 127.0.0.1:{} not ready after {READY_TIMEOUT:?} (last probe: {stderr}); log:\n{}",
-                client.port,
-                read_log(log_path)
-            )));
-        }
-        tokio::time::sleep(READY_POLL).await;
+        return Probe::Fatal(anyhow!("`select 1` answered {stdout:?}"));
     }
-}
-
-fn exited_early(status: ExitStatus, log_path: &Path) -> StartError {
-    let logs = read_log(log_path);
-    let error = anyhow!("PostgreSQL exited during start-up with {status}; log:\n{logs}");
-    if logs.contains("Address already in use") {
-        StartError::PortTaken(error)
-    } else {
-        StartError::Fatal(error)
+    // Until our server has bound its port, whatever answered there is someone else: the port was taken after we
+    // picked it, and our server is about to exit saying so.
+    if is_login_refusal(&stderr) && server.logs().contains(LISTENING) {
+        return Probe::Fatal(anyhow!(
+            "the server refused the superuser's own password: {stderr}"
+        ));
     }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+    Probe::NotYet(stderr)
 }
 
 fn is_login_refusal(stderr: &str) -> bool {
@@ -666,13 +557,4 @@ async fn init_cluster(
     .with_context(|| format!("cannot write {}", hba.display()))?;
     owner.give(&hba)?;
     Ok(())
-}
-
-/// A port nobody listens on right now; the server may still lose it before binding, hence the retries.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
-    Ok(listener
-        .local_addr()
-        .context("bound socket has no address")?
-        .port())
 }

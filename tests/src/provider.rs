@@ -98,6 +98,7 @@ pub struct ProviderBuilder {
     env: Vec<(OsString, OsString)>,
     /// JWKs of the issuers whose tokens the provider verifies against its own fake API server.
     issuer_keys: Vec<serde_json::Value>,
+    lazy_issuer_keys: bool,
 }
 
 impl Default for ProviderBuilder {
@@ -113,6 +114,7 @@ impl Default for ProviderBuilder {
             extra_args: Vec::new(),
             env: Vec::new(),
             issuer_keys: Vec::new(),
+            lazy_issuer_keys: false,
         }
     }
 }
@@ -202,6 +204,16 @@ impl ProviderBuilder {
         self
     }
 
+    /// Leaves the issuer keys to the first mount that needs them, as the provider does by default.
+    /// Without it, a provider that verifies tokens is started with `--issuer-keys-at-start` and
+    /// [`start`](Self::start) returns once the keys are loaded (or could not be), so tests that
+    /// count logins or key reads never race the load.
+    #[must_use]
+    pub fn lazy_issuer_keys(mut self) -> Self {
+        self.lazy_issuer_keys = true;
+        self
+    }
+
     /// `--token-verification auto|required|off`.
     #[must_use]
     pub fn token_verification(self, mode: &str) -> Self {
@@ -250,13 +262,13 @@ impl ProviderBuilder {
             .windows(2)
             .any(|w| w[0] == "--token-verification" && w[1] == "off")
             || self.env.iter().any(|(k, v)| k == "COURIER_TOKEN_VERIFICATION" && v == "off");
-        let verifies = !self.issuer_keys.is_empty() && !verification_off;
-        let mut process = self.spawn()?;
+        let keys_at_start = !self.issuer_keys.is_empty() && !verification_off && !self.lazy_issuer_keys;
+        let builder = if keys_at_start { self.arg("--issuer-keys-at-start") } else { self };
+        let mut process = builder.spawn()?;
         process.wait_ready().await?;
-        if verifies {
-            // The provider loads the issuer keys right after start; tests that count
-            // logins or credential exchanges start once it has (or has given up), so
-            // a burst of first mounts never races the load.
+        if keys_at_start {
+            // Tests that count logins or credential exchanges start once the keys
+            // are loaded (or could not be), so a burst of first mounts never races the load.
             process.wait_for_log(&["issuer keys loaded", "cannot load the service-account issuer keys"]).await?;
         }
         Ok(process)

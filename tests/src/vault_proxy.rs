@@ -11,9 +11,7 @@
 //! refuses the next request outright instead of leaving it on a dead pooled connection.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -21,22 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::server_thread::ServerThread;
-
-/// The longest a forwarded request may take; OpenBao answers in milliseconds.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
-/// Headers that describe one hop, never forwarded.
-const HOP_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "content-length",
-    "host",
-    "expect",
-    "upgrade",
-    "proxy-connection",
-    "te",
-    "trailer",
-];
+use crate::upstream::{Failure, Upstream};
 
 /// One request the proxy received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +107,7 @@ pub struct VaultProxy {
 
 #[derive(Debug)]
 struct Shared {
-    upstream: String,
-    client: reqwest::Client,
+    upstream: Upstream,
     inner: Mutex<Inner>,
 }
 
@@ -144,14 +126,8 @@ impl Shared {
 impl VaultProxy {
     /// A proxy forwarding everything to `upstream` (an OpenBao address, `http://127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(UPSTREAM_TIMEOUT)
-            .build()
-            .context("cannot build the proxy's HTTP client")?;
         let state = Arc::new(Shared {
-            upstream: upstream.trim_end_matches('/').to_owned(),
-            client,
+            upstream: Upstream::new("OpenBao", upstream)?,
             inner: Mutex::new(Inner::default()),
         });
         let app = Router::new()
@@ -220,43 +196,22 @@ async fn forward(
         return closing(error_response(status, "refused by the test proxy"));
     }
 
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("{}{path}", state.upstream);
-    let mut upstream_headers = HeaderMap::new();
-    for (name, value) in &headers {
-        if !HOP_HEADERS.contains(&name.as_str()) {
-            upstream_headers.append(name.clone(), value.clone());
-        }
-    }
-    let result = state
-        .client
-        .request(method, &url)
-        .headers(upstream_headers)
-        .body(body.to_vec())
-        .send()
-        .await;
-    let (status, response_headers, bytes) = match result {
-        Ok(response) => {
-            let status = response.status();
-            let response_headers = response.headers().clone();
-            match response.bytes().await {
-                Ok(bytes) => (status, response_headers, bytes),
-                Err(error) => {
+    let answer = match state.upstream.forward(method, &uri, &headers, body).await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            let message = match failure {
+                Failure::Unreachable(message) => message,
+                Failure::Lost(message) => {
                     call.forwarded = true;
-                    call.answered = Some(502);
-                    state.lock().calls.push(call);
-                    let message = format!("the test proxy lost OpenBao's answer: {error}");
-                    return closing(error_response(502, &message));
+                    message
                 }
-            }
-        }
-        Err(error) => {
+            };
             call.answered = Some(502);
             state.lock().calls.push(call);
-            let message = format!("the test proxy cannot reach OpenBao at {url}: {error}");
             return closing(error_response(502, &message));
         }
     };
+    let status = answer.status;
     call.forwarded = true;
     call.upstream_status = Some(status.as_u16());
     match fault {
@@ -272,14 +227,7 @@ async fn forward(
         Some(VaultFaultKind::Refuse(_)) | None => {
             call.answered = Some(status.as_u16());
             state.lock().calls.push(call);
-            let mut out = Response::new(Body::from(bytes));
-            *out.status_mut() = status;
-            for (name, value) in &response_headers {
-                if !HOP_HEADERS.contains(&name.as_str()) {
-                    out.headers_mut().append(name.clone(), value.clone());
-                }
-            }
-            closing(out)
+            closing(answer.into_response())
         }
     }
 }

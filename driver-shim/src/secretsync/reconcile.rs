@@ -252,7 +252,7 @@ async fn sync(object: &DynamicObject, spec: &Spec, ctx: &Context) -> Result<Sync
         .cluster
         .secret_provider_class(&namespace, &spec.secret_provider_class)
         .await
-        .map_err(|e| Failure::retry(Reason::SecretProviderClassNotFound, e))?
+        .map_err(|e| Failure::retry(Reason::SecretProviderClassNotFound, e.to_string()))?
         .ok_or_else(|| {
             Failure::retry(
                 Reason::SecretProviderClassNotFound,
@@ -335,7 +335,7 @@ async fn sync(object: &DynamicObject, spec: &Spec, ctx: &Context) -> Result<Sync
     for contents in files.values_mut() {
         contents.zeroize();
     }
-    let changed = mirrored.map_err(|e| Failure::retry(Reason::MirrorFailed, e))?;
+    let changed = mirrored.map_err(|e| Failure::retry(Reason::MirrorFailed, crate::secretsync::error_chain(&e)))?;
     Ok(Synced { changed, secrets: secret_names(&secret_objects), versions })
 }
 

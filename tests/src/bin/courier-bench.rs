@@ -492,6 +492,8 @@ path "{PKI_MOUNT}/issue/*" {{ capabilities = ["create", "update"] }}
             .provider("vault")
             .vault_addr(self.bao.addr())
             .trust_issuer(&self.issuer)
+            // As deployed: the keys are read by the first mount (P2's cold burst), not at start.
+            .lazy_issuer_keys()
             .metrics_addr("127.0.0.1:0")
             .log_level("info");
         if let Some(window) = static_reuse {

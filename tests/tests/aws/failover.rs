@@ -5,19 +5,38 @@
 //! moto serves every region from one endpoint, so the proxy makes the primary region fail: calls signed for it
 //! get an injected error, calls for the failover region reach moto.
 
-use courier_tests::AwsFault;
+use courier_proto::v1alpha1::MountResponse;
 use courier_tests::calls::{assert_status, mount, text};
-use tonic::Code;
+use courier_tests::{AwsFault, ProviderProcess};
+use tonic::{Code, Status};
 
-use crate::support::{FAILOVER_REGION, REGION, case, sm, ssm};
+use crate::support::{Case, FAILOVER_REGION, REGION, case, sm, ssm};
 
-#[tokio::test]
-async fn a_failing_primary_region_falls_over_to_the_same_name() -> anyhow::Result<()> {
-    let case = case("fo-5xx").await?;
+/// A case whose secret `db` holds `from-primary` in the primary region and `from-failover` in the failover one.
+async fn db_in_both_regions(label: &str) -> anyhow::Result<Case> {
+    let case = case(label).await?;
     case.secret("db", "from-primary").await?;
     case.moto
         .create_secret(FAILOVER_REGION, &case.name("db"), "from-failover")
         .await?;
+    Ok(case)
+}
+
+/// Mounts `db` from Secrets Manager on the `aws` socket with `failoverRegion` set.
+async fn mount_db(
+    case: &Case,
+    provider: &ProviderProcess,
+) -> anyhow::Result<Result<MountResponse, Status>> {
+    let request = case
+        .request(&[sm(&case.name("db")).alias("db")])?
+        .parameter("failoverRegion", FAILOVER_REGION)
+        .build()?;
+    Ok(mount(&mut provider.client("aws").await?, request).await)
+}
+
+#[tokio::test]
+async fn a_failing_primary_region_falls_over_to_the_same_name() -> anyhow::Result<()> {
+    let case = db_in_both_regions("fo-5xx").await?;
     case.proxy.inject(
         AwsFault::status(500)
             .region(REGION)
@@ -25,13 +44,7 @@ async fn a_failing_primary_region_falls_over_to_the_same_name() -> anyhow::Resul
     );
     let provider = case.provider(&["aws"]).await?;
 
-    let response = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("db")).alias("db")])?
-            .parameter("failoverRegion", FAILOVER_REGION)
-            .build()?,
-    )
-    .await?;
+    let response = mount_db(&case, &provider).await??;
 
     assert_eq!(text(&response, "db"), "from-failover");
     let regions = case.regions_of("secretsmanager", "GetSecretValue");
@@ -52,11 +65,7 @@ async fn a_failing_primary_region_falls_over_to_the_same_name() -> anyhow::Resul
 /// provider does; see the compat suite).
 #[tokio::test]
 async fn a_healthy_primary_region_is_used_without_touching_the_failover() -> anyhow::Result<()> {
-    let case = case("fo-healthy").await?;
-    case.secret("db", "from-primary").await?;
-    case.moto
-        .create_secret(FAILOVER_REGION, &case.name("db"), "from-failover")
-        .await?;
+    let case = db_in_both_regions("fo-healthy").await?;
     let provider = case.provider(&["courier"]).await?;
 
     let response = mount(
@@ -118,13 +127,7 @@ async fn a_missing_secret_in_the_primary_region_does_not_fail_over() -> anyhow::
         .await?;
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("db")).alias("db")])?
-            .parameter("failoverRegion", FAILOVER_REGION)
-            .build()?,
-    )
-    .await;
+    let result = mount_db(&case, &provider).await?;
 
     assert_status(
         result,
@@ -140,11 +143,7 @@ async fn a_missing_secret_in_the_primary_region_does_not_fail_over() -> anyhow::
 
 #[tokio::test]
 async fn access_denied_in_the_primary_region_does_not_fail_over() -> anyhow::Result<()> {
-    let case = case("fo-403").await?;
-    case.secret("db", "from-primary").await?;
-    case.moto
-        .create_secret(FAILOVER_REGION, &case.name("db"), "from-failover")
-        .await?;
+    let case = db_in_both_regions("fo-403").await?;
     case.proxy.inject(
         AwsFault::status(400)
             .code("AccessDeniedException")
@@ -152,13 +151,7 @@ async fn access_denied_in_the_primary_region_does_not_fail_over() -> anyhow::Res
     );
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("db")).alias("db")])?
-            .parameter("failoverRegion", FAILOVER_REGION)
-            .build()?,
-    )
-    .await;
+    let result = mount_db(&case, &provider).await?;
 
     assert_status(result, Code::PermissionDenied, &["objects[0]", REGION]);
     assert_eq!(
@@ -176,13 +169,7 @@ async fn both_regions_failing_is_unavailable_and_reports_both() -> anyhow::Resul
         .inject(AwsFault::status(500).service("secretsmanager"));
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("db")).alias("db")])?
-            .parameter("failoverRegion", FAILOVER_REGION)
-            .build()?,
-    )
-    .await;
+    let result = mount_db(&case, &provider).await?;
 
     assert_status(
         result,

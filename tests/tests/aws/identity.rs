@@ -2,11 +2,25 @@
 //! Kubernetes API and cached briefly, assumed with the pod's token for `sts.amazonaws.com`) or EKS Pod Identity
 //! (the pod's token for `pods.eks.amazonaws.com` traded at the agent). Refusals name what to fix.
 
+use courier_proto::v1alpha1::MountResponse;
 use courier_tests::calls::{assert_status, mount, text};
-use courier_tests::{AwsFault, KubeFault, POD_IDENTITY_AUDIENCE, PodFixture, STS_AUDIENCE};
-use tonic::Code;
+use courier_tests::{
+    AwsFault, KubeFault, MountRequestBuilder, POD_IDENTITY_AUDIENCE, PodFixture, ProviderProcess,
+    STS_AUDIENCE,
+};
+use tonic::{Code, Status};
 
-use crate::support::{ROLE_ANNOTATION, case, role, sm};
+use crate::support::{Case, ROLE_ANNOTATION, case, role, sm};
+
+/// Mounts the case's secret `s` on the `aws` socket, the request shaped by `shape`.
+async fn mount_s(
+    case: &Case,
+    provider: &ProviderProcess,
+    shape: impl FnOnce(MountRequestBuilder) -> anyhow::Result<MountRequestBuilder>,
+) -> anyhow::Result<Result<MountResponse, Status>> {
+    let request = shape(case.request(&[sm(&case.name("s")).alias("s")])?)?.build()?;
+    Ok(mount(&mut provider.client("aws").await?, request).await)
+}
 
 #[tokio::test]
 async fn irsa_assumes_the_annotated_role_with_the_pods_token() -> anyhow::Result<()> {
@@ -14,11 +28,7 @@ async fn irsa_assumes_the_annotated_role_with_the_pods_token() -> anyhow::Result
     case.secret("s", "as-the-pod").await?;
     let provider = case.provider(&["aws"]).await?;
 
-    let response = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?.build()?,
-    )
-    .await?;
+    let response = mount_s(&case, &provider, Ok).await??;
 
     assert_eq!(text(&response, "s"), "as-the-pod");
     // The proxy checked the token as STS does: signed by the cluster, audience sts.amazonaws.com, and a subject
@@ -193,11 +203,7 @@ async fn a_provider_without_rbac_for_service_accounts_is_permission_denied() -> 
     case.kube.set_fault(Some(KubeFault::Forbidden));
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?.build()?,
-    )
-    .await;
+    let result = mount_s(&case, &provider, Ok).await?;
 
     assert_status(
         result,
@@ -220,11 +226,7 @@ async fn an_unavailable_kubernetes_api_is_unavailable() -> anyhow::Result<()> {
         .start()
         .await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?.build()?,
-    )
-    .await;
+    let result = mount_s(&case, &provider, Ok).await?;
 
     assert_status(result, Code::Unavailable, &["service account"]);
     Ok(())
@@ -236,11 +238,7 @@ async fn sts_unavailable_is_unavailable_not_denied() -> anyhow::Result<()> {
     case.proxy.inject(AwsFault::status(503).service("sts"));
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?.build()?,
-    )
-    .await;
+    let result = mount_s(&case, &provider, Ok).await?;
 
     assert_status(result, Code::Unavailable, &["AssumeRoleWithWebIdentity"]);
     Ok(())
@@ -251,14 +249,11 @@ async fn without_a_token_for_sts_the_error_points_at_token_requests() -> anyhow:
     let case = case("irsa-notoken").await?;
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?
-            .without_tokens()
-            .token("vault", case.token(&case.pod, "vault")?)
-            .build()?,
-    )
-    .await;
+    let result = mount_s(&case, &provider, |r| {
+        Ok(r.without_tokens()
+            .token("vault", case.token(&case.pod, "vault")?))
+    })
+    .await?;
 
     assert_status(
         result,
@@ -275,13 +270,10 @@ async fn pod_identity_trades_the_pods_token_at_the_agent() -> anyhow::Result<()>
     case.secret("s", "via-agent").await?;
     let provider = case.provider(&["aws"]).await?;
 
-    let response = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?
-            .parameter("usePodIdentity", "true")
-            .build()?,
-    )
-    .await?;
+    let response = mount_s(&case, &provider, |r| {
+        Ok(r.parameter("usePodIdentity", "true"))
+    })
+    .await??;
 
     assert_eq!(text(&response, "s"), "via-agent");
     assert_eq!(
@@ -316,13 +308,10 @@ async fn pod_identity_refused_by_the_agent_is_permission_denied() -> anyhow::Res
         .disassociate(case.pod.namespace(), case.pod.service_account());
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?
-            .parameter("usePodIdentity", "true")
-            .build()?,
-    )
-    .await;
+    let result = mount_s(&case, &provider, |r| {
+        Ok(r.parameter("usePodIdentity", "true"))
+    })
+    .await?;
 
     assert_status(
         result,
@@ -338,15 +327,12 @@ async fn pod_identity_with_only_an_sts_token_points_at_token_requests() -> anyho
     let case = case("podid-notoken").await?;
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?
-            .parameter("usePodIdentity", "true")
+    let result = mount_s(&case, &provider, |r| {
+        Ok(r.parameter("usePodIdentity", "true")
             .without_tokens()
-            .token(STS_AUDIENCE, case.token(&case.pod, STS_AUDIENCE)?)
-            .build()?,
-    )
-    .await;
+            .token(STS_AUDIENCE, case.token(&case.pod, STS_AUDIENCE)?))
+    })
+    .await?;
 
     assert_status(
         result,
@@ -363,13 +349,10 @@ async fn a_failing_agent_is_unavailable() -> anyhow::Result<()> {
     case.agent.set_fault(Some(500));
     let provider = case.provider(&["aws"]).await?;
 
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?
-            .parameter("usePodIdentity", "true")
-            .build()?,
-    )
-    .await;
+    let result = mount_s(&case, &provider, |r| {
+        Ok(r.parameter("usePodIdentity", "true"))
+    })
+    .await?;
 
     assert_status(result, Code::Unavailable, &["Pod Identity"]);
     Ok(())

@@ -5,14 +5,17 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use courier_tests::calls::assert_status;
 use courier_tests::shim::mount_entry;
 use serde_json::Value;
 use tonic::Code;
 
-use crate::support::{Node, data_dir, entries, read, stamp};
+use crate::support::{Node, backdate, data_dir, entries, read, stamp};
+
+/// How far back content is dated so it reads as old: far beyond any poll interval a test uses.
+const LONG_AGO: Duration = Duration::from_secs(2 * 3600);
 
 #[tokio::test]
 async fn identical_content_writes_nothing() -> anyhow::Result<()> {
@@ -26,6 +29,10 @@ async fn identical_content_writes_nothing() -> anyhow::Result<()> {
     let mut kubelet = node.kubelet().await?;
     node.publish_when_synced(&mut kubelet, &volume).await?;
     let data = data_dir(&target);
+    // Dated back, so a rewrite, however soon, would show as a newer time.
+    for path in [target.clone(), target.join(&data), target.join("d/b")] {
+        backdate(&path, LONG_AGO)?;
+    }
     let (target_mtime, _) = stamp(&target);
     let (data_mtime, data_inode) = stamp(&target.join(&data));
     let (file_mtime, file_inode) = stamp(&target.join("d/b"));
@@ -34,7 +41,6 @@ async fn identical_content_writes_nothing() -> anyhow::Result<()> {
         .spcps(&pod)
         .and_then(|s| s["metadata"]["resourceVersion"].as_str().map(str::to_owned));
 
-    tokio::time::sleep(Duration::from_millis(30)).await;
     for _ in 0..3 {
         kubelet.publish(&volume).await?;
     }
@@ -415,7 +421,9 @@ async fn a_failed_republish_in_fail_mode_fails_the_call_and_keeps_the_files() ->
 
 #[tokio::test]
 async fn content_younger_than_the_poll_interval_is_not_refreshed() -> anyhow::Result<()> {
-    let interval = Duration::from_secs(2);
+    // The shim judges content's age by the target's modification time; an hour-long interval makes every write
+    // young for the whole test, and dating the target back makes it old, with no waiting either way.
+    let interval = Duration::from_secs(3600);
     let node = Node::start_with(|shim| shim.rotation_poll_interval(interval)).await?;
     let pod = node.pod("team-a");
     node.fake_spc(&pod, &[("objects", "x")]);
@@ -424,16 +432,11 @@ async fn content_younger_than_the_poll_interval_is_not_refreshed() -> anyhow::Re
     let target = volume.target_path();
     let mut kubelet = node.kubelet().await?;
     node.publish_when_synced(&mut kubelet, &volume).await?;
-    let written = Instant::now();
     assert_eq!(node.provider.mount_count(), 1);
 
     node.provider.set_files(&[("a", 0o644, b"two")]);
     kubelet.publish(&volume).await?;
     kubelet.publish(&volume).await?;
-    assert!(
-        written.elapsed() < interval,
-        "the machine is too slow for this test's timing"
-    );
     assert_eq!(
         node.provider.mount_count(),
         1,
@@ -441,12 +444,10 @@ async fn content_younger_than_the_poll_interval_is_not_refreshed() -> anyhow::Re
     );
     assert_eq!(read(&target, "a"), "one");
 
-    tokio::time::sleep(interval.saturating_sub(written.elapsed()) + Duration::from_millis(200))
-        .await;
+    backdate(&target, LONG_AGO)?;
     kubelet.publish(&volume).await?;
     assert_eq!(node.provider.mount_count(), 2);
     assert_eq!(read(&target, "a"), "two");
-    let rewritten = Instant::now();
     kubelet.publish(&volume).await?;
     assert_eq!(
         node.provider.mount_count(),
@@ -455,8 +456,7 @@ async fn content_younger_than_the_poll_interval_is_not_refreshed() -> anyhow::Re
     );
 
     // Unchanged content leaves the mtime alone, so once it is older than the interval every republish asks.
-    tokio::time::sleep(interval.saturating_sub(rewritten.elapsed()) + Duration::from_millis(200))
-        .await;
+    backdate(&target, LONG_AGO)?;
     kubelet.publish(&volume).await?;
     kubelet.publish(&volume).await?;
     assert_eq!(node.provider.mount_count(), 4);

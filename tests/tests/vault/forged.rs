@@ -184,3 +184,55 @@ async fn a_flood_of_unknown_key_ids_reads_the_keys_at_most_once_per_interval() -
     assert!(reads <= 2 + intervals, "{reads} key reads in {:?}:\n{}", started.elapsed(), api.request_log());
     Ok(())
 }
+
+#[tokio::test]
+async fn by_default_the_first_mounts_read_the_keys_once_and_forgeries_among_them_are_refused() -> anyhow::Result<()> {
+    let backend = plain().await?;
+    let case = backend.case("forged-lazy").await?;
+    let secret = format!("lazy-{}", case.id);
+    case.put("app", json!({"password": secret})).await?;
+    let objects = [obj("password", &case.secret_path("app")).key("password")];
+    let provider = provider_builder(&["vault"])
+        .await?
+        .trust_issuer(&backend.issuer)
+        .lazy_issuer_keys()
+        .metrics_addr("127.0.0.1:0")
+        .start()
+        .await?;
+    let api = provider.kube_api().expect("the provider has an API server");
+    // Started and answering Version: nothing read from the API yet.
+    assert_eq!(api.jwks_reads(), 0, "keys read before any mount:\n{}", api.request_log());
+
+    // A cold burst of one identity's mounts with every forgery mixed in: each waits for the one key load.
+    let client = provider.client("vault").await?;
+    let mut burst = tokio::task::JoinSet::new();
+    let forged = forged_tokens(&backend.issuer, &case.pod, "vault")?;
+    let genuine = (0..8).map(|_| ("genuine", None));
+    for (what, token) in genuine.chain(forged.into_iter().map(|(what, token)| (what, Some(token)))) {
+        let mut request = case.request(&objects)?;
+        let jwt = token.as_ref().map(|t| t.jwt().to_owned());
+        if let Some(token) = token {
+            request = request.token("vault", token);
+        }
+        let request = request.build()?;
+        let mut client = client.clone();
+        burst.spawn(async move { (what, jwt, mount(&mut client, request).await) });
+    }
+    let mut served = 0;
+    while let Some(joined) = burst.join_next().await {
+        let (what, jwt, result) = joined?;
+        match jwt {
+            None => {
+                let response = result.map_err(|s| anyhow::anyhow!("a genuine mount failed: {}", s.message()))?;
+                assert_eq!(text(&response, "password"), secret);
+                served += 1;
+            }
+            Some(jwt) => assert_refused(result, &secret, &jwt, true, what),
+        }
+    }
+    assert_eq!(served, 8);
+    assert_eq!(api.jwks_reads(), 1, "the keys are read once for the whole burst:\n{}", api.request_log());
+    let logins = provider.metrics().await?.count("courier_backend_requests_total", &[("operation", "login")]);
+    assert_eq!(logins, 1, "one login for the identity, none for a forgery");
+    Ok(())
+}
