@@ -88,8 +88,10 @@ impl Case {
     /// A provider serving `names`, with every Google endpoint at the stand-in.
     pub(crate) fn provider_builder(&self, names: &[&str]) -> ProviderBuilder {
         let url = self.standin.url();
+        // The issuer keys are loaded before the first mount, so mounts that count exchanges never race the load.
         let mut builder = ProviderBuilder::new()
             .kubeconfig(self.kube.kubeconfig_path())
+            .trust_issuer(self.issuer)
             .arg("--gcp-secret-manager-endpoint")
             .arg(&url)
             .arg("--gcp-secret-manager-regional-endpoint")
