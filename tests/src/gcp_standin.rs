@@ -50,6 +50,10 @@ pub enum GcpApi {
     IamCredentials,
     /// Secret Manager.
     SecretManager,
+    /// Parameter Manager `render`.
+    ParameterManager,
+    /// The metadata server's token (the provider's own credentials).
+    Metadata,
 }
 
 /// One call the stand-in answered.
@@ -111,6 +115,8 @@ struct Inner {
     /// Kubernetes service accounts STS refuses.
     refused: BTreeSet<String>,
     checksum: Checksum,
+    /// Parameter version name -> rendered payload.
+    parameters: BTreeMap<String, Vec<u8>>,
     calls: Vec<GcpCall>,
 }
 
@@ -138,6 +144,7 @@ impl GcpStandIn {
                 readers: BTreeMap::new(),
                 refused: BTreeSet::new(),
                 checksum: Checksum::Correct,
+                parameters: BTreeMap::new(),
                 calls: Vec::new(),
             }),
         });
@@ -176,6 +183,12 @@ impl GcpStandIn {
         self.state.lock().checksum = checksum;
     }
 
+    /// Serves `rendered` for the Parameter Manager version `name`
+    /// (`projects/p/locations/l/parameters/x/versions/v`); drongo has no Parameter Manager.
+    pub fn put_parameter_version(&self, name: &str, rendered: &[u8]) {
+        self.state.lock().parameters.insert(name.to_owned(), rendered.to_vec());
+    }
+
     /// Every call so far.
     pub fn calls(&self) -> Vec<GcpCall> {
         self.state.lock().calls.clone()
@@ -200,6 +213,12 @@ async fn handle(State(state): State<Arc<Shared>>, method: Method, uri: Uri, head
     } else if method == Method::POST && path.starts_with("/v1/projects/-/serviceAccounts/") && path.ends_with(":generateAccessToken") {
         let (principal, status, body) = impersonate(&state, &path, &headers, &body);
         (GcpApi::IamCredentials, principal, status, body)
+    } else if method == Method::GET && path == METADATA_TOKEN_PATH {
+        let (principal, status, body) = metadata_token(&state, &headers);
+        (GcpApi::Metadata, principal, status, body)
+    } else if method == Method::GET && path.starts_with("/v1/projects/") && path.contains("/parameters/") {
+        let (principal, status, body) = render(&state, &path, &headers);
+        (GcpApi::ParameterManager, principal, status, body)
     } else if method == Method::GET && path.starts_with("/v1/projects/") {
         let (principal, status, body) = secret_manager(&state, &path, &headers).await;
         (GcpApi::SecretManager, principal, status, body)
@@ -339,6 +358,40 @@ async fn secret_manager(state: &Shared, path: &str, headers: &HeaderMap) -> Answ
         }
     }
     (Some(principal), status, body)
+}
+
+/// The metadata server's token path.
+const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+/// Who the node's own token reads as.
+pub const NODE_SERVICE_ACCOUNT: &str = "node-default@p1.iam.gserviceaccount.com";
+
+/// The node's own token, as the metadata server hands it out (only with `Metadata-Flavor: Google`).
+fn metadata_token(state: &Shared, headers: &HeaderMap) -> Answer {
+    if headers.get("Metadata-Flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        return (None, StatusCode::FORBIDDEN, json!({"error": "Missing Metadata-Flavor:Google header"}));
+    }
+    let token = format!("ya29.node.{}", random_text(32));
+    state.lock().tokens.insert(token.clone(), NODE_SERVICE_ACCOUNT.to_owned());
+    let body = json!({"access_token": token, "expires_in": TOKEN_LIFETIME.as_secs(), "token_type": "Bearer"});
+    (Some(NODE_SERVICE_ACCOUNT.to_owned()), StatusCode::OK, body)
+}
+
+/// Parameter Manager `:render` of a version put with [`GcpStandIn::put_parameter_version`].
+fn render(state: &Shared, path: &str, headers: &HeaderMap) -> Answer {
+    let inner = state.lock();
+    let Some(principal) = bearer(headers).and_then(|t| inner.tokens.get(t)).cloned() else {
+        return (None, StatusCode::UNAUTHORIZED, rpc_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials"));
+    };
+    let Some(name) = path.strip_prefix("/v1/").and_then(|p| p.strip_suffix(":render")) else {
+        return (Some(principal), StatusCode::NOT_FOUND, rpc_error(404, "NOT_FOUND", "no such method"));
+    };
+    match inner.parameters.get(name) {
+        Some(rendered) => {
+            let body = json!({"parameterVersion": name, "renderedPayload": BASE64.encode(rendered)});
+            (Some(principal), StatusCode::OK, body)
+        }
+        None => (Some(principal), StatusCode::NOT_FOUND, rpc_error(404, "NOT_FOUND", &format!("Parameter version [{name}] not found."))),
+    }
 }
 
 fn rpc_error(code: u16, status: &str, message: &str) -> Value {

@@ -65,7 +65,7 @@ mod watchdog;
 pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE};
 pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
 pub use drongo::Drongo;
-pub use gcp_standin::{Checksum, GKE_IDENTITY_PROVIDER, GcpApi, GcpCall, GcpStandIn, crc32c};
+pub use gcp_standin::{Checksum, GKE_IDENTITY_PROVIDER, GcpApi, GcpCall, GcpStandIn, NODE_SERVICE_ACCOUNT, crc32c};
 pub use fault_injection::{SilentBackend, closed_port_url};
 pub use kube_api::{
     COORDINATION_GROUP, COURIER_GROUP, FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource,

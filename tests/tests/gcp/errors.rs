@@ -111,3 +111,23 @@ async fn a_missing_pool_token_and_bad_parameters_are_invalid() -> anyhow::Result
     assert!(case.standin.calls().is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn provider_credentials_when_allowed_read_as_the_node() -> anyhow::Result<()> {
+    let case = case("provider-adc-on").await?;
+    case.secret("s", "node-read").await?;
+    let provider = case.provider_builder(&["gcp"]).arg("--gcp-allow-provider-adc").arg("true").start().await?;
+    let mut client = provider.client("gcp").await?;
+    let request = || -> anyhow::Result<_> {
+        case.request(&[sec(&case.version("s", "1"), "f")])?.parameter("auth", "provider-adc").build()
+    };
+
+    assert_eq!(courier_tests::calls::text(&mount(&mut client, request()?).await?, "f"), "node-read");
+    mount(&mut client, request()?).await?;
+    // The node's token, fetched once and cached; no pod token was exchanged.
+    assert_eq!(case.calls(GcpApi::Metadata).len(), 1);
+    assert!(case.calls(GcpApi::Sts).is_empty());
+    let readers: Vec<_> = case.calls(GcpApi::SecretManager).into_iter().filter_map(|c| c.principal).collect();
+    assert_eq!(readers, [courier_tests::NODE_SERVICE_ACCOUNT, courier_tests::NODE_SERVICE_ACCOUNT]);
+    Ok(())
+}

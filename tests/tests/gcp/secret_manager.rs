@@ -105,3 +105,29 @@ async fn the_payload_checksum_is_checked_when_present() -> anyhow::Result<()> {
     assert_eq!(text(&mount(&mut client, case.request(&secrets)?.build()?).await?, "s"), "checked-value");
     Ok(())
 }
+
+#[tokio::test]
+async fn parameter_manager_versions_are_rendered() -> anyhow::Result<()> {
+    let case = case("parameters").await?;
+    let global = format!("projects/{}/locations/global/parameters/app/versions/v1", case.project);
+    let regional = format!("projects/{}/locations/{LOCATION}/parameters/app/versions/v2", case.project);
+    case.standin.put_parameter_version(&global, b"{\"host\":\"db.internal\"}");
+    case.standin.put_parameter_version(&regional, b"regional: true\n");
+    let provider = case.provider(&["gcp"]).await?;
+    let mut client = provider.client("gcp").await?;
+
+    let response = mount(
+        &mut client,
+        case.request(&[sec(&global, "host").field("extractJSONKey", "host"), sec(&regional, "regional.yaml")])?.build()?,
+    )
+    .await?;
+    assert_eq!(text(&response, "host"), "db.internal");
+    assert_eq!(text(&response, "regional.yaml"), "regional: true\n");
+    let paths: Vec<String> = case.calls(GcpApi::ParameterManager).into_iter().map(|c| c.path).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+
+    let missing = format!("projects/{}/locations/global/parameters/app/versions/v9", case.project);
+    let result = mount(&mut client, case.request(&[sec(&missing, "x")])?.build()?).await;
+    assert_status(result, Code::NotFound, &[&missing, "parameter version", "does not exist"]);
+    Ok(())
+}
