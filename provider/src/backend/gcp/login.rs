@@ -129,6 +129,11 @@ impl GcpBackend {
             .run(
                 key,
                 || async move {
+                    // A flight that ended between this mount's cache miss and its joining the flights has
+                    // already cached the token: use it rather than exchanging again.
+                    if let Some(found) = cache.tokens.get(&cache_key) {
+                        return Ok(found);
+                    }
                     let result = work(Arc::clone(&state), http).await;
                     let label = match &result {
                         Ok(_) => "ok",
@@ -182,6 +187,10 @@ impl GcpBackend {
             .run(
                 key,
                 || async move {
+                    // As for tokens: a lookup that ended just before this one joined has cached its answer.
+                    if let Some(found) = state.annotations.get(&(ns.clone(), sa.clone())) {
+                        return Ok(found);
+                    }
                     let read = tokio::time::timeout(ANNOTATION_TIMEOUT, service_account::impersonation(&state.kube, &ns, &sa))
                         .await
                         .map_err(|_| {
