@@ -11,6 +11,7 @@ REQUIREMENTS=(
   "grpcio==1.85.1"
   "grpcio-tools==1.85.1"
   "moto[server]==5.2.5"
+  "drongo==0.8.0"
 )
 
 if [[ ! -x .venv/bin/python ]]; then
@@ -34,3 +35,4 @@ fi
 .venv/bin/bao version >/dev/null
 .venv/bin/python -c "import grpc, grpc_tools" >/dev/null
 .venv/bin/moto_server --help >/dev/null
+.venv/bin/drongo --help >/dev/null

@@ -47,6 +47,10 @@
 //!    (the audience and the backend facts `courier-provider check` reports); the
 //!    match is exhaustive, so the compiler points at it.
 //!
+//! 7. **Test-only literals** the compiler also points at: the backend's field in
+//!    the `Settings` of `provider/src/server/tests.rs`, and any test `match` on
+//!    `Plan` that named every variant.
+//!
 //! Nothing else changes: `plan`, `render`, `request` and the server's status-code
 //! mapping are shared by every backend.
 
@@ -79,6 +83,7 @@ mod version;
 // What the provider binary wires together.
 pub use backend::Settings as BackendSettings;
 pub use backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
+pub use backend::gcp::{DEFAULT_ANNOTATION_CACHE, GcpEndpoints, GcpSettings};
 pub use backend::vault::{DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings};
 pub use check::run_cli as run_check;
 pub use connection::Timeouts;

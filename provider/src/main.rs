@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use courier_provider::{
-    AwsSettings, BackendSettings, ConnectionLimits, Core, DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION,
+    AwsSettings, BackendSettings, DEFAULT_ANNOTATION_CACHE, GcpEndpoints, GcpSettings, ConnectionLimits, Core, DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_ROLE_CACHE, DEFAULT_TEMPLATE_MEMORY, DEFAULT_TEMPLATE_RENDERERS, BoundSocket, Defaults,
     LogFormat, Health, Metrics, ProviderName, ProviderService, Sandbox, Settings, TEMPLATE_CHILD_ARG, Timeouts,
     TokenVerification, VaultSettings, VerifierSettings, Versioner,
@@ -77,6 +77,49 @@ struct Args {
     /// SecretProviderClass prefers).
     #[arg(long, env = "COURIER_POD_IDENTITY_AGENT_URL")]
     pod_identity_agent_url: Option<String>,
+
+    /// Google Secret Manager's global endpoint.
+    #[arg(long, env = "COURIER_GCP_SECRET_MANAGER_ENDPOINT", default_value = "https://secretmanager.googleapis.com")]
+    gcp_secret_manager_endpoint: String,
+
+    /// Google Secret Manager's regional endpoint; `{location}` stands for the secret's location.
+    #[arg(long, env = "COURIER_GCP_SECRET_MANAGER_REGIONAL_ENDPOINT", default_value = "https://secretmanager.{location}.rep.googleapis.com")]
+    gcp_secret_manager_regional_endpoint: String,
+
+    /// Google Parameter Manager's global endpoint.
+    #[arg(long, env = "COURIER_GCP_PARAMETER_MANAGER_ENDPOINT", default_value = "https://parametermanager.googleapis.com")]
+    gcp_parameter_manager_endpoint: String,
+
+    /// Google Parameter Manager's regional endpoint; `{location}` stands for the parameter's location.
+    #[arg(long, env = "COURIER_GCP_PARAMETER_MANAGER_REGIONAL_ENDPOINT", default_value = "https://parametermanager.{location}.rep.googleapis.com")]
+    gcp_parameter_manager_regional_endpoint: String,
+
+    /// Google's Security Token Service, where the pod's token is exchanged.
+    #[arg(long, env = "COURIER_GCP_STS_ENDPOINT", default_value = "https://sts.googleapis.com")]
+    gcp_sts_endpoint: String,
+
+    /// Google's IAM Credentials API, where Google service accounts are impersonated.
+    #[arg(long, env = "COURIER_GCP_IAM_CREDENTIALS_ENDPOINT", default_value = "https://iamcredentials.googleapis.com")]
+    gcp_iam_credentials_endpoint: String,
+
+    /// The metadata server, used only for `auth: provider-adc` when allowed.
+    #[arg(long, env = "COURIER_GCP_METADATA_ENDPOINT", default_value = "http://metadata.google.internal")]
+    gcp_metadata_endpoint: String,
+
+    /// The GKE workload pool (`PROJECT_ID.svc.id.goog`): the audience of the pod's token when a
+    /// SecretProviderClass sets no `audience`.
+    #[arg(long, env = "COURIER_GCP_WORKLOAD_POOL")]
+    gcp_workload_pool: Option<String>,
+
+    /// The cluster's identity provider for the STS exchange
+    /// (`https://container.googleapis.com/v1/projects/P/locations/L/clusters/C`).
+    #[arg(long, env = "COURIER_GCP_IDENTITY_PROVIDER")]
+    gcp_identity_provider: Option<String>,
+
+    /// Allow `auth: provider-adc`: mounts then read with the provider's own Google credentials,
+    /// the same for every pod on the node. Off by default.
+    #[arg(long, env = "COURIER_GCP_ALLOW_PROVIDER_ADC", default_value_t = false, action = clap::ArgAction::Set)]
+    gcp_allow_provider_adc: bool,
 
     /// Verify service-account tokens against the cluster's issuer keys (read from the Kubernetes API
     /// at `/openid/v1/jwks`) before any cached login or credential is used for them. `auto`: verify
@@ -234,6 +277,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 default_region: args.aws_region.clone().filter(|r| !r.is_empty()),
                 pod_identity_agent_url: args.pod_identity_agent_url.clone(),
                 role_cache: DEFAULT_ROLE_CACHE,
+                concurrency: args.backend_concurrency,
+            },
+            gcp: GcpSettings {
+                endpoints: GcpEndpoints {
+                    secret_manager: args.gcp_secret_manager_endpoint.clone(),
+                    secret_manager_regional: args.gcp_secret_manager_regional_endpoint.clone(),
+                    parameter_manager: args.gcp_parameter_manager_endpoint.clone(),
+                    parameter_manager_regional: args.gcp_parameter_manager_regional_endpoint.clone(),
+                    sts: args.gcp_sts_endpoint.clone(),
+                    iam_credentials: args.gcp_iam_credentials_endpoint.clone(),
+                    metadata: args.gcp_metadata_endpoint.clone(),
+                },
+                workload_pool: args.gcp_workload_pool.clone().filter(|p| !p.is_empty()),
+                identity_provider: args.gcp_identity_provider.clone().filter(|p| !p.is_empty()),
+                allow_provider_adc: args.gcp_allow_provider_adc,
+                annotation_cache: DEFAULT_ANNOTATION_CACHE,
                 concurrency: args.backend_concurrency,
             },
         },

@@ -37,6 +37,19 @@ GOOD: dict[str, dict[str, Any]] = {
             "extraTokenAudiences": ["sts.amazonaws.com", "api://custom"],
         },
     },
+    "gcp-workload-identity": {
+        "providers": ["gcp", "courier"],
+        "vault": {"enabled": False},
+        "gcp": {
+            "workloadPool": "my-project.svc.id.goog",
+            "identityProvider": "https://container.googleapis.com/v1/projects/my-project/locations/us-central1/clusters/c1",
+        },
+        "driver": {"enabled": True},
+    },
+    "gcp-provider-adc": {
+        "gcp": {"enabled": True, "workloadPool": "my-project.svc.id.goog", "allowProviderAdc": True},
+        "rbac": {"create": False},
+    },
     "service-monitor": {
         "openbao": {"enabled": True},
         "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "prom"}}},
@@ -116,7 +129,8 @@ GOOD: dict[str, dict[str, Any]] = {
 
 # Value sets values.schema.json must reject: (what, values).
 BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
-    ("unknown provider", {"providers": ["gcp"]}),
+    ("unknown provider", {"providers": ["gcs"]}),
+    ("gcp workloadPool not a pool", {"gcp": {"enabled": True, "workloadPool": "my-project"}}),
     ("unknown republishErrors", {"driver": {"republishErrors": "maybe"}}),
     ("unknown top-level key", {"provider": ["courier"]}),
     ("unknown nested key", {"driver": {"syncSecrets": {"enabled": True}}}),
@@ -154,6 +168,7 @@ BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
 # values, a phrase the message must contain).
 BAD_RENDER: list[tuple[str, dict[str, Any], str]] = [
     ("no backend", {"vault": {"enabled": False}}, "no backend is enabled"),
+    ("gcp without a workload pool", {"providers": ["gcp"]}, "gcp.workloadPool is required"),
     (
         "serviceMonitor without metrics",
         {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},

@@ -39,6 +39,7 @@ def backends(v: dict[str, Any]) -> dict[str, bool]:
         "vault": v["vault"]["enabled"] or "vault" in p,
         "openbao": v["openbao"]["enabled"] or "openbao" in p,
         "aws": v["aws"]["enabled"] or "aws" in p,
+        "gcp": v["gcp"]["enabled"] or "gcp" in p,
     }
 
 
@@ -53,6 +54,8 @@ def audiences(v: dict[str, Any]) -> list[str]:
         want.append("sts.amazonaws.com")
         if v["aws"]["podIdentity"]:
             want.append("pods.eks.amazonaws.com")
+    if b["gcp"]:
+        want.append(v["gcp"]["workloadPool"])
     for a in v["driver"]["extraTokenAudiences"]:
         if a not in want:
             want.append(a)
@@ -105,8 +108,8 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
     r.equal("provider: runs as root for the socket dir", sc.get("runAsUser"), 0)
     r.equal("provider: seccomp RuntimeDefault", sc.get("seccompProfile"), {"type": "RuntimeDefault"})
     r.check("provider: no hostNetwork/hostPID", not pod.get("hostNetwork") and not pod.get("hostPID"))
-    wants_api = backends(v)["aws"] or v["tokenVerification"]["mode"] != "off"
-    r.equal("provider: API token only for AWS or token verification", pod.get("automountServiceAccountToken"), wants_api)
+    wants_api = backends(v)["aws"] or backends(v)["gcp"] or v["tokenVerification"]["mode"] != "off"
+    r.equal("provider: API token only for AWS, GCP or token verification", pod.get("automountServiceAccountToken"), wants_api)
 
     env = env_of(c)
     r.equal("provider: COURIER_PROVIDERS", env.get("COURIER_PROVIDERS"), ",".join(v["providers"]))
@@ -136,6 +139,17 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
         "provider: COURIER_POD_IDENTITY_AGENT_URL only when set",
         env.get("COURIER_POD_IDENTITY_AGENT_URL"),
         v["aws"]["podIdentityAgentUrl"] or None,
+    )
+    r.equal("provider: COURIER_GCP_WORKLOAD_POOL only when set", env.get("COURIER_GCP_WORKLOAD_POOL"), v["gcp"]["workloadPool"] or None)
+    r.equal(
+        "provider: COURIER_GCP_IDENTITY_PROVIDER only when set",
+        env.get("COURIER_GCP_IDENTITY_PROVIDER"),
+        v["gcp"]["identityProvider"] or None,
+    )
+    r.equal(
+        "provider: COURIER_GCP_ALLOW_PROVIDER_ADC only when allowed",
+        env.get("COURIER_GCP_ALLOW_PROVIDER_ADC"),
+        "true" if v["gcp"]["allowProviderAdc"] else None,
     )
     r.check("provider: runs courier-provider", c.get("command") == ["/usr/local/bin/courier-provider"])
 
@@ -189,8 +203,8 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
 def provider_rbac(r: Report, v: dict[str, Any], out: Rendered) -> None:
     roles = [o for o in out.component("provider") if o["kind"] in ("ClusterRole", "Role")]
     bindings = [o for o in out.component("provider") if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
-    if backends(v)["aws"] and v["rbac"]["create"]:
-        r.equal("provider RBAC: one ClusterRole with AWS", [o["kind"] for o in roles], ["ClusterRole"])
+    if (backends(v)["aws"] or backends(v)["gcp"]) and v["rbac"]["create"]:
+        r.equal("provider RBAC: one ClusterRole with AWS or GCP", [o["kind"] for o in roles], ["ClusterRole"])
         if roles:
             r.equal("provider RBAC: only get serviceaccounts", roles[0]["rules"], PROVIDER_ROLE_RULES)
         r.equal("provider RBAC: one binding", len(bindings), 1)
@@ -202,7 +216,7 @@ def provider_rbac(r: Report, v: dict[str, Any], out: Rendered) -> None:
                 [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}],
             )
     else:
-        r.equal("provider RBAC: none without AWS (or rbac.create)", roles + bindings, [])
+        r.equal("provider RBAC: none without AWS or GCP (or rbac.create)", roles + bindings, [])
 
 
 def hmac_secret(r: Report, v: dict[str, Any], out: Rendered) -> None:

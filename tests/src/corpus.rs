@@ -18,14 +18,17 @@ const CORPUS: &str = "tests/corpus/mount_requests.jsonl";
 /// within it.
 pub const MOUNT_TIMEOUT: &str = "8s";
 /// Sockets the provider serves; `custom` is any other name, which takes the native parameters.
-pub const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "custom"];
+pub const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "gcp", "custom"];
 /// Audiences the driver passes tokens for in a default case.
 const AUDIENCES: &[&str] = &[
     "vault",
     "openbao",
     "sts.amazonaws.com",
     "pods.eks.amazonaws.com",
+    GCP_POOL,
 ];
+/// The workload pool of the corpus provider (`--gcp-workload-pool`), also a default token's audience.
+const GCP_POOL: &str = "corpus.svc.id.goog";
 
 /// One line of the corpus.
 #[derive(Debug, Deserialize)]
@@ -60,7 +63,7 @@ pub struct CorpusCase {
     pub known_issue: Option<String>,
 }
 
-/// What a corpus provider talks to: its Vault address, AWS endpoint, Kubernetes API and Pod Identity agent all
+/// What a corpus provider talks to: its Vault address, AWS and Google endpoints, Kubernetes API and Pod Identity agent all
 /// point at closed ports, so no case needs a backend. Keep it alive as long as the provider it configured.
 #[derive(Debug)]
 pub struct CorpusSetup {
@@ -94,6 +97,18 @@ impl CorpusSetup {
             .aws_endpoint_url(closed_port_url()?)
             .pod_identity_agent_url(format!("{}/v1/credentials", closed_port_url()?))
             .kubeconfig(&self.kubeconfig)
+            .arg("--gcp-secret-manager-endpoint")
+            .arg(closed_port_url()?)
+            .arg("--gcp-secret-manager-regional-endpoint")
+            .arg(closed_port_url()?)
+            .arg("--gcp-sts-endpoint")
+            .arg(closed_port_url()?)
+            .arg("--gcp-iam-credentials-endpoint")
+            .arg(closed_port_url()?)
+            .arg("--gcp-workload-pool")
+            .arg(GCP_POOL)
+            .arg("--gcp-identity-provider")
+            .arg("https://container.googleapis.com/v1/projects/corpus/locations/l/clusters/c")
             .arg("--mount-timeout")
             .arg(MOUNT_TIMEOUT);
         for socket in SOCKETS {

@@ -14,6 +14,8 @@
 //! - [`FakeKubeApi`] is a faithful fake of the Kubernetes API (core objects and the Secrets Store CRDs: GET, LIST,
 //!   WATCH, POST, PUT, PATCH, DELETE) for the real `kube` client, with a kubeconfig; [`PodIdentityAgent`] stands
 //!   in for the EKS Pod Identity agent.
+//! - [`Drongo`] runs a real `drongo` Secret Manager emulator; [`GcpStandIn`] stands in for Google's STS and IAM
+//!   Credentials and fronts drongo with Secret Manager's auth, regional paths and `dataCrc32c`.
 //! - [`SecretSyncProcess`] runs the SecretSync controller (`courier-driver-shim secret-sync`).
 //! - [`ShimProcess`] runs the `courier-driver-shim` binary and [`Kubelet`] calls it as kubelet does for an inline
 //!   [`InlineVolume`]; [`FakeProvider`] stands for any other provider, answering what the test sets.
@@ -30,7 +32,9 @@ mod aws_proxy;
 pub mod calls;
 pub mod corpus;
 mod fake_provider;
+mod drongo;
 mod fault_injection;
+mod gcp_standin;
 pub mod h2_attack;
 pub mod h2_capture;
 mod kube_api;
@@ -60,6 +64,8 @@ mod watchdog;
 
 pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE};
 pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
+pub use drongo::Drongo;
+pub use gcp_standin::{Checksum, GKE_IDENTITY_PROVIDER, GcpApi, GcpCall, GcpStandIn, NODE_SERVICE_ACCOUNT, crc32c};
 pub use fault_injection::{SilentBackend, closed_port_url};
 pub use kube_api::{
     COORDINATION_GROUP, COURIER_GROUP, FakeKubeApi, JWKS_PATH, KubeFault, KubeRequest, KubeResource,

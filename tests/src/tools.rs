@@ -86,6 +86,17 @@ pub fn moto_server_program() -> anyhow::Result<PathBuf> {
         .context("`moto_server` not found: run scripts/venv.sh, or `pip install 'moto[server]'` into the venv (COURIER_VENV or .venv)")
 }
 
+/// The `drongo` program (a Secret Manager REST emulator): `COURIER_DRONGO`, `$COURIER_VENV/bin/drongo`,
+/// `<workspace>/.venv/bin/drongo`, then `PATH`.
+pub fn drongo_program() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("COURIER_DRONGO") {
+        return existing(PathBuf::from(path), "COURIER_DRONGO");
+    }
+    venv_program("drongo")
+        .or_else(|| search_path("drongo"))
+        .context("`drongo` not found: run scripts/venv.sh, or `pip install drongo==0.8.0` into the venv (COURIER_VENV or .venv)")
+}
+
 /// The venv's Python (which has `grpcio` and `grpcio-tools`): `$COURIER_VENV/bin/python`, else
 /// `<workspace>/.venv/bin/python`, else `python3` on `PATH`.
 pub fn python_program() -> anyhow::Result<PathBuf> {

@@ -67,7 +67,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Backends ---------------------------------------------------------------------------- */}}
 
 {{/*
-Which backends are on, as JSON {"vault":bool,"openbao":bool,"aws":bool}: a backend is on when
+Which backends are on, as JSON {"vault":bool,"openbao":bool,"aws":bool,"gcp":bool}: a backend is on when
 its `enabled` value is true or its compatibility socket is in `providers`.
 */}}
 {{- define "courier.backends" -}}
@@ -76,6 +76,7 @@ its `enabled` value is true or its compatibility socket is in `providers`.
       "vault" (or .Values.vault.enabled (has "vault" $p))
       "openbao" (or .Values.openbao.enabled (has "openbao" $p))
       "aws" (or .Values.aws.enabled (has "aws" $p))
+      "gcp" (or .Values.gcp.enabled (has "gcp" $p))
     | toJson }}
 {{- end }}
 
@@ -92,6 +93,7 @@ enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
 {{- $auds = append $auds "sts.amazonaws.com" }}
 {{- if .Values.aws.podIdentity }}{{ $auds = append $auds "pods.eks.amazonaws.com" }}{{ end }}
 {{- end }}
+{{- if $b.gcp }}{{ $auds = append $auds .Values.gcp.workloadPool }}{{ end }}
 {{- $auds = concat $auds .Values.driver.extraTokenAudiences | uniq }}
 {{- toJson $auds }}
 {{- end }}
@@ -99,8 +101,11 @@ enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
 {{/* Checks that the schema cannot express; rendered once, from the provider DaemonSet. */}}
 {{- define "courier.validate" -}}
 {{- $b := include "courier.backends" . | fromJson }}
-{{- if not (or $b.vault $b.openbao $b.aws) }}
-{{- fail "no backend is enabled: set vault.enabled, openbao.enabled or aws.enabled, or list vault, openbao or aws in providers" }}
+{{- if not (or $b.vault $b.openbao $b.aws $b.gcp) }}
+{{- fail "no backend is enabled: set vault.enabled, openbao.enabled, aws.enabled or gcp.enabled, or list vault, openbao, aws or gcp in providers" }}
+{{- end }}
+{{- if and $b.gcp (not .Values.gcp.workloadPool) }}
+{{- fail "gcp.workloadPool is required with GCP: the driver must request pod tokens for PROJECT_ID.svc.id.goog" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}

@@ -100,4 +100,5 @@ macro_rules! backends {
 backends! {
     Vault => vault::VaultBackend,
     Aws => aws::AwsBackend,
+    Gcp => gcp::GcpBackend,
 }

@@ -15,6 +15,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use crate::backend::Plan;
+use crate::backend::gcp::GcpAuth;
 use crate::plan::ObjectSpec;
 use crate::dialect::{Defaults, Dialect, MountPlan};
 use crate::request::{self, MountContext};
@@ -294,6 +295,20 @@ fn describe(class: &mut ClassReport, plan: &MountPlan, default_mode: u32) {
                 auth_mount: None,
                 role: None,
                 region: Some(cfg.region.clone()),
+            });
+        }
+        Plan::Gcp(gcp) => {
+            // Without an `audience` parameter the pool comes from the provider's
+            // --gcp-workload-pool, which an offline check cannot see.
+            if let GcpAuth::Pod { audience: Some(audience) } = &gcp.config.auth {
+                class.audiences.push(audience.clone());
+            }
+            class.backend = Some(BackendReport {
+                name: plan.backend.name(),
+                address: None,
+                auth_mount: None,
+                role: None,
+                region: None,
             });
         }
     }

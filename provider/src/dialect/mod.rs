@@ -8,6 +8,7 @@
 
 mod aws;
 mod bounded_yaml;
+mod gcp;
 mod native;
 mod objects;
 mod vault;
@@ -35,6 +36,8 @@ pub enum Dialect {
     OpenBao,
     /// aws/secrets-store-csi-driver-provider-aws's parameters.
     Aws,
+    /// GoogleCloudPlatform/secrets-store-csi-driver-provider-gcp's parameters.
+    Gcp,
 }
 
 impl Dialect {
@@ -45,6 +48,7 @@ impl Dialect {
             "vault" => Self::Vault,
             "openbao" => Self::OpenBao,
             "aws" => Self::Aws,
+            "gcp" => Self::Gcp,
             _ => Self::Native,
         }
     }
@@ -57,6 +61,7 @@ impl Dialect {
             Self::Vault => "vault",
             Self::OpenBao => "openbao",
             Self::Aws => "aws",
+            Self::Gcp => "gcp",
         }
     }
 
@@ -73,6 +78,7 @@ impl Dialect {
             Self::Vault => vault::parse(attributes, Flavor::Vault, vault::Socket::Compatible, defaults),
             Self::OpenBao => vault::parse(attributes, Flavor::OpenBao, vault::Socket::Compatible, defaults),
             Self::Aws => aws::parse(attributes, aws::Flavor::Compatible, defaults),
+            Self::Gcp => gcp::parse(attributes),
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Courier's native parameters: `backend` picks the backend (`vault`, the default,
-//! `openbao` or `aws`); the other keys are those of the chosen backend's provider
-//! (vault-csi-provider keys in their `vault*`, `openbao*` and `bao*` spellings, or
-//! the AWS provider's keys plus `roleArn`).
+//! `openbao`, `aws` or `gcp`); the other keys are those of the chosen backend's
+//! provider (vault-csi-provider keys in their `vault*`, `openbao*` and `bao*`
+//! spellings, the AWS provider's keys plus `roleArn`, or the GCP provider's).
 
 use std::collections::BTreeMap;
 
-use super::{Defaults, Error, MountPlan, aws, vault};
+use super::{Defaults, Error, MountPlan, aws, gcp, vault};
 use crate::backend::vault::Flavor;
 
 pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
@@ -14,8 +14,9 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Re
         None | Some("vault") => Flavor::Vault,
         Some("openbao") => Flavor::OpenBao,
         Some("aws") => return aws::parse(attrs, aws::Flavor::Native, defaults),
+        Some("gcp") => return gcp::parse(attrs),
         Some(other) => {
-            return Err(Error::new("backend", format!("{other:?} is not supported; use vault, openbao or aws")));
+            return Err(Error::new("backend", format!("{other:?} is not supported; use vault, openbao, aws or gcp")));
         }
     };
     vault::parse(attrs, flavor, vault::Socket::Native, defaults)
@@ -38,8 +39,10 @@ mod tests {
         a.insert("backend".into(), "openbao".into());
         let Plan::Vault(vault) = parse(&a, &d).expect("valid").backend else { panic!("vault") };
         assert_eq!(vault.config.audience, "openbao");
-        a.insert("backend".into(), "gcp".into());
+        a.insert("backend".into(), "azure-blob".into());
         assert_eq!(parse(&a, &d).expect_err("unknown").field, "backend");
+        let gcp_attrs = attrs(&[("backend", "gcp"), ("secrets", "- {resourceName: projects/p/secrets/s/versions/1, path: s}")]);
+        assert!(matches!(parse(&gcp_attrs, &d).expect("valid").backend, Plan::Gcp(_)));
         let Plan::Vault(vault) = parse(&attrs(&base), &d).expect("valid").backend else { panic!("vault") };
         assert_eq!(vault.config.audience, "vault");
         let aws_attrs = attrs(&[("backend", "aws"), ("objects", "- {objectName: a, objectType: ssmparameter}")]);

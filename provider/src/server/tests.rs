@@ -15,6 +15,7 @@ async fn debug_of_a_populated_core_shows_no_cached_value() {
                 role_cache: Duration::from_secs(60),
                 concurrency: 4,
             },
+            gcp: crate::backend::gcp::GcpSettings { concurrency: 4, ..Default::default() },
         },
     };
     let core = Core::new(Versioner::random(), settings, Metrics::shared());
@@ -30,9 +31,11 @@ async fn debug_of_a_populated_core_shows_no_cached_value() {
     core.backends.vault.seed_for_test(vault_token, &response);
     let (aws_secret, aws_session) = ("aws-secret-key-canary-9e02", "aws-session-canary-c4d7");
     core.backends.aws.seed_for_test(aws_secret, aws_session);
+    let gcp_token = "ya29.gcp-token-canary-4b1e";
+    core.backends.gcp.seed_for_test(gcp_token);
 
     for shown in [format!("{core:?}"), format!("{core:#?}")] {
-        for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session] {
+        for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session, gcp_token] {
             assert!(!shown.contains(seeded), "Debug of Core shows {seeded:?}:\n{shown}");
         }
         assert!(!shown.contains("canary"), "{shown}");

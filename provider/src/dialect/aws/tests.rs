@@ -11,7 +11,7 @@ fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn aws(plan: &MountPlan) -> &AwsConfig {
     match &plan.backend {
         Plan::Aws(plan) => &plan.config,
-        Plan::Vault(_) => panic!("expected aws"),
+        _ => panic!("expected aws"),
     }
 }
 

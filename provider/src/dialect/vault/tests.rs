@@ -13,7 +13,7 @@ const OBJECTS: &str = "- objectName: db\n  secretPath: secret/data/db\n  secretK
 fn vault_cfg(plan: &MountPlan) -> &VaultConfig {
     match &plan.backend {
         Plan::Vault(plan) => &plan.config,
-        Plan::Aws(_) => panic!("expected vault"),
+        _ => panic!("expected vault"),
     }
 }
 
