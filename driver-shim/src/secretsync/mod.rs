@@ -23,6 +23,7 @@ use futures::StreamExt as _;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{Controller, watcher};
 
+use crate::error_chain::display_chain;
 use crate::cluster::Cluster;
 use crate::provider_client::Providers;
 
@@ -43,21 +44,6 @@ pub const SECRETSYNC_LABEL: &str = "courier.dev/secretsync";
 #[must_use]
 pub fn resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
-}
-
-/// `error` and its sources, joined with `: `, each once.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs the controller until `shutdown` resolves: campaigns for the Lease, syncs while leading, stops syncing
@@ -83,7 +69,7 @@ pub async fn run(
                 false
             }
             Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "cannot read or renew the leader lease");
+                tracing::warn!(error = %display_chain(&e), "cannot read or renew the leader lease");
                 false
             }
         };
@@ -111,7 +97,7 @@ pub async fn run(
         task.abort();
         metrics.leader.set(0);
         if let Err(e) = elector.release().await {
-            tracing::warn!(error = %error_chain(&e), "cannot release the leader lease");
+            tracing::warn!(error = %display_chain(&e), "cannot release the leader lease");
         } else {
             tracing::info!(identity = %election.identity, "released the leader lease");
         }
@@ -126,7 +112,7 @@ async fn control(client: kube::Client, ctx: Arc<reconcile::Context>) {
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
-                tracing::debug!(error = %error_chain(&e), "controller event");
+                tracing::debug!(error = %display_chain(&e), "controller event");
             }
         })
         .await;

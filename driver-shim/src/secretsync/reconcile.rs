@@ -280,7 +280,7 @@ async fn sync(object: &DynamicObject, spec: &Spec, ctx: &Context) -> Result<Sync
         .await
         .map_err(|e| {
             let reason = if e.is_not_found() { Reason::ServiceAccountNotFound } else { Reason::TokenRequestFailed };
-            Failure::retry(reason, crate::secretsync::error_chain(&e))
+            Failure::retry(reason, crate::error_chain::display_chain(&e))
         })?;
     // The attributes kubelet would send for a pod mounting this class as an inline volume, with the
     // SecretSync standing for the pod: its namespace, a name naming it, its uid, and the service account.
@@ -335,7 +335,7 @@ async fn sync(object: &DynamicObject, spec: &Spec, ctx: &Context) -> Result<Sync
     for contents in files.values_mut() {
         contents.zeroize();
     }
-    let changed = mirrored.map_err(|e| Failure::retry(Reason::MirrorFailed, crate::secretsync::error_chain(&e)))?;
+    let changed = mirrored.map_err(|e| Failure::retry(Reason::MirrorFailed, crate::error_chain::display_chain(&e)))?;
     Ok(Synced { changed, secrets: secret_names(&secret_objects), versions })
 }
 
@@ -348,7 +348,7 @@ async fn provider_failure(
     secret_objects: &[serde_json::Value],
     error: &provider_client::Error,
 ) -> Failure {
-    let message = crate::secretsync::error_chain(error);
+    let message = crate::error_chain::display_chain(error);
     match (error, error.code()) {
         (provider_client::Error::NotFound { .. } | provider_client::Error::InvalidName(_), _) => {
             Failure::retry(Reason::ProviderNotFound, message)
@@ -400,6 +400,6 @@ async fn delete_secrets(
 /// The controller's error policy: the reconcile records its own failures, so only a failed status write
 /// lands here; try again after the first backoff step.
 pub fn error_policy(_object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %crate::secretsync::error_chain(error), "reconcile failed");
+    tracing::warn!(error = %crate::error_chain::display_chain(error), "reconcile failed");
     Action::requeue(ctx.settings.backoff_base)
 }
