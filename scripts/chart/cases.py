@@ -76,6 +76,10 @@ GOOD: dict[str, dict[str, Any]] = {
         "secretSync": {"enabled": True, "replicas": 3, "minRefreshInterval": "1m"},
         "aws": {"enabled": True, "region": "eu-west-1"},
     },
+    "secret-sync-gcp": {
+        "secretSync": {"enabled": True},
+        "gcp": {"enabled": True, "workloadPool": "my-project.svc.id.goog"},
+    },
     "secret-sync-own-audiences": {
         "secretSync": {"enabled": True, "installCRD": False, "tokenAudiences": ["vault", "api://custom"]},
         "rbac": {"create": False},

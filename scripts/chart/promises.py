@@ -584,7 +584,7 @@ def secret_sync(r: Report, v: dict[str, Any], out: Rendered) -> None:
         ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "list"),
         ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "watch"),
     ]
-    if include_aws(v):
+    if backends(v)["aws"] or backends(v)["gcp"]:
         want.append(("", "serviceaccounts", "get"))
     r.equal("secretSync: ClusterRole grants exactly what it uses", grants, sorted(want))
     r.check(
@@ -596,6 +596,3 @@ def secret_sync(r: Report, v: dict[str, Any], out: Rendered) -> None:
         named = [rule for rule in leader["rules"] if rule.get("resourceNames")]
         r.equal("secretSync: get/update only its own Lease", [rule["resourceNames"] for rule in named], [[f"{RELEASE}-secretsync"]])
 
-
-def include_aws(v: dict[str, Any]) -> bool:
-    return bool(v["aws"]["enabled"] or "aws" in v["providers"])
