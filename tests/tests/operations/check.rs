@@ -228,6 +228,76 @@ fn reports_dialect_backend_files_modes_and_audiences_as_json() -> anyhow::Result
     Ok(())
 }
 
+/// SecretProviderClasses for `gcp.sock`, as the Google provider's users write them, and its mistakes.
+const GCP: &str = r#"apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: gcp-app, namespace: team-c}
+spec:
+  provider: gcp
+  parameters:
+    secrets: |
+      - resourceName: "projects/p1/secrets/db/versions/latest"
+        path: "db.json"
+        mode: 0400
+      - resourceName: "projects/p1/locations/us-central1/secrets/api/versions/3"
+        fileName: "api-key"
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: gcp-pool, namespace: team-c}
+spec:
+  provider: gcp
+  parameters:
+    audience: other-project.svc.id.goog
+    secrets: |
+      - resourceName: "projects/p1/secrets/db/versions/1"
+        path: "db"
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: gcp-bad, namespace: team-c}
+spec:
+  provider: gcp
+  parameters:
+    secrets: |
+      - resourceName: "projects/p1/secrets/db"
+        path: "db"
+"#;
+
+#[test]
+fn reports_the_gcp_dialect_its_files_modes_and_audience() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("gcp.yaml");
+    std::fs::write(&file, GCP)?;
+    let output = run_check(&["--output", "json", file.to_str().context("path")?])?;
+    assert_eq!(output.status.code(), Some(1), "one class is invalid: {}", String::from_utf8_lossy(&output.stderr));
+    let report = json_report(&output)?;
+    assert_eq!((report["valid"].clone(), report["invalid"].clone()), (json!(2), json!(1)), "{report}");
+
+    let app = &report["classes"][0];
+    assert_eq!((app["provider"].clone(), app["dialect"].clone()), (json!("gcp"), json!("gcp")), "{app}");
+    assert_eq!(app["backend"]["name"], "gcp", "{app}");
+    // Without `audience` the workload pool comes from the provider's flag, which an offline check cannot see.
+    assert_eq!(app["audiences"], json!([]), "{app}");
+    assert_eq!(
+        app["files"],
+        json!([
+            {"path": "db.json", "mode": "0400", "source": "objects[0]"},
+            {"path": "api-key", "mode": "0644", "source": "objects[1]"},
+        ]),
+        "{app}"
+    );
+    let pool = &report["classes"][1];
+    assert_eq!(pool["audiences"], json!(["other-project.svc.id.goog"]), "{pool}");
+
+    // A resource name without a version is refused as a mount would refuse it, naming the object and field.
+    let bad = &report["classes"][2];
+    assert_eq!(bad["valid"], json!(false), "{bad}");
+    let errors = bad["errors"].to_string();
+    assert!(errors.contains("resourceName") && errors.contains("projects/p1/secrets/db"), "{errors}");
+    Ok(())
+}
+
 #[test]
 fn manifest_errors_and_exit_codes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
