@@ -106,6 +106,25 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // `courier-bench p1` measures P1 alone (both settings), for profiling the mount path.
+    if std::env::args().nth(1).as_deref() == Some("p1") {
+        for (label, reuse) in [("default settings", None), ("--static-reuse 0s", Some("0s"))] {
+            let p1 = phase("P1", measure_warm_mount(&env, reuse)).await?;
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "P1 ({label}): mount p50 {:.2} ms, floor p50 {:.2} ms, ratio {:.2}; p99 {:.2} / {:.2} ms; \
+                 inside the provider {:.2} ms, one backend read {:.2} ms",
+                ms(p1.mount.p50),
+                ms(p1.floor.p50),
+                ms(p1.mount.p50) / ms(p1.floor.p50),
+                ms(p1.mount.p99),
+                ms(p1.floor.p99),
+                ms(p1.server_mean),
+                p1.read_mean.map_or(0.0, ms),
+            );
+        }
+        return Ok(());
+    }
     let mut table = Table::default();
 
     let p5 = phase("P5 start-up", measure_startup(&provider_binary)).await?;
