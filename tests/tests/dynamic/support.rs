@@ -291,6 +291,17 @@ impl Provider {
         })
     }
 
+    /// Starts a [`provider_builder`] provider with `--lease-reuse-fraction fraction`.
+    pub(crate) async fn with_reuse_fraction(fraction: f64) -> anyhow::Result<Self> {
+        Self::start(
+            provider_builder()
+                .await?
+                .arg("--lease-reuse-fraction")
+                .arg(fraction.to_string()),
+        )
+        .await
+    }
+
     pub(crate) async fn client(&self) -> anyhow::Result<CsiDriverProviderClient<Channel>> {
         self.process.client(PROVIDER).await
     }
@@ -347,6 +358,15 @@ impl Metrics {
                 "{name} {labels:?}:\n{}",
                 self.0
             );
+        }
+    }
+
+    /// Asserts that every sum is at least its value, naming the metric and showing the whole exposition when not.
+    #[track_caller]
+    pub(crate) fn assert_at_least(&self, expected: &[ExpectedSum<'_>]) {
+        for (name, labels, value) in expected {
+            let sum = self.sum(name, labels);
+            assert!(sum >= *value, "{name} {labels:?} is {sum}, below {value}:\n{}", self.0);
         }
     }
 

@@ -129,17 +129,11 @@ async fn a_refused_identity_never_reads_a_kv_secret_another_identity_reads() -> 
         .kv2_put("secret", &format!("{id}/app"), json!({"password": value}))
         .await?;
     env.bao
-        .write_policy(
-            &id,
-            &format!(r#"path "secret/data/{id}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&id, &[&format!("secret/data/{id}/*")])
         .await?;
     let elsewhere = format!("{id}-elsewhere");
     env.bao
-        .write_policy(
-            &elsewhere,
-            &format!(r#"path "secret/data/{elsewhere}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&elsewhere, &[&format!("secret/data/{elsewhere}/*")])
         .await?;
     let namespace = format!("ns-{id}");
     let allowed = env.identity(&namespace, "app", &id, &[&id]).await?;
@@ -207,17 +201,11 @@ async fn a_refused_identity_never_gets_a_kept_database_lease() -> anyhow::Result
         .postgres_role(DATABASE_MOUNT, "pg", &id, "5m", "10m")
         .await?;
     env.bao
-        .write_policy(
-            &id,
-            &format!(r#"path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&id, &[&format!("{DATABASE_MOUNT}/creds/{id}")])
         .await?;
     let nothing = format!("{id}-nothing");
     env.bao
-        .write_policy(
-            &nothing,
-            &format!(r#"path "secret/data/{nothing}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&nothing, &[&format!("secret/data/{nothing}/*")])
         .await?;
     let namespace = format!("ns-{id}");
     let allowed = env.identity(&namespace, "app", &id, &[&id]).await?;

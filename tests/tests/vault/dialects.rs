@@ -5,7 +5,7 @@ use courier_tests::calls::{assert_status, mount, text};
 use serde_json::json;
 use tonic::Code;
 
-use crate::support::{JWT_MOUNT, obj, objects_yaml, plain, provider};
+use crate::support::{JWT_MOUNT, mount_on_vault, obj, objects_yaml, plain, provider};
 
 #[tokio::test]
 async fn openbao_socket_takes_openbao_spellings_and_audience() -> anyhow::Result<()> {
@@ -57,14 +57,13 @@ async fn openbao_socket_takes_vault_spellings_too() -> anyhow::Result<()> {
 #[tokio::test]
 async fn vault_socket_asks_for_the_vault_audience() -> anyhow::Result<()> {
     let case = plain().await?.case("vault-aud").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .without_tokens()
         .token("openbao", case.token("openbao")?)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["tokenRequests", "vault"]);
     Ok(())

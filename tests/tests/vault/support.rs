@@ -3,12 +3,15 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
+use courier_proto::v1alpha1::{MountRequest, MountResponse};
+use courier_tests::calls::mount;
 use courier_tests::{
     JwtRole, KUBERNETES_ISSUER, MintedToken, MountRequestBuilder, OpenBao, OpenBaoOptions,
     PodFixture, ProviderBuilder, ProviderProcess, TokenIssuer,
 };
 use serde_json::Value;
 use tokio::sync::OnceCell;
+use tonic::Status;
 
 pub(crate) use courier_tests::objects::{Obj, obj, objects_yaml};
 
@@ -177,6 +180,12 @@ impl Case {
 /// A provider serving `names`, with the plain server as its default address.
 pub(crate) async fn provider(names: &[&str]) -> anyhow::Result<ProviderProcess> {
     provider_builder(names).await?.start().await
+}
+
+/// Mounts `request` on `vault.sock` of a fresh [`provider`] (gone when this returns).
+pub(crate) async fn mount_on_vault(request: MountRequest) -> anyhow::Result<Result<MountResponse, Status>> {
+    let provider = provider(&["vault"]).await?;
+    Ok(mount(&mut provider.client("vault").await?, request).await)
 }
 
 /// A provider builder for `names`, with the plain server as its default address.
