@@ -47,13 +47,7 @@ async fn credentials_are_reused_until_the_threshold_then_reissued_when_renewal_i
 
     let started = Instant::now();
     let first = mount_creds(&mut client, &request).await?;
-    assert!(
-        case.pg()
-            .can_login(&first.username, &first.password)
-            .await?,
-        "the issued credentials do not log in; PostgreSQL log:\n{}",
-        case.pg().logs()
-    );
+    case.assert_logs_in(&first, "the issued credentials do not log in").await?;
     assert_eq!(
         case.db_leases().await?,
         std::slice::from_ref(&first.lease_id)
@@ -90,18 +84,8 @@ async fn credentials_are_reused_until_the_threshold_then_reissued_when_renewal_i
             "the version of {id} did not change with its content"
         );
     }
-    assert!(
-        case.pg()
-            .can_login(&second.username, &second.password)
-            .await?,
-        "the new credentials do not log in"
-    );
-    assert!(
-        case.pg()
-            .can_login(&first.username, &first.password)
-            .await?,
-        "the old credentials stopped working before their lease ended"
-    );
+    case.assert_logs_in(&second, "the new credentials do not log in").await?;
+    case.assert_logs_in(&first, "the old credentials stopped working before their lease ended").await?;
     let mut expected_leases = vec![first.lease_id.clone(), second.lease_id.clone()];
     expected_leases.sort();
     assert_eq!(case.db_leases().await?, expected_leases);
@@ -234,13 +218,7 @@ async fn credentials_are_renewed_at_the_threshold_and_stay_the_same() -> anyhow:
         tokio::time::sleep(REPUBLISH).await;
         assert_eq!(mount_creds(&mut client, &request).await?, first);
     }
-    assert!(
-        case.pg()
-            .can_login(&first.username, &first.password)
-            .await?,
-        "the renewed credentials stopped working at the lease's original end; PostgreSQL log:\n{}",
-        case.pg().logs()
-    );
+    case.assert_logs_in(&first, "the renewed credentials stopped working at the lease's original end").await?;
     assert_eq!(
         case.db_leases().await?,
         std::slice::from_ref(&first.lease_id),
@@ -293,11 +271,7 @@ async fn a_renewal_capped_by_max_ttl_gives_way_to_fresh_credentials() -> anyhow:
         started.elapsed()
     );
     assert_ne!(second.versions, first.versions);
-    assert!(
-        case.pg()
-            .can_login(&second.username, &second.password)
-            .await?
-    );
+    case.assert_logs_in(&second, "the fresh credentials do not log in").await?;
 
     let metrics = provider.metrics().await?;
     metrics.assert_sums(&[
@@ -435,11 +409,7 @@ async fn credentials_do_not_outlive_the_login_token_that_issued_them() -> anyhow
     let request = case.request(&case.creds_objects())?;
 
     let first = mount_creds(&mut client, &request).await?;
-    assert!(
-        case.pg()
-            .can_login(&first.username, &first.password)
-            .await?
-    );
+    case.assert_logs_in(&first, "the issued credentials do not log in").await?;
     // The premise: once the token expires, OpenBao revokes the lease and drops the role.
     crate::support::eventually(
         HANG_LIMIT,

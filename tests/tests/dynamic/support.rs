@@ -169,6 +169,16 @@ impl Case {
             .await
     }
 
+    /// Asserts that PostgreSQL accepts `creds`, saying `why` (and showing PostgreSQL's log) when not.
+    pub(crate) async fn assert_logs_in(&self, creds: &Creds, why: &str) -> anyhow::Result<()> {
+        assert!(
+            self.pg().can_login(&creds.username, &creds.password).await?,
+            "{why}; PostgreSQL log:\n{}",
+            self.pg().logs()
+        );
+        Ok(())
+    }
+
     /// Another pod of the first pod's service account (same name and uid): the same identity.
     pub(crate) fn sibling_pod(&self) -> PodFixture {
         PodFixture::new(self.pod.namespace(), self.pod.service_account())
