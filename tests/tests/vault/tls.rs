@@ -2,12 +2,11 @@
 
 use anyhow::Context;
 use courier_proto::v1alpha1::MountResponse;
-use courier_tests::MountRequestBuilder;
-use courier_tests::calls::{assert_status, mount, text};
+use courier_tests::calls::{assert_status, text};
 use serde_json::json;
 use tonic::{Code, Status};
 
-use crate::support::{Case, JWT_MOUNT, mount_on_vault, obj, objects_yaml, provider, tls};
+use crate::support::{Case, mount_on_socket, mount_on_vault, obj, tls};
 
 async fn tls_case(label: &str) -> anyhow::Result<(Case, String)> {
     let case = tls().await?.case(label).await?;
@@ -135,20 +134,12 @@ async fn openbao_ca_cert_path_spelling_on_the_openbao_socket() -> anyhow::Result
         .await?;
     case.put("app", json!({"password": "tls-openbao"})).await?;
     let ca = ca_of(&case)?;
-    let provider = provider(&["openbao"]).await?;
-    let request = MountRequestBuilder::new(&case.pod)
-        .parameter("roleName", &case.role)
-        .parameter("openbaoAddress", case.bao().addr())
-        .parameter("openbaoAuthMountPath", JWT_MOUNT)
+    let request = case
+        .openbao_request(&[obj("password", &case.secret_path("app")).key("password")])?
         .parameter("openbaoCACertPath", ca)
-        .parameter(
-            "objects",
-            objects_yaml(&[obj("password", &case.secret_path("app")).key("password")]),
-        )
-        .token("openbao", case.token("openbao")?)
         .build()?;
 
-    let response = mount(&mut provider.client("openbao").await?, request).await?;
+    let response = mount_on_socket("openbao", request).await??;
 
     assert_eq!(text(&response, "password"), "tls-openbao");
     Ok(())
