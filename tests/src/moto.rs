@@ -26,8 +26,6 @@ use crate::tools;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(50);
-/// New ports tried when the server loses a race for its port.
-const PORT_ATTEMPTS: usize = 5;
 /// Every seeding call is local and quick; a stuck server must not hang a test forever.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// The account moto puts into every ARN.
@@ -174,7 +172,7 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` on a free port, retrying on new ports when the chosen one was taken meanwhile.
     pub async fn start() -> anyhow::Result<Self> {
-        process::start_on_fresh_ports("moto", PORT_ATTEMPTS, || async {
+        process::start_on_fresh_ports("moto", process::PORT_ATTEMPTS, || async {
             Self::try_start(process::free_port()?).await
         })
         .await
@@ -190,11 +188,8 @@ impl Moto {
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("https_proxy");
+            .env("HOME", dir.path());
+        process::clear_inherited_env(&mut command, &[]);
         let process = ServerProcess::spawn(
             "moto",
             &mut command,

@@ -28,8 +28,6 @@ pub const ROOT_TOKEN: &str = "root";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often readiness is polled: short, because every test binary waits on it.
 const READY_POLL: Duration = Duration::from_millis(25);
-/// New port pairs tried when the server loses a race for its ports.
-const PORT_ATTEMPTS: usize = 5;
 /// Every configuration call is local and quick; a stuck server must not hang a test forever.
 const API_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -66,7 +64,7 @@ impl OpenBao {
 
     /// Starts a dev server with `options`, retrying on new ports when the chosen ones were taken meanwhile.
     pub async fn start_with(options: OpenBaoOptions) -> anyhow::Result<Self> {
-        process::start_on_fresh_ports("OpenBao", PORT_ATTEMPTS, || async {
+        process::start_on_fresh_ports("OpenBao", process::PORT_ATTEMPTS, || async {
             Self::try_start(free_port_pair()?, &options).await
         })
         .await
@@ -84,9 +82,8 @@ impl OpenBao {
             .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             // The dev server stores its CLI token under $HOME; keep it out of the developer's home.
-            .env("HOME", dir.path())
-            .env_remove("BAO_ADDR")
-            .env_remove("VAULT_ADDR");
+            .env("HOME", dir.path());
+        process::clear_inherited_env(&mut command, &["BAO_ADDR", "VAULT_ADDR"]);
         let ca_path = if options.tls {
             let cert_dir = dir.path().join("tls");
             std::fs::create_dir(&cert_dir)

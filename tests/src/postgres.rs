@@ -34,8 +34,6 @@ const DATABASE: &str = "postgres";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(50);
-/// New ports tried when the server loses the race for the one it was given.
-const PORT_ATTEMPTS: usize = 5;
 /// Longest a single `psql` run may take, connection included; a stuck client must not hang a test.
 const PSQL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Seconds `psql` waits for the connection itself.
@@ -85,7 +83,7 @@ impl Postgres {
 
         // Dropping a server that lost its port stops it; the cluster stays for the next attempt.
         let (server, client) =
-            process::start_on_fresh_ports("PostgreSQL", PORT_ATTEMPTS, || async {
+            process::start_on_fresh_ports("PostgreSQL", process::PORT_ATTEMPTS, || async {
                 let port = process::free_port()?;
                 let client = Client {
                     psql: binaries.psql.clone(),

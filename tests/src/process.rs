@@ -1,6 +1,7 @@
-//! The one way test support starts a server process: spawn it with its output in a log file, arm an exit
-//! watchdog, poll a real readiness probe with a deadline (never a sleep), stop it on drop, and put its log into
-//! every start-up error. OpenBao, moto and PostgreSQL fixtures all start through here.
+//! The one way test support starts a process: spawn it with its output in a log file, arm an exit watchdog, poll
+//! a real readiness probe (a request, a socket, a log line) with a deadline (never a sleep), signal it and wait for
+//! its exit status, stop it on drop, and put its log into every start-up or exit error. OpenBao, moto, PostgreSQL,
+//! drongo, the provider, the driver shim and the SecretSync controller all start through here.
 
 use std::fs::File;
 use std::future::Future;
@@ -9,14 +10,36 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::watchdog::ExitWatchdog;
 
-/// How often a stopping server is checked on.
-const STOP_POLL: Duration = Duration::from_millis(20);
+/// How often a stopping server, or a log awaited, is checked on.
+pub(crate) const POLL: Duration = Duration::from_millis(20);
+/// New ports tried when a server loses a race for its port.
+pub(crate) const PORT_ATTEMPTS: usize = 5;
+/// How long a server may take to exit after SIGTERM.
+pub(crate) const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Variables that would send a child's HTTP requests away from 127.0.0.1, or change its log filter: no process the
+/// tests start inherits them from a developer's shell.
+const INHERITED_ENV_TO_CLEAR: &[&str] = &[
+    "RUST_LOG",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+];
+
+/// Removes from `command`'s environment the proxy and log variables, and `more` (what that binary also reads).
+pub(crate) fn clear_inherited_env(command: &mut Command, more: &[&str]) {
+    for key in INHERITED_ENV_TO_CLEAR.iter().chain(more) {
+        command.env_remove(key);
+    }
+}
 
 /// Why one start attempt failed: only a lost port race is worth another attempt.
 #[derive(Debug)]
@@ -30,6 +53,15 @@ pub(crate) enum StartError {
 impl From<anyhow::Error> for StartError {
     fn from(error: anyhow::Error) -> Self {
         Self::Fatal(error)
+    }
+}
+
+impl StartError {
+    /// The error either way, for a server started on a path or port of the test's choosing (no retry).
+    pub(crate) fn into_error(self) -> anyhow::Error {
+        match self {
+            Self::PortTaken(error) | Self::Fatal(error) => error,
+        }
     }
 }
 
@@ -64,7 +96,8 @@ pub(crate) struct ServerProcess {
     name: &'static str,
     // A mutex so that readiness probes can borrow the fixture that owns this while the child is polled.
     child: Mutex<Child>,
-    _watchdog: ExitWatchdog,
+    // Disarmed once the process is reaped: its pid may then name someone else.
+    watchdog: Option<ExitWatchdog>,
     log_path: PathBuf,
     shutdown: Shutdown,
 }
@@ -102,7 +135,7 @@ impl ServerProcess {
         Ok(Self {
             name,
             child: Mutex::new(child),
-            _watchdog: watchdog,
+            watchdog: Some(watchdog),
             log_path: log_path.to_owned(),
             shutdown,
         })
@@ -116,6 +149,94 @@ impl ServerProcess {
     pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path)
             .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+    }
+
+    /// The process id (still the same number after the process exited).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child().id()
+    }
+
+    /// Sends `signal`; fails, sending nothing, once the process has exited and been reaped (its pid may have been
+    /// reused).
+    pub(crate) fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let mut child = self.child();
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("cannot check on {}", self.name))?
+        {
+            bail!(
+                "{} already exited with {status}; not sending {signal}",
+                self.name
+            );
+        }
+        let pid = i32::try_from(child.id()).context("pid out of range")?;
+        kill(Pid::from_raw(pid), signal)
+            .with_context(|| format!("cannot send {signal} to {}", self.name))
+    }
+
+    /// Waits up to `timeout` for the process to exit, and disarms its watchdog once it has.
+    pub(crate) async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self
+                .child
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .try_wait()
+                .with_context(|| format!("cannot check on {}", self.name))?;
+            if let Some(status) = status {
+                self.watchdog = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} still running after {timeout:?}; log:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub(crate) async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        self.wait_exit(timeout).await.context("after SIGTERM")
+    }
+
+    /// Waits up to `timeout` until the log holds one of `needles`; fails at once, with the log, if the process
+    /// exits without having logged any.
+    pub(crate) async fn wait_for_log(
+        &self,
+        needles: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Checked before reading: a line written just before the exit is still found.
+            let exited = self
+                .child()
+                .try_wait()
+                .with_context(|| format!("cannot check on {}", self.name))?;
+            let logs = self.logs();
+            if needles.iter().any(|needle| logs.contains(needle)) {
+                return Ok(());
+            }
+            if let Some(status) = exited {
+                bail!(
+                    "{} exited with {status} without logging any of {needles:?}; log:\n{logs}",
+                    self.name
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} logged none of {needles:?} within {timeout:?}; log:\n{logs}",
+                    self.name
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Fails if the server has exited: with [`StartError::PortTaken`] when its log says its address was in use.
@@ -198,13 +319,14 @@ impl Drop for ServerProcess {
             let deadline = Instant::now() + grace;
             while Instant::now() < deadline {
                 match child.try_wait() {
-                    Ok(None) => std::thread::sleep(STOP_POLL),
+                    Ok(None) => std::thread::sleep(POLL),
                     Ok(Some(_)) | Err(_) => return,
                 }
             }
         }
         let _ = child.kill();
         let _ = child.wait();
+        self.watchdog = None;
     }
 }
 
@@ -243,170 +365,4 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    fn sh(script: &str, dir: &Path, shutdown: Shutdown) -> anyhow::Result<ServerProcess> {
-        let mut command = Command::new("sh");
-        command.args(["-c", script]);
-        ServerProcess::spawn("test server", &mut command, &dir.join("log"), shutdown)
-    }
-
-    async fn never_ready(server: &ServerProcess) -> Result<(), StartError> {
-        server
-            .wait_ready(
-                "nowhere",
-                Duration::from_secs(30),
-                Duration::from_millis(5),
-                || async { Probe::NotYet("nothing".to_owned()) },
-            )
-            .await
-    }
-
-    #[tokio::test]
-    async fn a_server_that_lost_its_port_is_worth_another_port_and_says_why() -> anyhow::Result<()>
-    {
-        let dir = tempfile::tempdir()?;
-        let server = sh(
-            "echo 'bind: Address already in use' >&2; exit 1",
-            dir.path(),
-            Shutdown::Kill,
-        )?;
-        match never_ready(&server).await {
-            Err(StartError::PortTaken(error)) => {
-                assert!(
-                    format!("{error:#}").contains("Address already in use"),
-                    "{error:#}"
-                );
-            }
-            other => panic!("expected a lost port race, got {other:?}"),
-        }
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_server_that_dies_fails_the_start_with_its_log() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let server = sh(
-            "echo 'fatal: bad config'; exit 3",
-            dir.path(),
-            Shutdown::Kill,
-        )?;
-        match never_ready(&server).await {
-            Err(StartError::Fatal(error)) => {
-                let text = format!("{error:#}");
-                assert!(
-                    text.contains("fatal: bad config") && text.contains("test server"),
-                    "{text}"
-                );
-            }
-            other => panic!("expected a fatal start, got {other:?}"),
-        }
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_server_that_never_answers_times_out_with_the_last_probe_and_its_log()
-    -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let server = sh(
-            "echo 'still booting'; exec sleep 600",
-            dir.path(),
-            Shutdown::Kill,
-        )?;
-        let probes = AtomicUsize::new(0);
-        let result = server
-            .wait_ready(
-                "127.0.0.1:1",
-                Duration::ZERO,
-                Duration::from_millis(5),
-                || async {
-                    probes.fetch_add(1, Ordering::SeqCst);
-                    Probe::NotYet("connection refused".to_owned())
-                },
-            )
-            .await;
-        match result {
-            Err(StartError::Fatal(error)) => {
-                let text = format!("{error:#}");
-                assert!(
-                    text.contains("not ready") && text.contains("connection refused"),
-                    "{text}"
-                );
-            }
-            other => panic!("expected a timeout, got {other:?}"),
-        }
-        assert_eq!(
-            probes.load(Ordering::SeqCst),
-            1,
-            "a zero deadline still probes once"
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn a_probe_that_answers_wrongly_is_fatal_at_once() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let server = sh("exec sleep 600", dir.path(), Shutdown::Kill)?;
-        let result = server
-            .wait_ready(
-                "127.0.0.1:1",
-                Duration::from_secs(30),
-                Duration::from_millis(5),
-                || async { Probe::Fatal(anyhow!("answered as someone else")) },
-            )
-            .await;
-        assert!(matches!(result, Err(StartError::Fatal(_))), "{result:?}");
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn only_lost_port_races_are_retried_and_only_so_often() {
-        let attempts = AtomicUsize::new(0);
-        let result: anyhow::Result<()> = start_on_fresh_ports("test server", 3, || async {
-            attempts.fetch_add(1, Ordering::SeqCst);
-            Err(StartError::PortTaken(anyhow!("address already in use")))
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(attempts.load(Ordering::SeqCst), 3);
-
-        let attempts = AtomicUsize::new(0);
-        let result: anyhow::Result<()> = start_on_fresh_ports("test server", 3, || async {
-            attempts.fetch_add(1, Ordering::SeqCst);
-            Err(StartError::Fatal(anyhow!("broken")))
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(
-            attempts.load(Ordering::SeqCst),
-            1,
-            "a fatal start is not retried"
-        );
-    }
-
-    #[test]
-    fn a_polite_shutdown_sends_its_signal_before_killing() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        // The shell says it is ready once its trap is set, so the signal cannot arrive before the trap.
-        let server = sh(
-            "trap 'echo got-quit; exit 0' QUIT; echo armed; while :; do sleep 0.05; done",
-            dir.path(),
-            Shutdown::Signal {
-                signal: Signal::SIGQUIT,
-                grace: Duration::from_secs(30),
-            },
-        )?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.logs().contains("armed") {
-            assert!(Instant::now() < deadline, "the shell never set its trap");
-            std::thread::sleep(STOP_POLL);
-        }
-        drop(server);
-        let log = std::fs::read_to_string(dir.path().join("log"))?;
-        assert!(log.contains("got-quit"), "{log}");
-        Ok(())
-    }
-}
+mod tests;

@@ -5,40 +5,34 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use courier_proto::v1alpha1::VersionRequest;
 use courier_proto::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient;
 use hyper_util::rt::TokioIo;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tools;
-use crate::watchdog::ExitWatchdog;
 use crate::FakeKubeApi;
+use crate::process::{self, Probe, ServerProcess, Shutdown, StartError};
+use crate::tools;
 
 /// How long start-up may take; a debug build on a busy machine starts well within this.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How often readiness and exit are polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long one connection attempt or readiness `Version` call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the provider may take to exit after SIGTERM.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Variables the provider (or its HTTP client) reads that a developer's shell may set; the tests pass everything
-/// as flags, and a proxy would take requests away from 127.0.0.1.
-const INHERITED_ENV_TO_CLEAR: &[&str] = &[
+/// Variables the provider reads that a developer's shell may set (proxies and `RUST_LOG` are cleared for every
+/// process); the tests pass everything as flags.
+const PROVIDER_ENV_TO_CLEAR: &[&str] = &[
     "VAULT_ADDR",
     "BAO_ADDR",
-    "RUST_LOG",
     "COURIER_PROVIDERS_DIR",
     "COURIER_PROVIDERS",
     "COURIER_HEALTH_ADDR",
@@ -74,12 +68,6 @@ const INHERITED_ENV_TO_CLEAR: &[&str] = &[
     "AWS_CA_BUNDLE",
     "COURIER_POD_IDENTITY_AGENT_URL",
     "KUBECONFIG",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
 ];
 /// The API version the driver sends in `VersionRequest`.
 pub const API_VERSION: &str = "v1alpha1";
@@ -292,11 +280,6 @@ impl ProviderBuilder {
             .tempdir()
             .context("cannot create a temporary directory for the provider's log")?;
         let log_path = log_dir.path().join("provider.log");
-        let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .context("cannot duplicate the log file handle")?;
 
         let names = if self.names.is_empty() {
             vec!["courier".to_owned()]
@@ -321,9 +304,7 @@ impl ProviderBuilder {
         if let Some(format) = &self.log_format {
             command.arg("--log-format").arg(format);
         }
-        for key in INHERITED_ENV_TO_CLEAR {
-            command.env_remove(key);
-        }
+        process::clear_inherited_env(&mut command, PROVIDER_ENV_TO_CLEAR);
         let explicit_kubeconfig = self.env.iter().any(|(k, _)| k == "KUBECONFIG");
         let kube_api = if explicit_kubeconfig || self.issuer_keys.is_empty() {
             None
@@ -347,38 +328,29 @@ impl ProviderBuilder {
             .env("AWS_SHARED_CREDENTIALS_FILE", log_dir.path().join("no-aws-credentials"));
         command
             .args(&self.extra_args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot run {}", binary.display()))?;
-        let pid = child.id();
-        let mut process = ProviderProcess {
-            child,
-            watchdog: None,
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let process = ServerProcess::spawn(NAME, &mut command, &log_path, Shutdown::Kill)?;
+        Ok(ProviderProcess {
+            process,
             names,
             providers_dir,
-            log_path,
             kube_api,
             _owned_dir: owned_dir,
             _log_dir: log_dir,
-        };
-        process.watchdog =
-            Some(ExitWatchdog::watch(pid).context("cannot start the provider's exit watchdog")?);
-        Ok(process)
+        })
     }
 }
+
+/// How the provider is named in start-up and exit errors.
+const NAME: &str = "courier-provider";
 
 /// A running provider; killed on drop unless it already exited.
 #[derive(Debug)]
 pub struct ProviderProcess {
-    child: Child,
-    watchdog: Option<ExitWatchdog>,
+    // First, so that the process is gone before its fake API server and directories.
+    process: ServerProcess,
     names: Vec<String>,
     providers_dir: PathBuf,
-    log_path: PathBuf,
     kube_api: Option<FakeKubeApi>,
     _owned_dir: Option<TempDir>,
     _log_dir: TempDir,
@@ -397,53 +369,31 @@ impl ProviderProcess {
 
     /// Waits until every socket exists and answers `Version`; fails with the log if the process exits first.
     pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        for name in self.names.clone() {
-            let socket = self.socket_path(&name);
-            let mut last_error = String::from("socket file not there yet");
-            loop {
-                if let Some(status) = self
-                    .child
-                    .try_wait()
-                    .context("cannot poll the provider process")?
-                {
-                    bail!(
-                        "courier-provider exited during start-up with {status}; log:\n{}",
-                        self.logs()
-                    );
-                }
-                if socket.exists() {
-                    match version_once(&socket).await {
-                        Ok(()) => break,
-                        Err(error) => last_error = format!("{error:#}"),
+        // Sockets already answering are not asked again.
+        let answered = AtomicUsize::new(0);
+        let at = format!("the sockets in {}", self.providers_dir.display());
+        self.process
+            .wait_ready(&at, READY_TIMEOUT, process::POLL, || async {
+                while let Some(name) = self.names.get(answered.load(Ordering::SeqCst)) {
+                    let socket = self.socket_path(name);
+                    if !socket.exists() {
+                        return Probe::NotYet(format!("{} not there yet", socket.display()));
                     }
+                    if let Err(error) = version_once(&socket).await {
+                        return Probe::NotYet(format!("{}: {error:#}", socket.display()));
+                    }
+                    answered.fetch_add(1, Ordering::SeqCst);
                 }
-                if Instant::now() >= deadline {
-                    bail!(
-                        "courier-provider not ready on {} after {READY_TIMEOUT:?} ({last_error}); log:\n{}",
-                        socket.display(),
-                        self.logs()
-                    );
-                }
-                tokio::time::sleep(POLL_INTERVAL).await;
-            }
-        }
-        Ok(())
+                Probe::Ready
+            })
+            .await
+            .map_err(StartError::into_error)
     }
 
-    /// Waits until the log holds one of `needles` (bounded by the start-up timeout).
+    /// Waits until the log holds one of `needles` (bounded by the start-up timeout); fails at once if the process
+    /// exits without logging any.
     pub async fn wait_for_log(&self, needles: &[&str]) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let logs = self.logs();
-            if needles.iter().any(|n| logs.contains(n)) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("courier-provider logged none of {needles:?} within {READY_TIMEOUT:?}; log:\n{logs}");
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        self.process.wait_for_log(needles, READY_TIMEOUT).await
     }
 
     /// The fake API server the process got from [`ProviderBuilder::trust_issuer`], if any.
@@ -468,13 +418,12 @@ impl ProviderProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Everything the provider wrote to stderr and stdout so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+        self.process.logs()
     }
 
     /// A client on socket `name`, with `:authority` `localhost` as drivers since v1.6 send it.
@@ -526,48 +475,17 @@ impl ProviderProcess {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        self.signal(Signal::SIGTERM)?;
-        self.wait_exit(EXIT_TIMEOUT).await
+        self.process.terminate(process::EXIT_TIMEOUT).await
     }
 
-    /// Sends `signal` to the process.
+    /// Sends `signal` to the process (refused once it has exited and been reaped).
     pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = i32::try_from(self.child.id()).context("pid out of range")?;
-        kill(Pid::from_raw(pid), signal)
-            .with_context(|| format!("cannot send {signal} to the provider"))
+        self.process.signal(signal)
     }
 
     /// Waits up to `timeout` for the process to exit.
     pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .context("cannot poll the provider process")?
-            {
-                // The pid is gone; the watchdog must not outlive it.
-                self.watchdog = None;
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(anyhow!(
-                    "courier-provider still running after {timeout:?}; log:\n{}",
-                    self.logs()
-                ));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-}
-
-impl Drop for ProviderProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        self.watchdog = None;
+        self.process.wait_exit(timeout).await
     }
 }
 
@@ -630,6 +548,25 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// `GET http://<addr>/metrics`, parsed; for the shim and the SecretSync controller, whose address the test chose.
+pub(crate) async fn scrape_metrics(addr: SocketAddr) -> anyhow::Result<MetricsSnapshot> {
+    let url = format!("http://{addr}/metrics");
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .context("cannot build an HTTP client")?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let body = response
+        .text()
+        .await
+        .with_context(|| format!("GET {url}: reading the body"))?;
+    MetricsSnapshot::parse(&body)
 }
 
 /// One sample of the Prometheus text format: `name{label="value",...} value`.

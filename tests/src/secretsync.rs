@@ -2,40 +2,25 @@
 //! fake Kubernetes API's kubeconfig, ready once `/healthz` answers, killed on drop.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::provider::MetricsSnapshot;
+use crate::process::{self, Probe, ServerProcess, Shutdown, StartError};
+use crate::provider::{MetricsSnapshot, scrape_metrics};
 use crate::tools;
-use crate::watchdog::ExitWatchdog;
 
 /// How long start-up may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often readiness and exit are polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// How long SIGTERM may take (the Lease is released on the way out).
-const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Environment a developer's shell may carry that must not reach the controller.
-const INHERITED_ENV_TO_CLEAR: &[&str] = &[
-    "KUBECONFIG",
-    "POD_NAME",
-    "POD_NAMESPACE",
-    "RUST_LOG",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-];
+/// How the controller is named in start-up and exit errors.
+const NAME: &str = "the SecretSync controller";
+/// Environment a developer's shell may carry that must not reach the controller (proxies and `RUST_LOG` are
+/// cleared for every process).
+const CONTROLLER_ENV_TO_CLEAR: &[&str] = &["KUBECONFIG", "POD_NAME", "POD_NAMESPACE"];
 
 /// Flags of one controller process.
 #[derive(Debug, Clone)]
@@ -75,24 +60,21 @@ impl SecretSyncBuilder {
         self
     }
 
-    /// Starts the process and waits for `/healthz`.
+    /// Starts the process and waits for `/healthz` (on a fresh port if it lost the one it was given).
     pub async fn start(self) -> anyhow::Result<SecretSyncProcess> {
+        process::start_on_fresh_ports(NAME, process::PORT_ATTEMPTS, || self.clone().try_start()).await
+    }
+
+    async fn try_start(self) -> Result<SecretSyncProcess, StartError> {
         let binary = tools::shim_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("courier-secretsync-")
             .tempdir()
             .context("cannot create the controller's directory")?;
         let log_path = dir.path().join("controller.log");
-        let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let log_err = log.try_clone().context("cannot duplicate the log handle")?;
-        let http_addr = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
-            listener.local_addr().context("bound socket has no address")?
-        };
+        let http_addr = SocketAddr::from(([127, 0, 0, 1], process::free_port()?));
         let mut command = Command::new(&binary);
-        for key in INHERITED_ENV_TO_CLEAR {
-            command.env_remove(key);
-        }
+        process::clear_inherited_env(&mut command, CONTROLLER_ENV_TO_CLEAR);
         command
             .env("KUBECONFIG", &self.kubeconfig)
             .arg("--providers-dir")
@@ -116,16 +98,10 @@ impl SecretSyncBuilder {
             .arg(format!("{}ms", self.min_refresh.as_millis()))
             .arg("--http-addr")
             .arg(http_addr.to_string())
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let child = command.spawn().with_context(|| format!("cannot run {}", binary.display()))?;
-        let watchdog = ExitWatchdog::watch(child.id()).context("cannot start the controller's exit watchdog")?;
-        let mut process = SecretSyncProcess {
-            child,
-            watchdog: Some(watchdog),
-            log_path,
+            .args(&self.extra_args);
+        let process = ServerProcess::spawn(NAME, &mut command, &log_path, Shutdown::Kill)?;
+        let process = SecretSyncProcess {
+            process,
             http_addr,
             identity: self.identity,
             _dir: dir,
@@ -135,39 +111,33 @@ impl SecretSyncBuilder {
     }
 }
 
-/// A running controller replica.
+/// A running controller replica; killed on drop unless it already exited.
 #[derive(Debug)]
 pub struct SecretSyncProcess {
-    child: Child,
-    watchdog: Option<ExitWatchdog>,
-    log_path: PathBuf,
+    // First, so that the process is gone before its directory.
+    process: ServerProcess,
     http_addr: SocketAddr,
     identity: String,
     _dir: TempDir,
 }
 
 impl SecretSyncProcess {
-    fn http() -> anyhow::Result<reqwest::Client> {
-        Ok(reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?)
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let client = Self::http()?;
-        loop {
-            if let Some(status) = self.child.try_wait().context("cannot poll the controller")? {
-                bail!("the controller exited during start-up with {status}; log:\n{}", self.logs());
-            }
-            if let Ok(response) = client.get(format!("http://{}/healthz", self.http_addr)).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("the controller not ready after {READY_TIMEOUT:?}; log:\n{}", self.logs());
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+    async fn wait_ready(&self) -> Result<(), StartError> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build an HTTP client")?;
+        let url = format!("http://{}/healthz", self.http_addr);
+        self.process
+            .wait_ready(&url, READY_TIMEOUT, process::POLL, || async {
+                match client.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => Probe::Ready,
+                    Ok(response) => Probe::NotYet(format!("answered {}", response.status())),
+                    Err(error) => Probe::NotYet(error.to_string()),
+                }
+            })
+            .await
     }
 
     /// The identity it campaigns with.
@@ -177,46 +147,16 @@ impl SecretSyncProcess {
 
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+        self.process.logs()
     }
 
     /// Scrapes `/metrics`.
     pub async fn metrics(&self) -> anyhow::Result<MetricsSnapshot> {
-        let body = Self::http()?
-            .get(format!("http://{}/metrics", self.http_addr))
-            .send()
-            .await
-            .context("GET /metrics")?
-            .text()
-            .await?;
-        MetricsSnapshot::parse(&body)
+        scrape_metrics(self.http_addr).await
     }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Sends SIGTERM and waits for the exit status (the Lease is released on the way out).
     pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        let pid = i32::try_from(self.child.id()).context("pid out of range")?;
-        kill(Pid::from_raw(pid), Signal::SIGTERM).context("cannot signal the controller")?;
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().context("cannot poll the controller")? {
-                self.watchdog = None;
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("the controller still running {EXIT_TIMEOUT:?} after SIGTERM; log:\n{}", self.logs());
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-}
-
-impl Drop for SecretSyncProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        self.watchdog = None;
+        self.process.terminate(process::EXIT_TIMEOUT).await
     }
 }

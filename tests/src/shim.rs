@@ -11,13 +11,12 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use courier_proto::csi::v1::identity_client::IdentityClient;
 use courier_proto::csi::v1::node_client::NodeClient;
 use courier_proto::csi::v1::volume_capability::{AccessMode, AccessType, MountVolume, access_mode};
@@ -26,45 +25,33 @@ use courier_proto::csi::v1::{
     NodeGetCapabilitiesResponse, NodeGetInfoRequest, NodeGetInfoResponse, NodePublishVolumeRequest,
     NodeUnpublishVolumeRequest, ProbeRequest, VolumeCapability,
 };
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 use tonic::Status;
 use tonic::transport::Channel;
 
-use crate::provider::{MetricsSnapshot, connect_unix};
+use crate::process::{self, Probe, ServerProcess, Shutdown, StartError};
+use crate::provider::{MetricsSnapshot, connect_unix, scrape_metrics};
 use crate::tools;
-use crate::watchdog::ExitWatchdog;
 use crate::{MintedToken, PodFixture};
 
 /// How long start-up may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often readiness is polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// kubelet's deadline for NodePublishVolume (`csiTimeout`, 2 minutes).
 pub const KUBELET_CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long the shim may take to exit after SIGTERM.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `TMPFS_MAGIC` from `linux/magic.h`, as `statfs` reports a tmpfs.
 pub const TMPFS_MAGIC: i64 = 0x0102_1994;
 /// The key of the service-account tokens in the volume context.
 pub const TOKENS_KEY: &str = "csi.storage.k8s.io/serviceAccount.tokens";
-/// Variables the shim reads that a developer's shell (or a pod) may set; tests pass everything explicitly.
-const INHERITED_ENV_TO_CLEAR: &[&str] = &[
+/// Variables the shim reads that a developer's shell (or a pod) may set (proxies and `RUST_LOG` are cleared for
+/// every process); tests pass everything explicitly.
+const SHIM_ENV_TO_CLEAR: &[&str] = &[
     "KUBECONFIG",
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
     "CSI_ENDPOINT",
     "KUBE_NODE_NAME",
     "COURIER_DRIVER_NAME",
-    "RUST_LOG",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
 ];
 
 /// Flags and environment for one shim process.
@@ -167,8 +154,14 @@ impl ShimBuilder {
         self
     }
 
-    /// Starts the shim and waits until its socket answers `Probe`.
+    /// Starts the shim and waits until its socket answers `Probe` (on a fresh metrics port if it lost the one
+    /// it was given).
     pub async fn start(self) -> anyhow::Result<ShimProcess> {
+        process::start_on_fresh_ports(NAME, process::PORT_ATTEMPTS, || self.clone().try_start())
+            .await
+    }
+
+    async fn try_start(self) -> Result<ShimProcess, StartError> {
         let binary = tools::shim_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("courier-shim-")
@@ -176,11 +169,8 @@ impl ShimBuilder {
             .context("cannot create the shim's directory")?;
         let endpoint = dir.path().join("csi.sock");
         let log_path = dir.path().join("shim.log");
-        let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let log_err = log.try_clone().context("cannot duplicate the log handle")?;
         let metrics_addr = if self.metrics {
-            Some(free_local_addr()?)
+            Some(SocketAddr::from(([127, 0, 0, 1], process::free_port()?)))
         } else {
             None
         };
@@ -212,27 +202,15 @@ impl ShimBuilder {
         if let Some(pods) = &self.kubelet_pods_dir {
             command.arg("--kubelet-pods-dir").arg(pods);
         }
-        for key in INHERITED_ENV_TO_CLEAR {
-            command.env_remove(key);
-        }
+        process::clear_inherited_env(&mut command, SHIM_ENV_TO_CLEAR);
         if let Some(kubeconfig) = &self.kubeconfig {
             command.env("KUBECONFIG", kubeconfig);
         }
-        command
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot run {}", binary.display()))?;
-        let watchdog =
-            ExitWatchdog::watch(child.id()).context("cannot start the shim's exit watchdog")?;
-        let mut shim = ShimProcess {
-            child,
-            watchdog: Some(watchdog),
+        command.args(&self.extra_args);
+        let process = ServerProcess::spawn(NAME, &mut command, &log_path, Shutdown::Kill)?;
+        let shim = ShimProcess {
+            process,
             endpoint,
-            log_path,
             metrics_addr,
             _dir: dir,
         };
@@ -241,51 +219,38 @@ impl ShimBuilder {
     }
 }
 
-/// A free port on 127.0.0.1 (free when asked; the shim binds it right after).
-fn free_local_addr() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
-    listener.local_addr().context("bound socket has no address")
-}
+/// How the shim is named in start-up and exit errors.
+const NAME: &str = "courier-driver-shim";
 
 /// A running shim; killed on drop unless it already exited.
 #[derive(Debug)]
 pub struct ShimProcess {
-    child: Child,
-    watchdog: Option<ExitWatchdog>,
+    // First, so that the process is gone before its directory.
+    process: ServerProcess,
     endpoint: PathBuf,
-    log_path: PathBuf,
     metrics_addr: Option<SocketAddr>,
     _dir: TempDir,
 }
 
 impl ShimProcess {
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut last_error = String::from("socket file not there yet");
-        loop {
-            if let Some(status) = self.child.try_wait().context("cannot poll the shim")? {
-                bail!(
-                    "courier-driver-shim exited during start-up with {status}; log:\n{}",
-                    self.logs()
-                );
-            }
-            if self.endpoint.exists() {
-                match self.kubelet().await {
-                    Ok(mut kubelet) => match kubelet.probe().await {
-                        Ok(true) => return Ok(()),
-                        Ok(false) => last_error = "Probe answered not ready".to_owned(),
-                        Err(status) => last_error = format!("Probe failed: {status}"),
-                    },
-                    Err(error) => last_error = format!("{error:#}"),
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "courier-driver-shim not ready after {READY_TIMEOUT:?} ({last_error}); log:\n{}",
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
+    async fn wait_ready(&self) -> Result<(), StartError> {
+        let at = self.endpoint.display().to_string();
+        self.process
+            .wait_ready(&at, READY_TIMEOUT, process::POLL, || self.probe())
+            .await
+    }
+
+    async fn probe(&self) -> Probe {
+        if !self.endpoint.exists() {
+            return Probe::NotYet("socket file not there yet".to_owned());
+        }
+        match self.kubelet().await {
+            Ok(mut kubelet) => match kubelet.probe().await {
+                Ok(true) => Probe::Ready,
+                Ok(false) => Probe::NotYet("Probe answered not ready".to_owned()),
+                Err(status) => Probe::NotYet(format!("Probe failed: {status}")),
+            },
+            Err(error) => Probe::NotYet(format!("{error:#}")),
         }
     }
 
@@ -301,8 +266,7 @@ impl ShimProcess {
 
     /// Everything the shim logged so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path)
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
+        self.process.logs()
     }
 
     /// Scrapes `/metrics` (start with [`ShimBuilder::metrics`]).
@@ -310,47 +274,12 @@ impl ShimProcess {
         let addr = self
             .metrics_addr
             .context("the shim was started without --metrics-addr")?;
-        let body = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .context("GET /metrics")?
-            .text()
-            .await?;
-        MetricsSnapshot::parse(&body)
+        scrape_metrics(addr).await
     }
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
-        let pid = i32::try_from(self.child.id()).context("pid out of range")?;
-        kill(Pid::from_raw(pid), Signal::SIGTERM).context("cannot signal the shim")?;
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().context("cannot poll the shim")? {
-                self.watchdog = None;
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "courier-driver-shim still running {EXIT_TIMEOUT:?} after SIGTERM; log:\n{}",
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-}
-
-impl Drop for ShimProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        self.watchdog = None;
+        self.process.terminate(process::EXIT_TIMEOUT).await
     }
 }
 

@@ -131,6 +131,17 @@ where
     Ok(output.stdout)
 }
 
+/// Runs `openssl` on `pem` written to a temporary file (`-in` is appended) and returns its standard output.
+pub fn openssl_on(pem: &str, args: &[&str]) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir().context("cannot create a directory for openssl's input")?;
+    let path = dir.path().join("in.pem");
+    std::fs::write(&path, pem).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.push(OsStr::new("-in"));
+    all.push(path.as_os_str());
+    String::from_utf8(run_openssl(all)?).context("openssl wrote something other than UTF-8")
+}
+
 fn existing(path: PathBuf, source: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
         Ok(path)

@@ -9,18 +9,19 @@
 //! keys can be had gets credentials keyed by a hash of the exact token, so it
 //! never rides on a login made for another token.
 
+mod cache;
 mod issuer;
+mod pod;
 mod verify;
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+pub(crate) use self::cache::CredentialCache;
 use self::issuer::IssuerKeyCache;
+use self::pod::audiences;
+pub(crate) use self::pod::{PodIdentity, TokenMap};
 use self::verify::Expected;
 use crate::kube_client::KubeClient;
 use crate::secret::SecretString;
@@ -29,107 +30,6 @@ use crate::secret::SecretString;
 #[must_use]
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Service-account tokens by audience.
-#[derive(Debug, Default)]
-pub struct TokenMap(BTreeMap<String, SecretString>);
-
-impl TokenMap {
-    /// Adds the token for `audience`.
-    pub fn insert(&mut self, audience: String, token: SecretString) {
-        self.0.insert(audience, token);
-    }
-
-    /// The audiences a token was passed for (names only).
-    pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-}
-
-/// Who a mount runs as.
-#[derive(Debug)]
-pub struct PodIdentity {
-    namespace: String,
-    pod_name: String,
-    pod_uid: String,
-    service_account: String,
-    tokens: TokenMap,
-}
-
-impl PodIdentity {
-    /// Builds an identity from kubelet's pod-info attributes and the tokens.
-    #[must_use]
-    pub fn new(
-        namespace: String,
-        pod_name: String,
-        pod_uid: String,
-        service_account: String,
-        tokens: TokenMap,
-    ) -> Self {
-        Self { namespace, pod_name, pod_uid, service_account, tokens }
-    }
-
-    /// The pod's namespace (also the service account's).
-    #[must_use]
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// The pod's name.
-    #[must_use]
-    pub fn pod_name(&self) -> &str {
-        &self.pod_name
-    }
-
-    /// The pod's UID.
-    #[must_use]
-    pub fn pod_uid(&self) -> &str {
-        &self.pod_uid
-    }
-
-    /// The service account's name.
-    #[must_use]
-    pub fn service_account(&self) -> &str {
-        &self.service_account
-    }
-
-    /// The token minted for `audience`, if the driver passed one.
-    #[must_use]
-    pub fn token(&self, audience: &str) -> Option<&SecretString> {
-        self.tokens.0.get(audience)
-    }
-
-    /// The audiences the driver passed tokens for.
-    pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        self.tokens.audiences()
-    }
-
-    /// The service account's UID, read from the `kubernetes.io` claim of any of
-    /// the tokens. It separates a deleted-and-recreated service account of the
-    /// same name from the old one. The claim is only used as a cache key: the
-    /// token itself is what the backend verifies.
-    #[must_use]
-    pub fn service_account_uid(&self) -> String {
-        self.tokens
-            .0
-            .values()
-            .find_map(|t| sa_uid_claim(t.expose_secret()))
-            .unwrap_or_default()
-    }
-
-    /// A short, stable, non-reversible label for logs: never the token.
-    #[must_use]
-    pub fn log_label(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.namespace.as_bytes());
-        h.update([0]);
-        h.update(self.service_account.as_bytes());
-        h.update([0]);
-        h.update(self.service_account_uid().as_bytes());
-        let digest = h.finalize();
-        hex::encode(&digest[..6])
-    }
 }
 
 /// A token the provider may present for the pod, and the scope of credentials
@@ -314,125 +214,6 @@ pub(crate) enum TokenProblem {
          verification is required"
     )]
     KeysUnavailable,
-}
-
-impl PodIdentity {
-    /// Checks the unverified claims of the token for `audience`: this pod's
-    /// service account and audience, not expired. It proves nothing (anyone can
-    /// write claims) and only refuses an obviously foreign token early; the
-    /// backend verifies the signature, and credentials obtained with an
-    /// unverified token are cached for that token alone.
-    fn precheck(&self, audience: &str, now_unix: u64) -> Result<(), TokenProblem> {
-        let token = self.token(audience).ok_or(TokenProblem::Missing)?;
-        let claims = jwt_claims(token.expose_secret()).ok_or(TokenProblem::NotJwt)?;
-        let expected = format!("system:serviceaccount:{}:{}", self.namespace, self.service_account);
-        let subject = claims.get("sub").and_then(serde_json::Value::as_str).unwrap_or_default();
-        if subject != expected {
-            return Err(TokenProblem::WrongSubject { expected, found: subject.to_owned() });
-        }
-        let audiences = audiences_of(&claims);
-        if !audiences.iter().any(|a| a == audience) {
-            return Err(TokenProblem::WrongAudience { found: audiences });
-        }
-        if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64)
-            && exp <= now_unix {
-                return Err(TokenProblem::Expired(now_unix - exp));
-            }
-        Ok(())
-    }
-}
-
-/// A JWT's payload, decoded without verification.
-fn jwt_claims(jwt: &str) -> Option<serde_json::Value> {
-    let mut parts = jwt.split('.');
-    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.is_object().then_some(claims)
-}
-
-/// The `aud` claim of decoded claims.
-fn audiences_of(claims: &serde_json::Value) -> Vec<String> {
-    match claims.get("aud") {
-        Some(serde_json::Value::String(a)) => vec![a.clone()],
-        Some(serde_json::Value::Array(list)) => list.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The `aud` claim of a JWT, unverified (for messages).
-fn audiences(jwt: &str) -> Vec<String> {
-    jwt_claims(jwt).map(|c| audiences_of(&c)).unwrap_or_default()
-}
-
-/// `kubernetes.io.serviceaccount.uid` from a JWT's payload, unverified.
-fn sa_uid_claim(jwt: &str) -> Option<String> {
-    jwt_claims(jwt)?.pointer("/kubernetes.io/serviceaccount/uid")?.as_str().map(str::to_owned)
-}
-
-/// Upper bound on cached credentials, so a churn of identities cannot grow memory
-/// without limit; expired entries are dropped first.
-const MAX_CACHED_CREDENTIALS: usize = 10_000;
-
-/// Credentials that expire, keyed by identity plus backend configuration.
-pub(crate) struct CredentialCache<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-}
-
-/// Shows how many entries are held, never a key or a value: values are tokens,
-/// credentials and secret responses.
-impl<K, V> std::fmt::Debug for CredentialCache<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
-        f.debug_struct("CredentialCache").field("entries", &entries).finish()
-    }
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> Default for CredentialCache<K, V> {
-    fn default() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> CredentialCache<K, V> {
-    /// The cached value for `key`, unless it has expired.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match entries.get(key) {
-            Some((value, until)) if *until > Instant::now() => Some(value.clone()),
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Caches `value` for `valid_for`.
-    pub(crate) fn insert(&self, key: K, value: V, valid_for: Duration) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= MAX_CACHED_CREDENTIALS {
-            entries.retain(|_, (_, until)| *until > now);
-            if entries.len() >= MAX_CACHED_CREDENTIALS {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, now + valid_for));
-    }
-
-    /// Drops the entry for `key` (after the backend refused it).
-    pub(crate) fn remove(&self, key: &K) {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
-    }
-
-    /// Number of entries, expired ones included.
-    pub(crate) fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
-    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,7 @@
+use std::time::Duration;
+
+use base64::Engine as _;
+
 use super::*;
 
 fn jwt_with(claims: &serde_json::Value) -> String {

@@ -99,6 +99,15 @@ impl OpenBao {
         Ok(())
     }
 
+    /// Writes ACL policy `name` that may read `paths` (globs allowed) and nothing else.
+    pub async fn read_only_policy(&self, name: &str, paths: &[&str]) -> anyhow::Result<()> {
+        let hcl: String = paths
+            .iter()
+            .map(|path| format!("path {path:?} {{ capabilities = [\"read\"] }}\n"))
+            .collect();
+        self.write_policy(name, &hcl).await
+    }
+
     /// Writes the ACL policy `name`.
     pub async fn write_policy(&self, name: &str, hcl: &str) -> anyhow::Result<()> {
         self.api(

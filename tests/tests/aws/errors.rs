@@ -1,10 +1,11 @@
 //! Parameter problems are `InvalidArgument` naming the parameter and object (`objects[1].objectType`), found
 //! before any AWS call; an unreachable AWS is `Unavailable`.
 
+use courier_proto::v1alpha1::MountResponse;
 use courier_tests::calls::{assert_status, mount};
-use tonic::Code;
+use tonic::{Code, Status};
 
-use crate::support::{AwsObj, case, quote, sm, ssm, unreachable_endpoint};
+use crate::support::{AwsObj, Case, case, quote, sm, ssm, unreachable_endpoint};
 
 /// Mounts `objects` on `aws.sock` and expects `InvalidArgument` mentioning `words`, with no AWS call made.
 async fn expect_invalid(label: &str, objects: &[AwsObj], words: &[&str]) -> anyhow::Result<()> {
@@ -172,23 +173,31 @@ async fn use_pod_identity_must_be_a_boolean() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn an_unreachable_aws_is_unavailable_and_names_the_object() -> anyhow::Result<()> {
-    let case = case("err-unreachable").await?;
+/// Mounts secret `s` with every AWS endpoint unreachable, with `parameters` added; returns the case (for names)
+/// and the result.
+async fn mount_without_aws(
+    label: &str,
+    parameters: &[(&str, &str)],
+) -> anyhow::Result<(Case, Result<MountResponse, Status>)> {
+    let case = case(label).await?;
     let provider = case
         .provider_builder(&["aws"])
         .aws_endpoint_url(unreachable_endpoint()?)
         .start()
         .await?;
+    let mut request = case.request(&[sm(&case.name("s")).alias("s")])?;
+    for (name, value) in parameters {
+        request = request.parameter(*name, *value);
+    }
+    let result = mount(&mut provider.client("aws").await?, request.build()?).await;
+    Ok((case, result))
+}
 
+#[tokio::test]
+async fn an_unreachable_aws_is_unavailable_and_names_the_object() -> anyhow::Result<()> {
     // Pod Identity, so the first AWS call is the read itself.
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?
-            .parameter("usePodIdentity", "true")
-            .build()?,
-    )
-    .await;
+    let (case, result) =
+        mount_without_aws("err-unreachable", &[("usePodIdentity", "true")]).await?;
 
     assert_status(result, Code::Unavailable, &["objects[0]", &case.name("s")]);
     Ok(())
@@ -196,18 +205,7 @@ async fn an_unreachable_aws_is_unavailable_and_names_the_object() -> anyhow::Res
 
 #[tokio::test]
 async fn an_unreachable_sts_is_unavailable() -> anyhow::Result<()> {
-    let case = case("err-sts-unreachable").await?;
-    let provider = case
-        .provider_builder(&["aws"])
-        .aws_endpoint_url(unreachable_endpoint()?)
-        .start()
-        .await?;
-
-    let result = mount(
-        &mut provider.client("aws").await?,
-        case.request(&[sm(&case.name("s")).alias("s")])?.build()?,
-    )
-    .await;
+    let (_case, result) = mount_without_aws("err-sts-unreachable", &[]).await?;
 
     assert_status(result, Code::Unavailable, &["AssumeRoleWithWebIdentity"]);
     Ok(())

@@ -1,10 +1,7 @@
 //! `vault.sock`: SecretProviderClasses of hashicorp/vault-csi-provider (its `test/bats/configs/*.yaml`, its
 //! `internal/config` and `internal/provider` behaviour) mount as they mount there.
 
-use std::ffi::OsStr;
-
 use courier_tests::calls::{assert_status, file, file_paths, mount, text};
-use courier_tests::tools::run_openssl;
 use courier_tests::MountRequestBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -22,16 +19,7 @@ pub(crate) async fn pki_case(case: &Case) -> anyhow::Result<String> {
     Ok(format!("{mount_path}/issue/web"))
 }
 
-/// Runs `openssl` on `pem` written to a temporary file (`-in` is appended).
-pub(crate) fn openssl_on(pem: &str, args: &[&str]) -> anyhow::Result<String> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("in.pem");
-    std::fs::write(&path, pem)?;
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.push(OsStr::new("-in"));
-    all.push(path.as_os_str());
-    Ok(String::from_utf8(run_openssl(all)?)?)
-}
+pub(crate) use courier_tests::tools::openssl_on;
 
 /// The top-level field names of a JSON document, in the order they are written.
 pub(crate) fn top_level_keys(document: &str) -> Vec<String> {

@@ -24,11 +24,8 @@ async fn pods_of_one_service_account_get_their_own_credentials_unless_shared() -
     );
     assert_ne!(own1.lease_id, own2.lease_id);
     for creds in [&own1, &own2] {
-        assert!(
-            case.pg()
-                .can_login(&creds.username, &creds.password)
-                .await?
-        );
+        case.assert_logs_in(creds, "a pod's own credentials do not log in")
+            .await?;
     }
     assert_eq!(
         mount_creds(&mut client, &case.request_for(&pod1, &case.role, &objects)?).await?,
@@ -52,11 +49,8 @@ async fn pods_of_one_service_account_get_their_own_credentials_unless_shared() -
         shared3.username, own1.username,
         "a shared lease must not be a pod's own lease"
     );
-    assert!(
-        case.pg()
-            .can_login(&shared3.username, &shared3.password)
-            .await?
-    );
+    case.assert_logs_in(&shared3, "the shared credentials do not log in")
+        .await?;
     assert_eq!(
         mount_creds(&mut client, &shared(&pod1)?).await?,
         shared3,
@@ -89,8 +83,10 @@ async fn different_identities_never_share_credentials_and_each_logs_in_only_with
             "two identities share credentials (shareLeases {share})"
         );
         assert_ne!(a.lease_id, b.lease_id);
-        assert!(case.pg().can_login(&a.username, &a.password).await?);
-        assert!(case.pg().can_login(&b.username, &b.password).await?);
+        case.assert_logs_in(&a, "the first identity's credentials do not log in")
+            .await?;
+        case.assert_logs_in(&b, "the second identity's credentials do not log in")
+            .await?;
     }
 
     // Each role admits only its own service account.

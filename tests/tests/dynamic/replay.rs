@@ -78,12 +78,7 @@ async fn issue_fails_once_after_reaching_openbao(label: &str, fault: VaultFaultK
         status.message()
     );
     let metrics = provider.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_backend_requests_total", &[("operation", "write")]),
-        1.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[("courier_backend_requests_total", &[("operation", "write")], 1.0)]);
 
     // The fault is spent: the next mount issues one certificate and serves it.
     let response = mount(&mut client, issue_request(&case, &proxy, &issue_path, "app")?).await?;

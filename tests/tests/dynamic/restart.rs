@@ -74,18 +74,10 @@ async fn a_restarted_provider_issues_a_fresh_lease_and_keeps_static_versions() -
     expected.sort();
     assert_eq!(case.db_leases().await?, expected);
     let metrics = after.metrics().await?;
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "issued")]),
-        1.0,
-        "{}",
-        metrics.0
-    );
-    assert_eq!(
-        metrics.sum("courier_lease_events_total", &[("event", "reused")]),
-        0.0,
-        "{}",
-        metrics.0
-    );
+    metrics.assert_sums(&[
+        ("courier_lease_events_total", &[("event", "issued")], 1.0),
+        ("courier_lease_events_total", &[("event", "reused")], 0.0),
+    ]);
     assert!(
         !after.process.logs().contains("panicked"),
         "the restarted provider panicked; log:\n{}",

@@ -169,6 +169,16 @@ impl Case {
             .await
     }
 
+    /// Asserts that PostgreSQL accepts `creds`, saying `why` (and showing PostgreSQL's log) when not.
+    pub(crate) async fn assert_logs_in(&self, creds: &Creds, why: &str) -> anyhow::Result<()> {
+        assert!(
+            self.pg().can_login(&creds.username, &creds.password).await?,
+            "{why}; PostgreSQL log:\n{}",
+            self.pg().logs()
+        );
+        Ok(())
+    }
+
     /// Another pod of the first pod's service account (same name and uid): the same identity.
     pub(crate) fn sibling_pod(&self) -> PodFixture {
         PodFixture::new(self.pod.namespace(), self.pod.service_account())
@@ -291,6 +301,17 @@ impl Provider {
         })
     }
 
+    /// Starts a [`provider_builder`] provider with `--lease-reuse-fraction fraction`.
+    pub(crate) async fn with_reuse_fraction(fraction: f64) -> anyhow::Result<Self> {
+        Self::start(
+            provider_builder()
+                .await?
+                .arg("--lease-reuse-fraction")
+                .arg(fraction.to_string()),
+        )
+        .await
+    }
+
     pub(crate) async fn client(&self) -> anyhow::Result<CsiDriverProviderClient<Channel>> {
         self.process.client(PROVIDER).await
     }
@@ -347,6 +368,15 @@ impl Metrics {
                 "{name} {labels:?}:\n{}",
                 self.0
             );
+        }
+    }
+
+    /// Asserts that every sum is at least its value, naming the metric and showing the whole exposition when not.
+    #[track_caller]
+    pub(crate) fn assert_at_least(&self, expected: &[ExpectedSum<'_>]) {
+        for (name, labels, value) in expected {
+            let sum = self.sum(name, labels);
+            assert!(sum >= *value, "{name} {labels:?} is {sum}, below {value}:\n{}", self.0);
         }
     }
 

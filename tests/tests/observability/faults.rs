@@ -34,6 +34,27 @@ async fn good_mount_is_quick(
     Ok(())
 }
 
+/// Mounts `request` against a failing backend and expects `Unavailable` with `words`, after the retries with
+/// backoff (a lower bound: each retry waits) and before [`HANG_LIMIT`] (a hang catcher only).
+async fn unavailable_after_retries(
+    client: &mut courier_proto::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient<
+        tonic::transport::Channel,
+    >,
+    request: courier_proto::v1alpha1::MountRequest,
+    words: &[&str],
+) -> tonic::Status {
+    let started = Instant::now();
+    let result = mount(client, request).await;
+    let took = started.elapsed();
+    let status = assert_status(result, Code::Unavailable, words);
+    assert!(
+        took >= MIN_RETRY_TIME,
+        "three attempts with backoff took only {took:?}"
+    );
+    assert!(took < HANG_LIMIT, "hung for {took:?}");
+    status
+}
+
 #[tokio::test]
 async fn stalled_backend_hits_the_mount_timeout_and_names_the_backend() -> anyhow::Result<()> {
     let case = Case::shared("stalled").await?;
@@ -109,23 +130,16 @@ async fn closed_port_is_unavailable_after_three_attempts() -> anyhow::Result<()>
         .request(&objects)?
         .parameter("vaultAddress", format!("http://127.0.0.1:{closed_port}"))
         .build()?;
-    let started = Instant::now();
-    let result = mount(&mut client, request).await;
-    let took = started.elapsed();
-    assert_status(
-        result,
-        Code::Unavailable,
+    unavailable_after_retries(
+        &mut client,
+        request,
         &[
             "vault backend",
             "3 attempts",
             &format!("127.0.0.1:{closed_port}"),
         ],
-    );
-    assert!(
-        took >= MIN_RETRY_TIME,
-        "three attempts with backoff took only {took:?}"
-    );
-    assert!(took < HANG_LIMIT, "hung for {took:?}");
+    )
+    .await;
 
     let metrics = provider.metrics().await?;
     assert_eq!(
@@ -171,24 +185,17 @@ async fn sealed_backend_is_unavailable_after_retries_and_recovers_when_unsealed(
     good_mount_is_quick(&mut client, identity.request(&objects)?.build()?, &value).await?;
 
     server.bao.seal().await?;
-    let started = Instant::now();
-    let result = mount(&mut client, identity.request(&objects)?.build()?).await;
-    let took = started.elapsed();
-    let status = assert_status(
-        result,
-        Code::Unavailable,
+    let status = unavailable_after_retries(
+        &mut client,
+        identity.request(&objects)?.build()?,
         &["vault backend", "3 attempts", "503"],
-    );
+    )
+    .await;
     assert!(
         !status.message().contains(&value),
         "the message carries the value: {}",
         status.message()
     );
-    assert!(
-        took >= MIN_RETRY_TIME,
-        "three attempts with backoff took only {took:?}"
-    );
-    assert!(took < HANG_LIMIT, "hung for {took:?}");
     let metrics = provider.metrics().await?;
     assert_eq!(
         metrics.count(

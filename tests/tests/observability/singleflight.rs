@@ -60,33 +60,50 @@ fn counts(metrics: &MetricsSnapshot) -> String {
     )
 }
 
-#[tokio::test]
-async fn twenty_concurrent_mounts_of_one_service_account_log_in_once_and_share_reads()
--> anyhow::Result<()> {
-    let case = Case::shared("sf-one").await?;
-    let seeded = case.seed("sf-one-object", OBJECTS).await?;
+/// Seeds [`OBJECTS`] objects under `prefix`, makes one allowed identity per name in `accounts`, sends
+/// [`MOUNTS`] mounts of them all at once to a cold provider, checks that every mount returned every seeded value,
+/// and returns the provider's metrics with their summary.
+async fn mount_all_at_once(
+    label: &str,
+    accounts: &[String],
+) -> anyhow::Result<(MetricsSnapshot, String)> {
+    let case = Case::shared(label).await?;
+    let seeded = case.seed(&format!("{label}-object"), OBJECTS).await?;
     let objects: Vec<Obj> = seeded.iter().map(|(o, _)| o.clone()).collect();
-    let identity = case.identity("app", Access::Allowed).await?;
+    let mut identities = Vec::new();
+    for account in accounts {
+        identities.push(case.identity(account, Access::Allowed).await?);
+    }
     let provider = provider_builder(&["vault"]).await?.start().await?;
 
     let results = mount_concurrently(
         &provider,
         "vault",
-        requests(std::slice::from_ref(&identity), MOUNTS, &objects)?,
+        requests(&identities, MOUNTS / accounts.len(), &objects)?,
     )
     .await?;
 
     for result in &results {
         let response = result
             .as_ref()
-            .map_err(|s| anyhow::anyhow!("a mount failed: {s:?}"))?;
+            .map_err(|s| anyhow::anyhow!("{label}: a mount failed: {s:?}"))?;
         for (object, value) in &seeded {
-            assert_eq!(&text(response, &object.name()), value);
+            assert_eq!(&text(response, &object.name()), value, "{label}");
         }
     }
     let metrics = provider.metrics().await?;
     let summary = counts(&metrics);
-    eprintln!("{MOUNTS} mounts of one identity: {summary}");
+    eprintln!(
+        "{MOUNTS} mounts of {} identities: {summary}",
+        accounts.len()
+    );
+    Ok((metrics, summary))
+}
+
+#[tokio::test]
+async fn twenty_concurrent_mounts_of_one_service_account_log_in_once_and_share_reads()
+-> anyhow::Result<()> {
+    let (metrics, summary) = mount_all_at_once("sf-one", &["app".to_owned()]).await?;
     assert_eq!(
         metrics.count("courier_mounts_total", &[("result", "ok")]),
         MOUNTS as u64,
@@ -148,33 +165,8 @@ async fn twenty_concurrent_mounts_of_one_service_account_log_in_once_and_share_r
 #[tokio::test]
 async fn twenty_concurrent_mounts_over_four_identities_log_in_four_times() -> anyhow::Result<()> {
     const IDENTITIES: usize = 4;
-    let case = Case::shared("sf-four").await?;
-    let seeded = case.seed("sf-four-object", OBJECTS).await?;
-    let objects: Vec<Obj> = seeded.iter().map(|(o, _)| o.clone()).collect();
-    let mut identities = Vec::new();
-    for i in 0..IDENTITIES {
-        identities.push(case.identity(&format!("app{i}"), Access::Allowed).await?);
-    }
-    let provider = provider_builder(&["vault"]).await?.start().await?;
-
-    let results = mount_concurrently(
-        &provider,
-        "vault",
-        requests(&identities, MOUNTS / IDENTITIES, &objects)?,
-    )
-    .await?;
-
-    for result in &results {
-        let response = result
-            .as_ref()
-            .map_err(|s| anyhow::anyhow!("a mount failed: {s:?}"))?;
-        for (object, value) in &seeded {
-            assert_eq!(&text(response, &object.name()), value);
-        }
-    }
-    let metrics = provider.metrics().await?;
-    let summary = counts(&metrics);
-    eprintln!("{MOUNTS} mounts of {IDENTITIES} identities: {summary}");
+    let accounts: Vec<String> = (0..IDENTITIES).map(|i| format!("app{i}")).collect();
+    let (metrics, summary) = mount_all_at_once("sf-four", &accounts).await?;
     assert_eq!(
         metrics.count("courier_logins_total", &[("result", "ok")]),
         IDENTITIES as u64,

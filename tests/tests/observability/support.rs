@@ -76,17 +76,11 @@ impl<'a> Case<'a> {
         let id = format!("{label}-{n}");
         backend
             .bao
-            .write_policy(
-                &allowed_policy(&id),
-                &format!(r#"path "secret/data/{id}/*" {{ capabilities = ["read"] }}"#),
-            )
+            .read_only_policy(&allowed_policy(&id), &[&format!("secret/data/{id}/*")])
             .await?;
         backend
             .bao
-            .write_policy(
-                &denied_policy(&id),
-                &format!(r#"path "secret/data/{id}-elsewhere/*" {{ capabilities = ["read"] }}"#),
-            )
+            .read_only_policy(&denied_policy(&id), &[&format!("secret/data/{id}-elsewhere/*")])
             .await?;
         Ok(Self { backend, id })
     }

@@ -54,10 +54,7 @@ async fn kv_case(
         .kv2_put("secret", &format!("{id}/app"), json!({"password": value}))
         .await?;
     env.bao
-        .write_policy(
-            &id,
-            &format!(r#"path "secret/data/{id}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&id, &[&format!("secret/data/{id}/*")])
         .await?;
     let identity = env
         .identity(&format!("ns-{id}"), "app", &id, &[&id])

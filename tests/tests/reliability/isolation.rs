@@ -15,8 +15,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::support::{
-    AwsEnv, DATABASE_MOUNT, Figures, REGION, obj, random_value, role_arn, unique_id, vault,
-    vault_with_database,
+    AwsEnv, DATABASE_MOUNT, Figures, Identity, REGION, VaultEnv, obj, random_value, role_arn, unique_id,
+    vault, vault_with_database,
 };
 
 /// Rounds in which the allowed and the refused identities mount at the same moment.
@@ -120,6 +120,31 @@ fn provider(builder: ProviderBuilder, window: Option<Duration>) -> ProviderBuild
     }
 }
 
+/// Who a scenario mounts as, in namespace `ns-<id>`: `allowed` (role and policy `id`), `other_sa` (another
+/// service account of the namespace, whose role reads only `elsewhere`) and `impostor` (a third service
+/// account, also limited to `elsewhere`, asking for the allowed role).
+async fn allowed_other_and_impostor(
+    env: &VaultEnv,
+    id: &str,
+    elsewhere: &str,
+) -> anyhow::Result<(Identity, Identity, Identity)> {
+    let namespace = format!("ns-{id}");
+    let allowed = env.identity(&namespace, "app", id, &[id]).await?;
+    let other_sa = env
+        .identity(&namespace, "other", &format!("{id}-other"), &[elsewhere])
+        .await?;
+    let mut impostor = env
+        .identity(
+            &namespace,
+            "impostor",
+            &format!("{id}-impostor"),
+            &[elsewhere],
+        )
+        .await?;
+    impostor.role = allowed.role.clone();
+    Ok((allowed, other_sa, impostor))
+}
+
 #[tokio::test]
 async fn a_refused_identity_never_reads_a_kv_secret_another_identity_reads() -> anyhow::Result<()> {
     let env = vault().await?;
@@ -129,25 +154,15 @@ async fn a_refused_identity_never_reads_a_kv_secret_another_identity_reads() -> 
         .kv2_put("secret", &format!("{id}/app"), json!({"password": value}))
         .await?;
     env.bao
-        .write_policy(
-            &id,
-            &format!(r#"path "secret/data/{id}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&id, &[&format!("secret/data/{id}/*")])
         .await?;
     let elsewhere = format!("{id}-elsewhere");
     env.bao
-        .write_policy(
-            &elsewhere,
-            &format!(r#"path "secret/data/{elsewhere}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&elsewhere, &[&format!("secret/data/{elsewhere}/*")])
         .await?;
-    let namespace = format!("ns-{id}");
-    let allowed = env.identity(&namespace, "app", &id, &[&id]).await?;
     // Refused three ways: another service account of the namespace whose role reads elsewhere; the same
     // service-account name in another namespace, likewise; and a stranger asking for the allowed role.
-    let other_sa = env
-        .identity(&namespace, "other", &format!("{id}-other"), &[&elsewhere])
-        .await?;
+    let (allowed, other_sa, impostor) = allowed_other_and_impostor(env, &id, &elsewhere).await?;
     let other_ns = env
         .identity(
             &format!("ns2-{id}"),
@@ -156,15 +171,6 @@ async fn a_refused_identity_never_reads_a_kv_secret_another_identity_reads() -> 
             &[&elsewhere],
         )
         .await?;
-    let mut impostor = env
-        .identity(
-            &namespace,
-            "impostor",
-            &format!("{id}-impostor"),
-            &[&elsewhere],
-        )
-        .await?;
-    impostor.role = allowed.role.clone();
     let objects = [obj("password", &format!("secret/data/{id}/app")).key("password")];
 
     let mut figures = Figures::new("isolation-kv");
@@ -207,32 +213,13 @@ async fn a_refused_identity_never_gets_a_kept_database_lease() -> anyhow::Result
         .postgres_role(DATABASE_MOUNT, "pg", &id, "5m", "10m")
         .await?;
     env.bao
-        .write_policy(
-            &id,
-            &format!(r#"path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&id, &[&format!("{DATABASE_MOUNT}/creds/{id}")])
         .await?;
     let nothing = format!("{id}-nothing");
     env.bao
-        .write_policy(
-            &nothing,
-            &format!(r#"path "secret/data/{nothing}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&nothing, &[&format!("secret/data/{nothing}/*")])
         .await?;
-    let namespace = format!("ns-{id}");
-    let allowed = env.identity(&namespace, "app", &id, &[&id]).await?;
-    let other_sa = env
-        .identity(&namespace, "other", &format!("{id}-other"), &[&nothing])
-        .await?;
-    let mut impostor = env
-        .identity(
-            &namespace,
-            "impostor",
-            &format!("{id}-impostor"),
-            &[&nothing],
-        )
-        .await?;
-    impostor.role = allowed.role.clone();
+    let (allowed, other_sa, impostor) = allowed_other_and_impostor(env, &id, &nothing).await?;
     let path = format!("{DATABASE_MOUNT}/creds/{id}");
     let objects = [
         obj("username", &path).key("username"),

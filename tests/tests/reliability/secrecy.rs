@@ -104,10 +104,7 @@ path "{DATABASE_MOUNT}/creds/{id}" {{ capabilities = ["read"] }}
         .await?;
     let nothing = format!("{id}-nothing");
     env.bao
-        .write_policy(
-            &nothing,
-            &format!(r#"path "secret/data/{nothing}/*" {{ capabilities = ["read"] }}"#),
-        )
+        .read_only_policy(&nothing, &[&format!("secret/data/{nothing}/*")])
         .await?;
     let app = env.identity(&namespace, "app", &id, &[&id]).await?;
     let refused = env

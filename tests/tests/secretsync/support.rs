@@ -75,7 +75,7 @@ impl Cluster {
         kube.serve_token_requests(Arc::clone(&bao.issuer));
         kube.put_service_account(&namespace, APP_SA, std::iter::empty::<(String, String)>());
         bao.bao
-            .write_policy(&id, &format!("path \"secret/data/{id}/*\" {{ capabilities = [\"read\"] }}"))
+            .read_only_policy(&id, &[&format!("secret/data/{id}/*")])
             .await?;
         bao.bao
             .jwt_role(

@@ -34,6 +34,19 @@ fn decoded(secret: &Value, key: &str) -> String {
     .unwrap_or_default()
 }
 
+/// The mirrored Secret `db-creds` in `namespace`; when there is none, an error with the Events and the shim's log.
+fn mirrored_secret(node: &Node, namespace: &str) -> anyhow::Result<Value> {
+    node.kube
+        .get(KubeResource::SECRETS, namespace, "db-creds")
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no Secret db-creds in {namespace}; events: {:?}\nshim log:\n{}",
+                node.kube.events(),
+                node.logs()
+            )
+        })
+}
+
 #[tokio::test]
 async fn mounted_files_are_mirrored_into_a_secret_owned_by_the_pods_owners() -> anyhow::Result<()> {
     let node = Node::start_with(|shim| shim.arg("--sync-secrets=true")).await?;
@@ -50,16 +63,7 @@ async fn mounted_files_are_mirrored_into_a_secret_owned_by_the_pods_owners() -> 
     let mut kubelet = node.kubelet().await?;
     node.publish_when_synced(&mut kubelet, &volume).await?;
 
-    let secret = node
-        .kube
-        .get(KubeResource::SECRETS, pod.namespace(), "db-creds")
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no Secret; events: {:?}\nshim log:\n{}",
-                node.kube.events(),
-                node.logs()
-            )
-        })?;
+    let secret = mirrored_secret(&node, pod.namespace())?;
     assert_eq!(secret["type"], "Opaque");
     assert_eq!(decoded(&secret, "user"), "alice");
     assert_eq!(decoded(&secret, "pass"), "first");
@@ -78,17 +82,11 @@ async fn mounted_files_are_mirrored_into_a_secret_owned_by_the_pods_owners() -> 
         ("nested/password", 0o400, b"second"),
     ]);
     kubelet.publish(&volume).await?;
-    let rotated = node
-        .kube
-        .get(KubeResource::SECRETS, pod.namespace(), "db-creds")
-        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    let rotated = mirrored_secret(&node, pod.namespace())?;
     assert_eq!(decoded(&rotated, "pass"), "second");
     let unchanged_version = rotated["metadata"]["resourceVersion"].clone();
     kubelet.publish(&volume).await?;
-    let same = node
-        .kube
-        .get(KubeResource::SECRETS, pod.namespace(), "db-creds")
-        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    let same = mirrored_secret(&node, pod.namespace())?;
     assert_eq!(
         same["metadata"]["resourceVersion"], unchanged_version,
         "unchanged files leave the Secret alone"
@@ -99,10 +97,7 @@ async fn mounted_files_are_mirrored_into_a_secret_owned_by_the_pods_owners() -> 
     node.kube
         .put_pod_owned_by(&second, NODE, &[replica_set("web-2", "rs-2")]);
     kubelet.publish(&node.volume(&second)).await?;
-    let shared = node
-        .kube
-        .get(KubeResource::SECRETS, pod.namespace(), "db-creds")
-        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    let shared = mirrored_secret(&node, pod.namespace())?;
     let owners: Vec<&str> = shared["metadata"]["ownerReferences"]
         .as_array()
         .map(|list| list.iter().filter_map(|o| o["uid"].as_str()).collect())
@@ -132,10 +127,7 @@ async fn a_bare_pods_secret_is_owned_by_its_status_record_and_a_missing_file_is_
     let mut kubelet = node.kubelet().await?;
     node.publish_when_synced(&mut kubelet, &volume).await?;
 
-    let secret = node
-        .kube
-        .get(KubeResource::SECRETS, pod.namespace(), "db-creds")
-        .ok_or_else(|| anyhow::anyhow!("no Secret"))?;
+    let secret = mirrored_secret(&node, pod.namespace())?;
     let status = node
         .spcps(&pod)
         .ok_or_else(|| anyhow::anyhow!("no status record"))?;

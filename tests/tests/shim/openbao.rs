@@ -153,7 +153,7 @@ async fn a_backend_stopped_during_a_republish_leaves_the_old_files_and_is_report
     let issuer = TokenIssuer::new()?;
     bao.enable_jwt_auth("jwt", &[issuer.public_key_pem().to_owned()], KUBERNETES_ISSUER).await?;
     let pod = PodFixture::new("team-stop", "app");
-    bao.write_policy("app", "path \"secret/data/stop/*\" { capabilities = [\"read\"] }").await?;
+    bao.read_only_policy("app", &["secret/data/stop/*"]).await?;
     bao.jwt_role(
         "jwt",
         &JwtRole {

@@ -239,10 +239,7 @@ impl Bao {
         let id = unique(label);
         let pod = PodFixture::new(format!("ns-{id}"), "app");
         self.bao
-            .write_policy(
-                &id,
-                &format!("path \"secret/data/{id}/*\" {{ capabilities = [\"read\"] }}"),
-            )
+            .read_only_policy(&id, &[&format!("secret/data/{id}/*")])
             .await?;
         self.bao
             .jwt_role(

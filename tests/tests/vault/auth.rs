@@ -1,13 +1,13 @@
 //! Logging in as the pod: JWT auth and kubernetes auth (against the fake TokenReview API), and refusals.
 
-use courier_tests::calls::{assert_status, mount, text};
+use courier_tests::calls::{assert_status, text};
 use courier_tests::{
     KUBERNETES_ISSUER, KubernetesRole, PodFixture, TokenIssuer, TokenOptions, TokenReviewServer,
 };
 use serde_json::json;
 use tonic::Code;
 
-use crate::support::{Case, SERVICE_ACCOUNT, obj, plain, provider};
+use crate::support::{Case, SERVICE_ACCOUNT, mount_on_vault, obj, plain};
 
 /// A case whose role lives on a kubernetes auth mount backed by a fresh TokenReview fake.
 struct KubernetesCase {
@@ -62,14 +62,13 @@ async fn kubernetes_case(
 #[tokio::test]
 async fn kubernetes_auth_reviews_the_pods_token() -> anyhow::Result<()> {
     let k = kubernetes_case("k8s-auth", None).await?;
-    let provider = provider(&["vault"]).await?;
     let request = k
         .case
         .request(&[obj("password", &k.case.secret_path("app")).key("password")])?
         .parameter("vaultAuthMountPath", &k.mount)
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "password"), "k8s-k8s-auth");
     let reviews = k.review.reviews();
@@ -86,7 +85,6 @@ async fn kubernetes_auth_reviews_the_pods_token() -> anyhow::Result<()> {
 #[tokio::test]
 async fn vault_kubernetes_mount_path_is_the_older_spelling() -> anyhow::Result<()> {
     let k = kubernetes_case("k8s-old-key", None).await?;
-    let provider = provider(&["vault"]).await?;
     let request = k
         .case
         .request(&[obj("password", &k.case.secret_path("app")).key("password")])?
@@ -94,7 +92,7 @@ async fn vault_kubernetes_mount_path_is_the_older_spelling() -> anyhow::Result<(
         .parameter("vaultKubernetesMountPath", &k.mount)
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "password"), "k8s-k8s-old-key");
     Ok(())
@@ -103,14 +101,13 @@ async fn vault_kubernetes_mount_path_is_the_older_spelling() -> anyhow::Result<(
 #[tokio::test]
 async fn kubernetes_role_for_another_namespace_is_permission_denied() -> anyhow::Result<()> {
     let k = kubernetes_case("k8s-wrong-ns", Some(vec!["elsewhere".to_owned()])).await?;
-    let provider = provider(&["vault"]).await?;
     let request = k
         .case
         .request(&[obj("password", &k.case.secret_path("app")).key("password")])?
         .parameter("vaultAuthMountPath", &k.mount)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -129,12 +126,11 @@ async fn jwt_role_not_bound_to_the_pods_namespace_is_permission_denied() -> anyh
         format!("other-{}", case.id),
         crate::support::SERVICE_ACCOUNT,
     );
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -147,14 +143,13 @@ async fn jwt_role_not_bound_to_the_pods_namespace_is_permission_denied() -> anyh
 #[tokio::test]
 async fn token_only_for_another_audience_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("aud-missing").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .without_tokens()
         .token("not-vault", case.token("not-vault")?)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["tokenRequests", "vault"]);
     Ok(())
@@ -164,7 +159,6 @@ async fn token_only_for_another_audience_is_invalid_argument() -> anyhow::Result
 async fn audience_the_role_does_not_accept_is_permission_denied() -> anyhow::Result<()> {
     let case = plain().await?.case("aud-rejected").await?;
     case.put("app", json!({"password": "unreachable"})).await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .parameter("audience", "wrong-aud")
@@ -172,7 +166,7 @@ async fn audience_the_role_does_not_accept_is_permission_denied() -> anyhow::Res
         .token("wrong-aud", case.token("wrong-aud")?)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -186,13 +180,12 @@ async fn audience_the_role_does_not_accept_is_permission_denied() -> anyhow::Res
 async fn token_from_an_untrusted_signer_is_permission_denied() -> anyhow::Result<()> {
     let case = plain().await?.case("untrusted").await?;
     let stranger = TokenIssuer::new()?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .token("vault", stranger.token(&case.pod, "vault")?)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::PermissionDenied, &[&case.role, "jwt"]);
     Ok(())
@@ -205,12 +198,11 @@ async fn read_outside_the_policy_is_permission_denied() -> anyhow::Result<()> {
     case.bao()
         .kv2_put("secret", &forbidden, json!({"password": "not-for-you"}))
         .await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("stolen", &format!("secret/data/{forbidden}")).key("password")])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     let status = assert_status(result, Code::PermissionDenied, &["stolen"]);
     assert!(!status.message().contains("not-for-you"));

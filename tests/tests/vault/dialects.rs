@@ -1,11 +1,10 @@
 //! One provider, several sockets: `vault`, `openbao` and `courier` each take their own spelling of parameters.
 
-use courier_tests::MountRequestBuilder;
 use courier_tests::calls::{assert_status, mount, text};
 use serde_json::json;
 use tonic::Code;
 
-use crate::support::{JWT_MOUNT, obj, objects_yaml, plain, provider};
+use crate::support::{mount_on_socket, mount_on_vault, obj, plain, provider};
 
 #[tokio::test]
 async fn openbao_socket_takes_openbao_spellings_and_audience() -> anyhow::Result<()> {
@@ -14,20 +13,12 @@ async fn openbao_socket_takes_openbao_spellings_and_audience() -> anyhow::Result
         .case_for_audiences("openbao-keys", &["openbao"])
         .await?;
     case.put("app", json!({"password": "from-openbao"})).await?;
-    let provider = provider(&["openbao"]).await?;
     // No `audience`: the openbao dialect asks for a token for `openbao`.
-    let request = MountRequestBuilder::new(&case.pod)
-        .parameter("roleName", &case.role)
-        .parameter("openbaoAddress", case.bao().addr())
-        .parameter("openbaoAuthMountPath", JWT_MOUNT)
-        .parameter(
-            "objects",
-            objects_yaml(&[obj("password", &case.secret_path("app")).key("password")]),
-        )
-        .token("openbao", case.token("openbao")?)
+    let request = case
+        .openbao_request(&[obj("password", &case.secret_path("app")).key("password")])?
         .build()?;
 
-    let response = mount(&mut provider.client("openbao").await?, request).await?;
+    let response = mount_on_socket("openbao", request).await??;
 
     assert_eq!(text(&response, "password"), "from-openbao");
     Ok(())
@@ -41,14 +32,13 @@ async fn openbao_socket_takes_vault_spellings_too() -> anyhow::Result<()> {
         .await?;
     case.put("app", json!({"password": "vault-keys-on-openbao"}))
         .await?;
-    let provider = provider(&["openbao"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .without_tokens()
         .token("openbao", case.token("openbao")?)
         .build()?;
 
-    let response = mount(&mut provider.client("openbao").await?, request).await?;
+    let response = mount_on_socket("openbao", request).await??;
 
     assert_eq!(text(&response, "password"), "vault-keys-on-openbao");
     Ok(())
@@ -57,14 +47,13 @@ async fn openbao_socket_takes_vault_spellings_too() -> anyhow::Result<()> {
 #[tokio::test]
 async fn vault_socket_asks_for_the_vault_audience() -> anyhow::Result<()> {
     let case = plain().await?.case("vault-aud").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .without_tokens()
         .token("openbao", case.token("openbao")?)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["tokenRequests", "vault"]);
     Ok(())
@@ -78,21 +67,13 @@ async fn courier_socket_with_openbao_backend() -> anyhow::Result<()> {
         .await?;
     case.put("app", json!({"password": "native-openbao"}))
         .await?;
-    let provider = provider(&["courier"]).await?;
-    let request = MountRequestBuilder::new(&case.pod)
+    let request = case
+        .openbao_request(&[obj("password", &case.secret_path("app")).key("password")])?
         .parameter("backend", "openbao")
-        .parameter("roleName", &case.role)
-        .parameter("openbaoAddress", case.bao().addr())
-        .parameter("openbaoAuthMountPath", JWT_MOUNT)
         .parameter("audience", "openbao")
-        .parameter(
-            "objects",
-            objects_yaml(&[obj("password", &case.secret_path("app")).key("password")]),
-        )
-        .token("openbao", case.token("openbao")?)
         .build()?;
 
-    let response = mount(&mut provider.client("courier").await?, request).await?;
+    let response = mount_on_socket("courier", request).await??;
 
     assert_eq!(text(&response, "password"), "native-openbao");
     Ok(())
@@ -102,13 +83,12 @@ async fn courier_socket_with_openbao_backend() -> anyhow::Result<()> {
 async fn courier_socket_with_vault_backend_and_vault_parameters() -> anyhow::Result<()> {
     let case = plain().await?.case("courier-vault").await?;
     case.put("app", json!({"password": "native-vault"})).await?;
-    let provider = provider(&["courier"]).await?;
     let request = case
         .request(&[obj("password", &case.secret_path("app")).key("password")])?
         .parameter("backend", "vault")
         .build()?;
 
-    let response = mount(&mut provider.client("courier").await?, request).await?;
+    let response = mount_on_socket("courier", request).await??;
 
     assert_eq!(text(&response, "password"), "native-vault");
     Ok(())

@@ -4,18 +4,17 @@ use courier_tests::calls::{assert_message_mentions, assert_status, mount};
 use serde_json::json;
 use tonic::Code;
 
-use crate::support::{Obj, obj, plain, provider};
+use crate::support::{Obj, mount_on_vault, obj, plain, provider};
 
 #[tokio::test]
 async fn missing_role_name_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("no-role").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("a", &case.secret_path("app")).key("a")])?
         .without_parameter("roleName")
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["roleName"]);
     Ok(())
@@ -24,7 +23,6 @@ async fn missing_role_name_is_invalid_argument() -> anyhow::Result<()> {
 #[tokio::test]
 async fn missing_secret_path_names_the_object_index() -> anyhow::Result<()> {
     let case = plain().await?.case("no-path").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("a", &case.secret_path("app")).key("a"),
@@ -32,7 +30,7 @@ async fn missing_secret_path_names_the_object_index() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["objects[1].secretPath"]);
     Ok(())
@@ -41,7 +39,6 @@ async fn missing_secret_path_names_the_object_index() -> anyhow::Result<()> {
 #[tokio::test]
 async fn unknown_method_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("bad-method").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("a", &case.secret_path("app")).key("a"),
@@ -49,7 +46,7 @@ async fn unknown_method_is_invalid_argument() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -62,14 +59,13 @@ async fn unknown_method_is_invalid_argument() -> anyhow::Result<()> {
 #[tokio::test]
 async fn unknown_encoding_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("bad-encoding").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("a", &case.secret_path("app"))
             .key("a")
             .encoding("rot13")])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -82,7 +78,6 @@ async fn unknown_encoding_is_invalid_argument() -> anyhow::Result<()> {
 #[tokio::test]
 async fn duplicate_object_name_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("dup-name").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("same", &case.secret_path("app")).key("a"),
@@ -90,7 +85,7 @@ async fn duplicate_object_name_is_invalid_argument() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["same", "objectName"]);
     Ok(())
@@ -126,13 +121,12 @@ async fn unsafe_object_names_are_invalid_argument() -> anyhow::Result<()> {
 #[tokio::test]
 async fn both_auth_mount_path_keys_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("two-mounts").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("a", &case.secret_path("app")).key("a")])?
         .parameter("vaultKubernetesMountPath", "kubernetes")
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -145,13 +139,12 @@ async fn both_auth_mount_path_keys_is_invalid_argument() -> anyhow::Result<()> {
 #[tokio::test]
 async fn malformed_objects_yaml_is_invalid_argument() -> anyhow::Result<()> {
     let case = plain().await?.case("bad-yaml").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[])?
         .parameter("objects", "- objectName: [unclosed\n  secretPath: x\n")
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(result, Code::InvalidArgument, &["objects"]);
     Ok(())
@@ -161,7 +154,6 @@ async fn malformed_objects_yaml_is_invalid_argument() -> anyhow::Result<()> {
 async fn missing_secret_is_not_found_naming_the_object() -> anyhow::Result<()> {
     let case = plain().await?.case("not-found").await?;
     case.put("present", json!({"a": "here"})).await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("present", &case.secret_path("present")).key("a"),
@@ -169,7 +161,7 @@ async fn missing_secret_is_not_found_naming_the_object() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,
@@ -183,12 +175,11 @@ async fn missing_secret_is_not_found_naming_the_object() -> anyhow::Result<()> {
 async fn missing_key_in_an_existing_secret_is_reported() -> anyhow::Result<()> {
     let case = plain().await?.case("no-key").await?;
     case.put("app", json!({"a": "here"})).await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("wanted", &case.secret_path("app")).key("nope")])?
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     let status = result.expect_err("a secretKey the secret lacks must fail the mount");
     eprintln!("{:?}: {}", status.code(), status.message());
@@ -209,14 +200,13 @@ async fn unreachable_backend_is_unavailable() -> anyhow::Result<()> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.local_addr()?.port()
     };
-    let provider = provider(&["vault"]).await?;
     let address = format!("http://127.0.0.1:{closed_port}");
     let request = case
         .request(&[obj("a", &case.secret_path("app")).key("a")])?
         .parameter("vaultAddress", &address)
         .build()?;
 
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_on_vault(request).await?;
 
     assert_status(
         result,

@@ -3,7 +3,7 @@
 use courier_tests::calls::{file, mount, object_version, text};
 use serde_json::{Value, json};
 
-use crate::support::{obj, plain, provider};
+use crate::support::{mount_on_vault, obj, plain, provider};
 
 #[tokio::test]
 async fn kv2_secret_key_selects_one_value_each() -> anyhow::Result<()> {
@@ -13,7 +13,6 @@ async fn kv2_secret_key_selects_one_value_each() -> anyhow::Result<()> {
         json!({"username": "alice", "password": "s3cret-kv2"}),
     )
     .await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("username", &case.secret_path("app")).key("username"),
@@ -21,7 +20,7 @@ async fn kv2_secret_key_selects_one_value_each() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "username"), "alice");
     assert_eq!(text(&response, "password"), "s3cret-kv2");
@@ -48,12 +47,11 @@ async fn kv2_without_secret_key_writes_the_whole_response_json() -> anyhow::Resu
     let case = plain().await?.case("kv2-whole").await?;
     case.put("app", json!({"username": "bob", "password": "whole-json"}))
         .await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("app.json", &case.secret_path("app"))])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     let written: Value = serde_json::from_str(&text(&response, "app.json"))?;
     assert_eq!(written["data"]["data"]["username"], "bob", "{written}");
@@ -70,7 +68,6 @@ async fn kv2_pinned_version_is_honoured() -> anyhow::Result<()> {
     let case = plain().await?.case("kv2-pinned").await?;
     assert_eq!(case.put("app", json!({"password": "first"})).await?, 1);
     assert_eq!(case.put("app", json!({"password": "second"})).await?, 2);
-    let provider = provider(&["vault"]).await?;
     let path = case.secret_path("app");
     let request = case
         .request(&[
@@ -79,7 +76,7 @@ async fn kv2_pinned_version_is_honoured() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "latest"), "second");
     assert_eq!(text(&response, "pinned"), "first");
@@ -94,7 +91,6 @@ async fn kv2_non_string_values_are_written_as_json() -> anyhow::Result<()> {
         json!({"port": 5432, "tags": ["a", "b"], "flags": {"tls": true}, "ratio": 0.5}),
     )
     .await?;
-    let provider = provider(&["vault"]).await?;
     let path = case.secret_path("app");
     let request = case
         .request(&[
@@ -105,7 +101,7 @@ async fn kv2_non_string_values_are_written_as_json() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "port"), "5432");
     assert_eq!(text(&response, "tags"), r#"["a","b"]"#);
@@ -118,12 +114,11 @@ async fn kv2_non_string_values_are_written_as_json() -> anyhow::Result<()> {
 async fn v1_prefix_in_secret_path_is_tolerated() -> anyhow::Result<()> {
     let case = plain().await?.case("kv2-prefix").await?;
     case.put("app", json!({"password": "prefixed"})).await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("password", &format!("v1/{}", case.secret_path("app"))).key("password")])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "password"), "prefixed");
     Ok(())

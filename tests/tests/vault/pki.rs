@@ -1,12 +1,10 @@
 //! Dynamic secrets: PKI certificates issued by a write (`method: PUT|POST` with `secretArgs`).
 
-use std::ffi::OsStr;
-
-use courier_tests::calls::{mount, text};
-use courier_tests::tools::run_openssl;
+use courier_tests::calls::text;
+use courier_tests::tools::openssl_on;
 use serde_json::json;
 
-use crate::support::{Case, obj, plain, provider};
+use crate::support::{Case, mount_on_vault, obj, plain};
 
 const DOMAIN: &str = "example.internal";
 
@@ -21,22 +19,10 @@ async fn pki_case(label: &str) -> anyhow::Result<(Case, String)> {
     Ok((case, issue_path))
 }
 
-/// Runs `openssl` on `pem` written to a temporary file (`-in` is appended).
-fn openssl_on(pem: &str, args: &[&str]) -> anyhow::Result<String> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("in.pem");
-    std::fs::write(&path, pem)?;
-    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    all.push(OsStr::new("-in"));
-    all.push(path.as_os_str());
-    Ok(String::from_utf8(run_openssl(all)?)?)
-}
-
 #[tokio::test]
 async fn certificate_is_issued_by_put_with_secret_args() -> anyhow::Result<()> {
     let (case, issue_path) = pki_case("pki-put").await?;
     let args = json!({"common_name": format!("app.{DOMAIN}"), "ttl": "1h"});
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("tls.crt", &issue_path)
@@ -50,7 +36,7 @@ async fn certificate_is_issued_by_put_with_secret_args() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     let cert = text(&response, "tls.crt");
     assert!(cert.contains("-----BEGIN CERTIFICATE-----"), "{cert}");
@@ -64,7 +50,6 @@ async fn certificate_is_issued_by_put_with_secret_args() -> anyhow::Result<()> {
 #[tokio::test]
 async fn post_method_sends_secret_args_as_the_body() -> anyhow::Result<()> {
     let (case, issue_path) = pki_case("pki-post").await?;
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[obj("tls.crt", &issue_path)
             .key("certificate")
@@ -72,7 +57,7 @@ async fn post_method_sends_secret_args_as_the_body() -> anyhow::Result<()> {
             .args(json!({"common_name": format!("api.{DOMAIN}"), "ttl": "30m"}))])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     let subject = openssl_on(&text(&response, "tls.crt"), &["x509", "-noout", "-subject"])?;
     assert!(subject.contains(&format!("api.{DOMAIN}")), "{subject}");
@@ -85,7 +70,6 @@ async fn post_method_sends_secret_args_as_the_body() -> anyhow::Result<()> {
 async fn identical_requests_in_one_mount_are_fetched_once() -> anyhow::Result<()> {
     let (case, issue_path) = pki_case("pki-pair").await?;
     let args = json!({"common_name": format!("pair.{DOMAIN}"), "ttl": "1h"});
-    let provider = provider(&["vault"]).await?;
     let request = case
         .request(&[
             obj("tls.crt", &issue_path)
@@ -99,7 +83,7 @@ async fn identical_requests_in_one_mount_are_fetched_once() -> anyhow::Result<()
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     let key = text(&response, "tls.key");
     assert!(

@@ -2,10 +2,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use courier_tests::calls::{file, mount, text};
+use courier_tests::calls::{file, text};
 use serde_json::json;
 
-use crate::support::{obj, plain, provider};
+use crate::support::{mount_on_vault, obj, plain};
 
 /// Bytes that are not UTF-8, so a decoder that round-trips through a string would show.
 const BINARY: &[u8] = &[0x00, 0xff, 0x10, b'A', 0xc3, 0x28];
@@ -22,7 +22,6 @@ async fn base64_and_hex_encodings_are_decoded_to_bytes() -> anyhow::Result<()> {
         json!({"b64": STANDARD.encode(BINARY), "hex": hex(BINARY), "plain": "héllo"}),
     )
     .await?;
-    let provider = provider(&["vault"]).await?;
     let path = case.secret_path("blob");
     let request = case
         .request(&[
@@ -33,7 +32,7 @@ async fn base64_and_hex_encodings_are_decoded_to_bytes() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(file(&response, "from-base64").contents, BINARY);
     assert_eq!(file(&response, "from-hex").contents, BINARY);
@@ -47,7 +46,6 @@ async fn file_permission_overrides_the_volume_permission() -> anyhow::Result<()>
     let case = plain().await?.case("modes").await?;
     case.put("app", json!({"a": "1", "b": "2", "c": "3"}))
         .await?;
-    let provider = provider(&["vault"]).await?;
     let path = case.secret_path("app");
     let request = case
         .request(&[
@@ -59,7 +57,7 @@ async fn file_permission_overrides_the_volume_permission() -> anyhow::Result<()>
         .build()?;
     assert_eq!(request.permission, "416");
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(
         file(&response, "private").mode,
@@ -84,7 +82,6 @@ async fn nested_object_name_becomes_a_nested_path() -> anyhow::Result<()> {
     let case = plain().await?.case("nested").await?;
     case.put("app", json!({"cert": "CERT", "key": "KEY"}))
         .await?;
-    let provider = provider(&["vault"]).await?;
     let path = case.secret_path("app");
     let request = case
         .request(&[
@@ -93,7 +90,7 @@ async fn nested_object_name_becomes_a_nested_path() -> anyhow::Result<()> {
         ])?
         .build()?;
 
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_on_vault(request).await??;
 
     assert_eq!(text(&response, "tls/cert.pem"), "CERT");
     assert_eq!(text(&response, "tls/private/key.pem"), "KEY");

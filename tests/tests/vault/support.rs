@@ -3,12 +3,15 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
+use courier_proto::v1alpha1::{MountRequest, MountResponse};
+use courier_tests::calls::mount;
 use courier_tests::{
     JwtRole, KUBERNETES_ISSUER, MintedToken, MountRequestBuilder, OpenBao, OpenBaoOptions,
     PodFixture, ProviderBuilder, ProviderProcess, TokenIssuer,
 };
 use serde_json::Value;
 use tokio::sync::OnceCell;
+use tonic::Status;
 
 pub(crate) use courier_tests::objects::{Obj, obj, objects_yaml};
 
@@ -109,6 +112,17 @@ pub(crate) struct Case {
 }
 
 impl Case {
+    /// A request spelt as the OpenBao provider's SecretProviderClasses spell it (`roleName`, `openbaoAddress`,
+    /// `openbaoAuthMountPath`, `objects`), with a token for the `openbao` audience only.
+    pub(crate) fn openbao_request(&self, objects: &[Obj]) -> anyhow::Result<MountRequestBuilder> {
+        Ok(MountRequestBuilder::new(&self.pod)
+            .parameter("roleName", &self.role)
+            .parameter("openbaoAddress", self.bao().addr())
+            .parameter("openbaoAuthMountPath", JWT_MOUNT)
+            .parameter("objects", objects_yaml(objects))
+            .token("openbao", self.token("openbao")?))
+    }
+
     pub(crate) fn bao(&self) -> &OpenBao {
         &self.backend.bao
     }
@@ -177,6 +191,20 @@ impl Case {
 /// A provider serving `names`, with the plain server as its default address.
 pub(crate) async fn provider(names: &[&str]) -> anyhow::Result<ProviderProcess> {
     provider_builder(names).await?.start().await
+}
+
+/// Mounts `request` on `vault.sock` of a fresh [`provider`] (gone when this returns).
+pub(crate) async fn mount_on_vault(request: MountRequest) -> anyhow::Result<Result<MountResponse, Status>> {
+    mount_on_socket("vault", request).await
+}
+
+/// Mounts `request` on `<name>.sock` of a fresh [`provider`] serving `name` (gone when this returns).
+pub(crate) async fn mount_on_socket(
+    name: &str,
+    request: MountRequest,
+) -> anyhow::Result<Result<MountResponse, Status>> {
+    let provider = provider(&[name]).await?;
+    Ok(mount(&mut provider.client(name).await?, request).await)
 }
 
 /// A provider builder for `names`, with the plain server as its default address.

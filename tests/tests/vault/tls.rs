@@ -1,12 +1,12 @@
 //! HTTPS to OpenBao (`-dev-tls`): a CA from `vaultCACertPath`, the loud skip-verify switch, and refusals.
 
 use anyhow::Context;
-use courier_tests::MountRequestBuilder;
-use courier_tests::calls::{assert_status, mount, text};
+use courier_proto::v1alpha1::MountResponse;
+use courier_tests::calls::{assert_status, text};
 use serde_json::json;
-use tonic::Code;
+use tonic::{Code, Status};
 
-use crate::support::{Case, JWT_MOUNT, obj, objects_yaml, provider, tls};
+use crate::support::{Case, mount_on_socket, mount_on_vault, obj, tls};
 
 async fn tls_case(label: &str) -> anyhow::Result<(Case, String)> {
     let case = tls().await?.case(label).await?;
@@ -17,25 +17,41 @@ async fn tls_case(label: &str) -> anyhow::Result<(Case, String)> {
     );
     case.put("app", json!({"password": format!("tls-{label}")}))
         .await?;
-    let ca = case
+    let ca = ca_of(&case)?;
+    Ok((case, ca))
+}
+
+/// The TLS server's CA file.
+fn ca_of(case: &Case) -> anyhow::Result<String> {
+    Ok(case
         .bao()
         .ca_path()
         .context("the TLS server has a CA")?
         .display()
-        .to_string();
-    Ok((case, ca))
+        .to_string())
+}
+
+/// Stands for the TLS server's CA file among the parameters of [`mount_over_tls`].
+const THE_CA: &str = "<the server's CA file>";
+
+/// Mounts `password` from a fresh TLS case on the `vault` socket, with `parameters` added ([`THE_CA`] stands for
+/// the server's CA file). The secret's value is `tls-<label>`.
+async fn mount_over_tls(
+    label: &str,
+    parameters: &[(&str, &str)],
+) -> anyhow::Result<Result<MountResponse, Status>> {
+    let (case, ca) = tls_case(label).await?;
+    let mut request = case.request(&[obj("password", &case.secret_path("app")).key("password")])?;
+    for (name, value) in parameters {
+        let value = if *value == THE_CA { ca.as_str() } else { value };
+        request = request.parameter(*name, value);
+    }
+    mount_on_vault(request.build()?).await
 }
 
 #[tokio::test]
 async fn ca_cert_path_verifies_the_server() -> anyhow::Result<()> {
-    let (case, ca) = tls_case("tls-ca").await?;
-    let provider = provider(&["vault"]).await?;
-    let request = case
-        .request(&[obj("password", &case.secret_path("app")).key("password")])?
-        .parameter("vaultCACertPath", ca)
-        .build()?;
-
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_over_tls("tls-ca", &[("vaultCACertPath", THE_CA)]).await??;
 
     assert_eq!(text(&response, "password"), "tls-tls-ca");
     Ok(())
@@ -43,13 +59,7 @@ async fn ca_cert_path_verifies_the_server() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn unknown_server_certificate_is_refused() -> anyhow::Result<()> {
-    let (case, _) = tls_case("tls-no-ca").await?;
-    let provider = provider(&["vault"]).await?;
-    let request = case
-        .request(&[obj("password", &case.secret_path("app")).key("password")])?
-        .build()?;
-
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_over_tls("tls-no-ca", &[]).await?;
 
     let status = result.expect_err("a server certificate from an unknown CA must not be trusted");
     eprintln!("{:?}: {}", status.code(), status.message());
@@ -78,14 +88,7 @@ async fn unknown_server_certificate_is_refused() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn skip_tls_verify_true_connects_without_a_ca() -> anyhow::Result<()> {
-    let (case, _) = tls_case("tls-skip").await?;
-    let provider = provider(&["vault"]).await?;
-    let request = case
-        .request(&[obj("password", &case.secret_path("app")).key("password")])?
-        .parameter("vaultSkipTLSVerify", "true")
-        .build()?;
-
-    let response = mount(&mut provider.client("vault").await?, request).await?;
+    let response = mount_over_tls("tls-skip", &[("vaultSkipTLSVerify", "true")]).await??;
 
     assert_eq!(text(&response, "password"), "tls-tls-skip");
     Ok(())
@@ -93,14 +96,7 @@ async fn skip_tls_verify_true_connects_without_a_ca() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn skip_tls_verify_must_be_a_boolean() -> anyhow::Result<()> {
-    let (case, _) = tls_case("tls-maybe").await?;
-    let provider = provider(&["vault"]).await?;
-    let request = case
-        .request(&[obj("password", &case.secret_path("app")).key("password")])?
-        .parameter("vaultSkipTLSVerify", "maybe")
-        .build()?;
-
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_over_tls("tls-maybe", &[("vaultSkipTLSVerify", "maybe")]).await?;
 
     assert_status(
         result,
@@ -112,14 +108,11 @@ async fn skip_tls_verify_must_be_a_boolean() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn missing_ca_file_is_invalid_argument() -> anyhow::Result<()> {
-    let (case, _) = tls_case("tls-ca-missing").await?;
-    let provider = provider(&["vault"]).await?;
-    let request = case
-        .request(&[obj("password", &case.secret_path("app")).key("password")])?
-        .parameter("vaultCACertPath", "/nonexistent/courier-ca.pem")
-        .build()?;
-
-    let result = mount(&mut provider.client("vault").await?, request).await;
+    let result = mount_over_tls(
+        "tls-ca-missing",
+        &[("vaultCACertPath", "/nonexistent/courier-ca.pem")],
+    )
+    .await?;
 
     let status = result.expect_err("an unreadable CA file must fail the mount");
     eprintln!("{:?}: {}", status.code(), status.message());
@@ -140,26 +133,13 @@ async fn openbao_ca_cert_path_spelling_on_the_openbao_socket() -> anyhow::Result
         .case_for_audiences("tls-openbao", &["openbao"])
         .await?;
     case.put("app", json!({"password": "tls-openbao"})).await?;
-    let ca = case
-        .bao()
-        .ca_path()
-        .context("the TLS server has a CA")?
-        .display()
-        .to_string();
-    let provider = provider(&["openbao"]).await?;
-    let request = MountRequestBuilder::new(&case.pod)
-        .parameter("roleName", &case.role)
-        .parameter("openbaoAddress", case.bao().addr())
-        .parameter("openbaoAuthMountPath", JWT_MOUNT)
+    let ca = ca_of(&case)?;
+    let request = case
+        .openbao_request(&[obj("password", &case.secret_path("app")).key("password")])?
         .parameter("openbaoCACertPath", ca)
-        .parameter(
-            "objects",
-            objects_yaml(&[obj("password", &case.secret_path("app")).key("password")]),
-        )
-        .token("openbao", case.token("openbao")?)
         .build()?;
 
-    let response = mount(&mut provider.client("openbao").await?, request).await?;
+    let response = mount_on_socket("openbao", request).await??;
 
     assert_eq!(text(&response, "password"), "tls-openbao");
     Ok(())
