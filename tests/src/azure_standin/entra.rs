@@ -205,12 +205,12 @@ fn exchange(state: &Shared, tenant: &str, form: &BTreeMap<String, String>) -> Re
     let now = now();
     if now >= claims.exp || claims.nbf.is_some_and(|nbf| nbf > now + CLOCK_SKEW_SECS) {
         let description = format!(
-            "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}.",
+            "Client assertion is not within its valid time range. Current time: {}, assertion valid from {}, expiry time of assertion {}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
             rfc3339(now),
             claims.nbf.map_or_else(|| "unspecified".to_owned(), rfc3339),
             rfc3339(claims.exp)
         );
-        return refuse(state, StatusCode::BAD_REQUEST, "invalid_client", 700024, &description);
+        return refuse(state, StatusCode::UNAUTHORIZED, "invalid_client", 700024, &description);
     }
     if !claims.aud.iter().any(|a| a == AZURE_TOKEN_AUDIENCE) {
         let description = format!(

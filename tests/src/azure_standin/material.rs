@@ -297,7 +297,13 @@ fn parse_facts(text: &str) -> anyhow::Result<(Vec<u8>, (i64, i64))> {
     let line = |prefix: &str| {
         text.lines().find_map(|l| l.trim().strip_prefix(prefix)).ok_or_else(|| anyhow!("openssl printed no {prefix}"))
     };
-    let thumbprint = hex::decode(line("SHA1 Fingerprint=")?.replace(':', "")).context("fingerprint is not hex")?;
+    // OpenSSL 3 prints `sha1 Fingerprint=`, older releases `SHA1 Fingerprint=`.
+    let fingerprint = text
+        .lines()
+        .find_map(|l| l.split_once('=').filter(|(name, _)| name.eq_ignore_ascii_case("sha1 fingerprint")))
+        .map(|(_, value)| value.trim().replace(':', ""))
+        .ok_or_else(|| anyhow!("openssl printed no SHA-1 fingerprint"))?;
+    let thumbprint = hex::decode(fingerprint).context("fingerprint is not hex")?;
     let format = time::format_description::parse_borrowed::<2>("[year]-[month]-[day] [hour]:[minute]:[second]Z")?;
     let date = |prefix: &str| -> anyhow::Result<i64> {
         let value = line(prefix)?;
