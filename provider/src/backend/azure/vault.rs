@@ -406,10 +406,13 @@ fn refusal(
     Error::new(kind, BACKEND, message).caused_by(azure)
 }
 
-/// Newest first, as the Azure provider orders them (stable for equal times).
-pub(super) fn newest_first(mut versions: Vec<VersionInfo>) -> Vec<VersionInfo> {
-    versions.sort_by(|a, b| b.created.cmp(&a.created));
-    versions
+/// Newest first, as the Azure provider orders them. Key Vault's creation
+/// times are whole seconds; versions created in the same second are taken to
+/// be listed oldest first, as Key Vault lists them, so the later one wins.
+pub(super) fn newest_first(versions: Vec<VersionInfo>) -> Vec<VersionInfo> {
+    let mut indexed: Vec<(usize, VersionInfo)> = versions.into_iter().enumerate().collect();
+    indexed.sort_by(|(i, a), (j, b)| b.created.cmp(&a.created).then(j.cmp(i)));
+    indexed.into_iter().map(|(_, v)| v).collect()
 }
 
 #[cfg(test)]
@@ -452,5 +455,8 @@ mod tests {
         ]);
         let order: Vec<&str> = sorted.iter().map(|v| v.version.as_str()).collect();
         assert_eq!(order, ["a", "b", "c", "d", "e"]);
+        let same_second = newest_first(vec![info("old", 5), info("mid", 5), info("new", 5), info("older", 4)]);
+        let order: Vec<&str> = same_second.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(order, ["new", "mid", "old", "older"]);
     }
 }
