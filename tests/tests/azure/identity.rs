@@ -118,3 +118,21 @@ async fn a_token_from_another_signer_never_reaches_entra() -> anyhow::Result<()>
     assert_status(result, Code::InvalidArgument, &[AZURE_TOKEN_AUDIENCE, "tokenRequests"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_token_key_vault_no_longer_accepts_is_replaced_within_the_mount() -> anyhow::Result<()> {
+    let case = case("expired").await?;
+    case.secret("db", "fresh");
+    let provider = case.provider().await?;
+    let mut client = provider.client("azure").await?;
+    mount(&mut client, case.request(&[obj("db", "secret")])?.build()?).await?;
+
+    // Key Vault stops accepting the cached token (revoked, say): the mount logs in again once and reads.
+    case.standin.expire_tokens();
+    let response = mount(&mut client, case.request(&[obj("db", "secret")])?.build()?).await?;
+    assert_eq!(text(&response, "db"), "fresh");
+    assert_eq!(case.calls(AzureApi::Token).len(), 2);
+    let statuses: Vec<u16> = case.calls(AzureApi::KeyVault).into_iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [200, 401, 200]);
+    Ok(())
+}

@@ -134,15 +134,17 @@ struct ResourceIdentifiers {
 /// must not make the provider read any other file of the node.
 async fn read_cloud_file(allowed: Option<&Path>, file: &str) -> Result<Custom, Error> {
     let invalid = |message: String| Error::new(ErrorKind::Invalid, BACKEND, message);
+    // Which files may be read is the operator's policy, refused like other things only the operator can allow.
+    let refused = |message: String| Error::new(ErrorKind::Denied, BACKEND, message);
     let Some(allowed) = allowed else {
-        return Err(invalid(format!(
+        return Err(refused(format!(
             "cloudEnvFileName {file:?}: custom cloud files are off; the operator must start the provider with \
              --azure-cloud-env-dir naming the directory that holds them"
         )));
     };
     let joined: PathBuf = allowed.join(file);
     let outside = || {
-        invalid(format!(
+        refused(format!(
             "cloudEnvFileName {file:?} is not a file below the directory the operator allowed ({})",
             allowed.display()
         ))
@@ -338,6 +340,7 @@ mod tests {
             .await
             .expect_err("off");
         assert!(off.message.contains("--azure-cloud-env-dir"), "{off}");
+        assert_eq!(off.kind, ErrorKind::Denied, "the operator's policy");
 
         let allowed = AzureSettings {
             cloud_env_dir: Some(dir.path().to_owned()),
@@ -372,7 +375,9 @@ mod tests {
                 .await
                 .expect_err(&file);
             assert!(err.message.contains(expected), "{file}: {err}");
-            assert_eq!(err.kind, ErrorKind::Invalid, "{file}");
+            let policy = expected.contains("below");
+            let kind = if policy { ErrorKind::Denied } else { ErrorKind::Invalid };
+            assert_eq!(err.kind, kind, "{file}");
         }
     }
 

@@ -246,11 +246,14 @@ pub(crate) fn pkcs12_to_pem(
     Ok(out)
 }
 
+/// A certificate's authority key id and subject key id, where it has them.
+type KeyIds = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The order leaf -> intermediates -> root of `certs`, linking each certificate
 /// to the first other one whose subject key id is its authority key id; the
 /// original order when the links do not cover every certificate.
 pub(crate) fn chain_order(certs: &[&[u8]]) -> Result<Vec<usize>, ConvertError> {
-    let mut ids: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::with_capacity(certs.len());
+    let mut ids: Vec<KeyIds> = Vec::with_capacity(certs.len());
     for der in certs {
         let (_, cert) =
             x509_parser::parse_x509_certificate(der).map_err(|_| ConvertError::Certificate)?;

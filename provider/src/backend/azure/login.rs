@@ -114,7 +114,7 @@ impl AzureBackend {
         client_id: &str,
         principal: Principal,
         credential: Credential,
-    ) -> Result<SecretString, Error> {
+    ) -> Result<(SecretString, TokenKey), Error> {
         let key = TokenKey {
             authority: ends.authority.clone(),
             tenant: tenant.to_owned(),
@@ -124,8 +124,9 @@ impl AzureBackend {
         };
         if let Some(found) = self.state.tokens.get(&key) {
             self.state.metrics.cache("login", "hit");
-            return Ok(found);
+            return Ok((found, key));
         }
+        let returned = key.clone();
         let http = self.http().await?.clone();
         let state = Arc::clone(&self.state);
         let cache_key = key.clone();
@@ -181,7 +182,12 @@ impl AzureBackend {
                 "shared"
             },
         );
-        result
+        result.map(|token| (token, returned))
+    }
+
+    /// Drops the cached token for `key`: Key Vault no longer accepts it.
+    pub(super) fn forget_token(&self, key: &TokenKey) {
+        self.state.tokens.remove(key);
     }
 
     /// The service account's workload identity annotations (cached briefly).

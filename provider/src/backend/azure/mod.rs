@@ -165,8 +165,17 @@ impl Backend for AzureBackend {
     ) -> Result<Vec<Fetched>, Error> {
         let ends =
             cloud::resolve(&self.state.settings, &plan.config.cloud, &plan.config.vault).await?;
-        let token = self.token(&plan.config, &ends, identity).await?;
-        self.read_all(plan, &ends, &token, specs).await
+        let (token, key) = self.token(&plan.config, &ends, identity).await?;
+        match self.read_all(plan, &ends, &token, specs).await {
+            // A cached token Key Vault no longer accepts (revoked, or its tenant's policy changed): log in again
+            // once, within this mount.
+            Err(e) if unauthorized(&e) => {
+                self.forget_token(&key);
+                let (token, _) = self.token(&plan.config, &ends, identity).await?;
+                self.read_all(plan, &ends, &token, specs).await
+            }
+            other => other,
+        }
     }
 }
 
@@ -177,7 +186,7 @@ impl AzureBackend {
         config: &AzureConfig,
         ends: &Endpoints,
         identity: &PodIdentity,
-    ) -> Result<SecretString, Error> {
+    ) -> Result<(SecretString, TokenKey), Error> {
         let AzureAuth::Pod { client_id } = &config.auth;
         let publish = (
             identity.publish_secret("clientid"),
@@ -260,7 +269,7 @@ impl AzureBackend {
         ends: &Endpoints,
         client_id: &SecretString,
         client_secret: &SecretString,
-    ) -> Result<SecretString, Error> {
+    ) -> Result<(SecretString, TokenKey), Error> {
         if !self.state.settings.allow_node_publish_secret {
             return Err(Error::new(
                 ErrorKind::Denied,
@@ -468,6 +477,13 @@ fn fetched(object: &AzureObject, read: &[(String, vault::Value)]) -> Fetched {
             }
         }
     }
+}
+
+/// Whether `error` is Key Vault's 401 for the token (read from its typed cause, not its text).
+fn unauthorized(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<rest::AzureError>())
+        .is_some_and(|azure| azure.http == 401)
 }
 
 /// Records one call to Azure: its outcome and duration.

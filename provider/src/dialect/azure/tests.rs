@@ -148,7 +148,9 @@ fn node_identities_are_refused_by_name() {
 
 #[test]
 fn errors_name_the_parameter_and_object() {
-    let cases: &[(&[(&str, &str)], &[&str], &str, &str)] = &[
+    // (extra parameters, objects, field, problem)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str, &'a str);
+    let cases: &[Case<'_>] = &[
         (
             &[("keyvaultName", " ")],
             &["objectName: s\nobjectType: secret"],
