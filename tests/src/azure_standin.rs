@@ -15,10 +15,20 @@
 //!   the stand-in's own base (`https://127.0.0.1:PORT/vaults/{vault}/secrets/{name}/{version}`).
 //!
 //! Every call is recorded ([`AzureCall`]) with the tenant and client it ran as; query strings never are.
+//!
+//! Where the published reference leaves a detail open, the stand-in picks one and keeps to it: `invalid_client`
+//! refusals (bad signature `AADSTS700027`, assertion out of its time range `AADSTS700024`, no assertion
+//! `AADSTS7000218`) answer `401` and every other refusal `400`; a federated-credential mismatch names the part that
+//! failed (issuer `AADSTS700211`, audience `AADSTS700212`, subject `AADSTS700213`; an app with no credential at all
+//! gets `AADSTS70021`); a vault nobody was granted is one no client may read (`403`); and a disabled certificate
+//! version stays readable through `/certificates` (its key and secret do not).
 
+mod der;
 mod entra;
 mod keyvault;
 mod material;
+mod router;
+mod store;
 mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,18 +37,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use jsonwebtoken::DecodingKey;
 use rand::Rng;
-use serde_json::Value;
 
 pub use material::{CertFormat, TestCertificate, TestKey};
 
 use crate::TokenIssuer;
-use keyvault::{Kind, Object, Vault, Version};
+use router::{Reply, handle};
+use store::{Kind, Object, Vault, Version};
 use tls::{Pki, TlsServer};
 
 /// The audience Entra requires in a federated assertion.
@@ -166,34 +174,6 @@ impl Shared {
     }
 }
 
-/// What a handler answers, with who the call ran as.
-struct Reply {
-    status: StatusCode,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    body: Value,
-    tenant: Option<String>,
-    client_id: Option<String>,
-}
-
-impl Reply {
-    fn json(status: StatusCode, body: Value) -> Self {
-        Self { status, headers: Vec::new(), body, tenant: None, client_id: None }
-    }
-
-    fn header(mut self, name: HeaderName, value: &str) -> Self {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.push((name, value));
-        }
-        self
-    }
-
-    fn by(mut self, tenant: Option<&str>, client_id: Option<&str>) -> Self {
-        self.tenant = tenant.map(str::to_owned);
-        self.client_id = client_id.map(str::to_owned);
-        self
-    }
-}
-
 impl AzureStandIn {
     /// One HTTPS server on 127.0.0.1 (fresh CA) serving the token endpoint and every vault; `issuer` is the
     /// cluster's service-account issuer whose tokens federated credentials trust; `tenant` the one tenant it knows.
@@ -282,13 +262,13 @@ impl AzureStandIn {
     /// Adds a version of the secret `name` in `vault` (created as needed); returns its version id.
     pub fn set_secret(&self, vault: &str, name: &str, value: &str, content_type: Option<&str>) -> String {
         let body =
-            keyvault::Secret { value: value.to_owned(), content_type: content_type.map(str::to_owned), managed: false };
+            store::Secret { value: value.to_owned(), content_type: content_type.map(str::to_owned), managed: false };
         self.add(vault, name, new_version_id(), |v| &mut v.secrets, body)
     }
 
     /// Adds a version of the key `name` in `vault` holding `key`'s public half; returns its version id.
     pub fn set_key(&self, vault: &str, name: &str, key: &TestKey) -> String {
-        let body = keyvault::Key { jwk: key.jwk().clone(), managed: false };
+        let body = store::Key { jwk: key.jwk().clone(), managed: false };
         self.add(vault, name, new_version_id(), |v| &mut v.keys, body)
     }
 
@@ -298,11 +278,11 @@ impl AzureStandIn {
     pub fn import_certificate(&self, vault: &str, name: &str, cert: &TestCertificate, format: CertFormat) -> String {
         let value = cert.secret_value(format);
         let version = new_version_id();
-        let secret = keyvault::Secret { value, content_type: Some(format.content_type().to_owned()), managed: true };
+        let secret = store::Secret { value, content_type: Some(format.content_type().to_owned()), managed: true };
         self.add(vault, name, version.clone(), |v| &mut v.secrets, secret);
-        let key = keyvault::Key { jwk: cert.key().jwk().clone(), managed: true };
+        let key = store::Key { jwk: cert.key().jwk().clone(), managed: true };
         self.add(vault, name, version.clone(), |v| &mut v.keys, key);
-        let certificate = keyvault::Certificate::of(cert, format);
+        let certificate = store::Certificate::of(cert, format);
         self.add(vault, name, version, |v| &mut v.certificates, certificate)
     }
 
@@ -386,38 +366,6 @@ impl AzureStandIn {
     pub fn failed_handshakes(&self) -> u64 {
         self.server.failed_handshakes()
     }
-}
-
-async fn handle(
-    State(state): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let (api, reply) = if let Some(rest) = path.strip_prefix("/vaults/") {
-        (AzureApi::KeyVault, keyvault::handle(&state, &method, rest, uri.query(), &headers))
-    } else if let Some(tenant) = path.strip_prefix('/').and_then(|p| p.strip_suffix("/oauth2/v2.0/token")) {
-        (AzureApi::Token, entra::token(&state, &method, tenant, &headers, &body))
-    } else {
-        (AzureApi::Token, entra::not_found())
-    };
-    state.lock().calls.push(AzureCall {
-        api,
-        method: method.to_string(),
-        path,
-        tenant: reply.tenant.clone(),
-        client_id: reply.client_id.clone(),
-        status: reply.status.as_u16(),
-    });
-    let mut response =
-        (reply.status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], reply.body.to_string())
-            .into_response();
-    for (name, value) in reply.headers {
-        response.headers_mut().append(name, value);
-    }
-    response
 }
 
 /// Seconds since the Unix epoch.

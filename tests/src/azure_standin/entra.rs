@@ -1,5 +1,6 @@
 //! Entra ID's v2.0 token endpoint for the stand-in: the client-credentials grant with a federated client assertion
-//! (a Kubernetes service-account token), checked in the order Entra checks it, each refusal with its `AADSTS` code.
+//! (a Kubernetes service-account token), checked in the order Entra checks it, each refusal with its `AADSTS` code:
+//! tenant, grant type, client, scope, then the assertion (issuer, signature, lifetime, audience, subject).
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@ mod keyvault;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 use crate::{PodFixture, TokenOptions};

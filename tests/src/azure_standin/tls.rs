@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::material::{REQ_CONFIG, openssl_in, pem_blocks};
+use super::der::pem_blocks;
+use super::material::{REQ_CONFIG, openssl_in};
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
