@@ -59,3 +59,34 @@ async fn the_example_checks_offline() -> anyhow::Result<()> {
     assert_eq!(classes[1]["backend"]["name"], "azure");
     Ok(())
 }
+
+#[tokio::test]
+async fn azure_stack_cloud_reads_its_endpoints_from_the_allowed_directory_only() -> anyhow::Result<()> {
+    let case = case("stack").await?;
+    case.secret("db", "from-the-stack");
+    let dir = tempfile::tempdir()?;
+    // The cloud file names the stand-in as the authority; Key Vault's address comes from the endpoint flag.
+    let cloud = serde_json::json!({
+        "name": "AzureStackCloud",
+        "activeDirectoryEndpoint": case.standin.authority_host(),
+        "keyVaultEndpoint": "https://vault.azure.net/",
+        "keyVaultDNSSuffix": "vault.stack.example",
+    });
+    std::fs::write(dir.path().join("stack.json"), cloud.to_string())?;
+    let provider = crate::support::provider_without_authority(&case)
+        .arg("--azure-cloud-env-dir")
+        .arg(dir.path())
+        .start()
+        .await?;
+    let mut client = provider.client("azure").await?;
+    let stack = |file: &str| -> anyhow::Result<_> {
+        Ok(case.request(&[obj("db", "secret")])?.parameter("cloudName", "AzureStackCloud").parameter("cloudEnvFileName", file).build()?)
+    };
+
+    let response = mount(&mut client, stack("stack.json")?).await?;
+    assert_eq!(text(&response, "db"), "from-the-stack");
+    // A file outside the directory is never read, whatever its name.
+    let result = mount(&mut client, stack("../../../../etc/passwd")?).await;
+    assert_status(result, Code::PermissionDenied, &["cloudEnvFileName", "not a file below"]);
+    Ok(())
+}

@@ -102,6 +102,18 @@ impl Case {
     }
 }
 
+/// A provider for `azure.sock` with Key Vault and the CA at the stand-in but Entra's authority left to the cloud.
+pub(crate) fn provider_without_authority(case: &Case) -> ProviderBuilder {
+    ProviderBuilder::new()
+        .kubeconfig(case.kube.kubeconfig_path())
+        .trust_issuer(case.issuer)
+        .arg("--azure-keyvault-endpoint")
+        .arg(case.standin.keyvault_endpoint())
+        .arg("--azure-ca-file")
+        .arg(case.standin.ca_file())
+        .provider("azure")
+}
+
 /// One entry of `objects`.
 #[derive(Debug, Clone)]
 pub(crate) struct Obj {
