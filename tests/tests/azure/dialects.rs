@@ -79,8 +79,9 @@ async fn azure_stack_cloud_reads_its_endpoints_from_the_allowed_directory_only()
         .start()
         .await?;
     let mut client = provider.client("azure").await?;
-    let stack = |file: &str| -> anyhow::Result<_> {
-        Ok(case.request(&[obj("db", "secret")])?.parameter("cloudName", "AzureStackCloud").parameter("cloudEnvFileName", file).build()?)
+    let stack = |file: &str| {
+        case.request(&[obj("db", "secret")])
+            .and_then(|r| r.parameter("cloudName", "AzureStackCloud").parameter("cloudEnvFileName", file).build())
     };
 
     let response = mount(&mut client, stack("stack.json")?).await?;
