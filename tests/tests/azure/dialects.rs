@@ -15,7 +15,9 @@ async fn native_socket_and_courier_additions() -> anyhow::Result<()> {
     let case = case("native").await?;
     case.secret("db-config", r#"{"username":"app","password":"pw"}"#);
     let provider = case.provider_builder(&["azure", "courier"]).start().await?;
-    let objects = [obj("db-config", "secret").field("objectAlias", "db").field("expandKeys", "true")];
+    let objects = [obj("db-config", "secret")
+        .field("objectAlias", "db")
+        .field("expandKeys", "true")];
     let templates = "- path: url\n  template: \"postgres://{{ objects.db.username }}@db\"\n";
 
     for socket in ["azure", "courier"] {
@@ -32,36 +34,65 @@ async fn native_socket_and_courier_additions() -> anyhow::Result<()> {
         assert!(!object_version(&response, "url").is_empty());
     }
     // Without `backend: azure` the native socket reads Vault parameters.
-    let result = mount(&mut provider.client("courier").await?, case.request(&objects)?.build()?).await;
+    let result = mount(
+        &mut provider.client("courier").await?,
+        case.request(&objects)?.build()?,
+    )
+    .await;
     assert_status(result, Code::InvalidArgument, &["roleName"]);
     Ok(())
 }
 
 #[tokio::test]
 async fn the_example_checks_offline() -> anyhow::Result<()> {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/azure-keyvault.yaml");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/azure-keyvault.yaml"
+    );
     let output = Command::new(tools::provider_binary()?)
         .args(["check", "--output", "json", example])
         .output()
         .context("running courier-provider check")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let classes = report["classes"].as_array().context("classes")?;
     assert_eq!(classes.len(), 2, "{report}");
     let compat = &classes[0];
     assert_eq!(compat["dialect"], "azure");
     assert_eq!(compat["backend"]["name"], "azure");
-    assert_eq!(compat["audiences"], serde_json::json!(["api://AzureADTokenExchange"]));
-    let files: Vec<&str> = compat["files"].as_array().context("files")?.iter().filter_map(|f| f["path"].as_str()).collect();
-    assert_eq!(files, ["db-password", "signing-key", "web-tls", "web-tls.key-and-chain", "api-token/*"]);
+    assert_eq!(
+        compat["audiences"],
+        serde_json::json!(["api://AzureADTokenExchange"])
+    );
+    let files: Vec<&str> = compat["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "db-password",
+            "signing-key",
+            "web-tls",
+            "web-tls.key-and-chain",
+            "api-token/*"
+        ]
+    );
     assert_eq!(classes[1]["dialect"], "native");
     assert_eq!(classes[1]["backend"]["name"], "azure");
     Ok(())
 }
 
 #[tokio::test]
-async fn azure_stack_cloud_reads_its_endpoints_from_the_allowed_directory_only() -> anyhow::Result<()> {
+async fn azure_stack_cloud_reads_its_endpoints_from_the_allowed_directory_only()
+-> anyhow::Result<()> {
     let case = case("stack").await?;
     case.secret("db", "from-the-stack");
     let dir = tempfile::tempdir()?;
@@ -80,14 +111,21 @@ async fn azure_stack_cloud_reads_its_endpoints_from_the_allowed_directory_only()
         .await?;
     let mut client = provider.client("azure").await?;
     let stack = |file: &str| {
-        case.request(&[obj("db", "secret")])
-            .and_then(|r| r.parameter("cloudName", "AzureStackCloud").parameter("cloudEnvFileName", file).build())
+        case.request(&[obj("db", "secret")]).and_then(|r| {
+            r.parameter("cloudName", "AzureStackCloud")
+                .parameter("cloudEnvFileName", file)
+                .build()
+        })
     };
 
     let response = mount(&mut client, stack("stack.json")?).await?;
     assert_eq!(text(&response, "db"), "from-the-stack");
     // A file outside the directory is never read, whatever its name.
     let result = mount(&mut client, stack("../../../../etc/passwd")?).await;
-    assert_status(result, Code::PermissionDenied, &["cloudEnvFileName", "not a file below"]);
+    assert_status(
+        result,
+        Code::PermissionDenied,
+        &["cloudEnvFileName", "not a file below"],
+    );
     Ok(())
 }

@@ -15,10 +15,23 @@ async fn missing_secret_or_version_is_not_found_and_named() -> anyhow::Result<()
     let provider = case.provider().await?;
     let mut client = provider.client("azure").await?;
 
-    let result = mount(&mut client, case.request(&[obj("nope", "secret")])?.build()?).await;
-    assert_status(result, Code::NotFound, &["objects[0]", "objectName:nope", "SecretNotFound", VAULT]);
+    let result = mount(
+        &mut client,
+        case.request(&[obj("nope", "secret")])?.build()?,
+    )
+    .await;
+    assert_status(
+        result,
+        Code::NotFound,
+        &["objects[0]", "objectName:nope", "SecretNotFound", VAULT],
+    );
     let version = "0123456789abcdef0123456789abcdef";
-    let result = mount(&mut client, case.request(&[obj("db", "secret").field("objectVersion", quote(version))])?.build()?).await;
+    let result = mount(
+        &mut client,
+        case.request(&[obj("db", "secret").field("objectVersion", quote(version))])?
+            .build()?,
+    )
+    .await;
     assert_status(result, Code::NotFound, &["objectName:db", version]);
     let result = mount(&mut client, case.request(&[obj("db", "key")])?.build()?).await;
     assert_status(result, Code::NotFound, &["objectType:key", "KeyNotFound"]);
@@ -32,9 +45,17 @@ async fn a_disabled_version_is_named_as_disabled() -> anyhow::Result<()> {
     case.standin.disable(VAULT, "db", &version);
     let provider = case.provider().await?;
 
-    let result = mount(&mut provider.client("azure").await?, case.request(&[obj("db", "secret")])?.build()?).await;
+    let result = mount(
+        &mut provider.client("azure").await?,
+        case.request(&[obj("db", "secret")])?.build()?,
+    )
+    .await;
     let status = assert_status(result, Code::NotFound, &["objectName:db", "disabled"]);
-    assert!(status.message().contains("HTTP 403"), "{}", status.message());
+    assert!(
+        status.message().contains("HTTP 403"),
+        "{}",
+        status.message()
+    );
     Ok(())
 }
 
@@ -43,13 +64,22 @@ async fn without_a_grant_key_vault_refuses_with_its_reason() -> anyhow::Result<(
     let case = case("nogrant").await?;
     case.secret("db", "one");
     let stranger = crate::support::client_id(9_999, 2);
-    case.standin.federate(&stranger, case.pod.namespace(), case.pod.service_account());
+    case.standin
+        .federate(&stranger, case.pod.namespace(), case.pod.service_account());
     let provider = case.provider().await?;
 
     let request = case.request_for(&case.pod, &stranger, &[obj("db", "secret")])?;
     let result = mount(&mut provider.client("azure").await?, request.build()?).await;
-    let status = assert_status(result, Code::PermissionDenied, &["objectName:db", "HTTP 403", "Forbidden"]);
-    assert!(status.message().contains("permission"), "Key Vault's own reason: {}", status.message());
+    let status = assert_status(
+        result,
+        Code::PermissionDenied,
+        &["objectName:db", "HTTP 403", "Forbidden"],
+    );
+    assert!(
+        status.message().contains("permission"),
+        "Key Vault's own reason: {}",
+        status.message()
+    );
     Ok(())
 }
 
@@ -64,7 +94,12 @@ async fn throttling_is_retried_after_retry_after_then_succeeds() -> anyhow::Resu
     case.standin.throttle_keyvault(2, 0);
     let response = mount(&mut client, case.request(&[obj("db", "secret")])?.build()?).await?;
     assert_eq!(text(&response, "db"), "one");
-    let statuses = |api| case.calls(api).into_iter().map(|c| c.status).collect::<Vec<_>>();
+    let statuses = |api| {
+        case.calls(api)
+            .into_iter()
+            .map(|c| c.status)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(statuses(AzureApi::Token), [429, 200]);
     assert_eq!(statuses(AzureApi::KeyVault), [429, 429, 200]);
 
@@ -76,7 +111,8 @@ async fn throttling_is_retried_after_retry_after_then_succeeds() -> anyhow::Resu
 }
 
 #[tokio::test]
-async fn an_assertion_without_a_federated_credential_is_refused_with_its_aadsts_code() -> anyhow::Result<()> {
+async fn an_assertion_without_a_federated_credential_is_refused_with_its_aadsts_code()
+-> anyhow::Result<()> {
     let case = case("unfederated").await?;
     case.secret("db", "one");
     let lonely = crate::support::client_id(9_999, 3);
@@ -86,9 +122,20 @@ async fn an_assertion_without_a_federated_credential_is_refused_with_its_aadsts_
 
     let request = case.request_for(&case.pod, &lonely, &[obj("db", "secret")])?;
     let result = mount(&mut provider.client("azure").await?, request.build()?).await;
-    let status = assert_status(result, Code::PermissionDenied, &["Entra refused", "AADSTS70021", &lonely]);
-    assert!(status.message().contains("federated identity credential"), "{}", status.message());
-    assert!(case.calls(AzureApi::KeyVault).is_empty(), "no token, no Key Vault call");
+    let status = assert_status(
+        result,
+        Code::PermissionDenied,
+        &["Entra refused", "AADSTS70021", &lonely],
+    );
+    assert!(
+        status.message().contains("federated identity credential"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        case.calls(AzureApi::KeyVault).is_empty(),
+        "no token, no Key Vault call"
+    );
     assert!(case.standin.issued_tokens().is_empty());
     Ok(())
 }
@@ -97,25 +144,46 @@ async fn an_assertion_without_a_federated_credential_is_refused_with_its_aadsts_
 async fn node_publish_secret_mode_is_refused_unless_the_operator_allows_it() -> anyhow::Result<()> {
     let case = case("sp").await?;
     case.secret("db", "one");
-    let secrets = serde_json::json!({"clientid": case.client_id, "clientsecret": "sp-secret-canary-51c2"}).to_string();
+    let secrets =
+        serde_json::json!({"clientid": case.client_id, "clientsecret": "sp-secret-canary-51c2"})
+            .to_string();
     let build = || -> anyhow::Result<_> {
-        let mut request = case.request(&[obj("db", "secret")])?.without_parameter("clientID").build()?;
+        let mut request = case
+            .request(&[obj("db", "secret")])?
+            .without_parameter("clientID")
+            .build()?;
         request.secrets = secrets.clone();
         Ok(request)
     };
 
     let provider = case.provider().await?;
     let result = mount(&mut provider.client("azure").await?, build()?).await;
-    let status = assert_status(result, Code::PermissionDenied, &["nodePublishSecretRef", "--azure-allow-node-publish-secret"]);
+    let status = assert_status(
+        result,
+        Code::PermissionDenied,
+        &["nodePublishSecretRef", "--azure-allow-node-publish-secret"],
+    );
     assert!(!status.message().contains("sp-secret-canary"));
-    assert!(case.standin.calls().is_empty(), "{:?}", case.standin.calls());
+    assert!(
+        case.standin.calls().is_empty(),
+        "{:?}",
+        case.standin.calls()
+    );
     drop(provider);
 
     // Allowed: the service principal logs in with its secret (this stand-in knows only federated credentials, so
     // Entra refuses it; the request went out as that client).
-    let allowed = case.provider_builder(&["azure"]).arg("--azure-allow-node-publish-secret=true").start().await?;
+    let allowed = case
+        .provider_builder(&["azure"])
+        .arg("--azure-allow-node-publish-secret=true")
+        .start()
+        .await?;
     let result = mount(&mut allowed.client("azure").await?, build()?).await;
-    let status = assert_status(result, Code::PermissionDenied, &["Entra refused", "nodePublishSecretRef"]);
+    let status = assert_status(
+        result,
+        Code::PermissionDenied,
+        &["Entra refused", "nodePublishSecretRef"],
+    );
     assert!(!status.message().contains("sp-secret-canary"));
     let calls = case.calls(AzureApi::Token);
     assert_eq!(calls.len(), 1, "{calls:?}");

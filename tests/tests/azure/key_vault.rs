@@ -16,7 +16,12 @@ async fn current_and_pinned_secrets_and_the_version_in_the_object_version() -> a
     case.secret("db", "two");
     let provider = case.provider().await?;
     let mut client = provider.client("azure").await?;
-    let objects = [obj("db", "secret"), obj("db", "secret").field("objectAlias", "db-first").field("objectVersion", quote(&first))];
+    let objects = [
+        obj("db", "secret"),
+        obj("db", "secret")
+            .field("objectAlias", "db-first")
+            .field("objectVersion", quote(&first)),
+    ];
 
     let response = mount(&mut client, case.request(&objects)?.build()?).await?;
     assert_eq!(file_paths(&response), ["db", "db-first"]);
@@ -30,12 +35,26 @@ async fn current_and_pinned_secrets_and_the_version_in_the_object_version() -> a
     case.secret("db", "two");
     let response = mount(&mut client, case.request(&objects)?.build()?).await?;
     assert_eq!(text(&response, "db"), "two");
-    assert_ne!(object_version(&response, "db"), current, "a new Key Vault version is a new object version");
+    assert_ne!(
+        object_version(&response, "db"),
+        current,
+        "a new Key Vault version is a new object version"
+    );
     assert_eq!(object_version(&response, "db-first"), pinned);
 
-    let paths: Vec<String> = case.calls(AzureApi::KeyVault).into_iter().map(|c| c.path).collect();
-    assert!(paths.contains(&format!("/vaults/{VAULT}/secrets/db")), "{paths:?}");
-    assert!(paths.contains(&format!("/vaults/{VAULT}/secrets/db/{first}")), "{paths:?}");
+    let paths: Vec<String> = case
+        .calls(AzureApi::KeyVault)
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert!(
+        paths.contains(&format!("/vaults/{VAULT}/secrets/db")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&format!("/vaults/{VAULT}/secrets/db/{first}")),
+        "{paths:?}"
+    );
     Ok(())
 }
 
@@ -51,19 +70,35 @@ async fn version_history_is_written_newest_first_as_numbered_files() -> anyhow::
     let newest = [obj("db", "secret").field("objectVersionHistory", "2")];
     let response = mount(&mut client, case.request(&newest)?.build()?).await?;
     assert_eq!(file_paths(&response), ["db/0", "db/1"]);
-    assert_eq!((text(&response, "db/0"), text(&response, "db/1")), ("c".to_owned(), "b".to_owned()));
+    assert_eq!(
+        (text(&response, "db/0"), text(&response, "db/1")),
+        ("c".to_owned(), "b".to_owned())
+    );
 
     // From a pinned version on, with an alias, and more asked for than exist.
-    let from_b = [obj("db", "secret").field("objectAlias", "hist").field("objectVersion", quote(&b)).field("objectVersionHistory", "5")];
+    let from_b = [obj("db", "secret")
+        .field("objectAlias", "hist")
+        .field("objectVersion", quote(&b))
+        .field("objectVersionHistory", "5")];
     let response = mount(&mut client, case.request(&from_b)?.build()?).await?;
     assert_eq!(file_paths(&response), ["hist/0", "hist/1"]);
-    assert_eq!((text(&response, "hist/0"), text(&response, "hist/1")), ("b".to_owned(), "a".to_owned()));
+    assert_eq!(
+        (text(&response, "hist/0"), text(&response, "hist/1")),
+        ("b".to_owned(), "a".to_owned())
+    );
 
     // Disabled versions are left out, as the Azure provider leaves them out.
     case.standin.disable(VAULT, "db", &c);
     let response = mount(&mut client, case.request(&newest)?.build()?).await?;
-    assert_eq!((text(&response, "db/0"), text(&response, "db/1")), ("b".to_owned(), "a".to_owned()));
-    let listed = case.calls(AzureApi::KeyVault).iter().filter(|call| call.path.ends_with("/secrets/db/versions")).count();
+    assert_eq!(
+        (text(&response, "db/0"), text(&response, "db/1")),
+        ("b".to_owned(), "a".to_owned())
+    );
+    let listed = case
+        .calls(AzureApi::KeyVault)
+        .iter()
+        .filter(|call| call.path.ends_with("/secrets/db/versions"))
+        .count();
     assert_eq!(listed, 3, "one listing per mount");
     let _ = a;
     Ok(())
@@ -78,8 +113,15 @@ async fn keys_are_written_as_public_key_pem() -> anyhow::Result<()> {
     case.standin.set_key(VAULT, "ec", &ec);
     let provider = case.provider().await?;
 
-    let objects = [obj("rsa", "key"), obj("ec", "key").field("objectAlias", "ec.pem")];
-    let response = mount(&mut provider.client("azure").await?, case.request(&objects)?.build()?).await?;
+    let objects = [
+        obj("rsa", "key"),
+        obj("ec", "key").field("objectAlias", "ec.pem"),
+    ];
+    let response = mount(
+        &mut provider.client("azure").await?,
+        case.request(&objects)?.build()?,
+    )
+    .await?;
     assert_eq!(text(&response, "rsa"), rsa.public_key_pem());
     assert_eq!(text(&response, "ec.pem"), ec.public_key_pem());
     Ok(())
@@ -89,33 +131,55 @@ async fn keys_are_written_as_public_key_pem() -> anyhow::Result<()> {
 async fn certificates_as_cert_pem_secret_pem_and_pfx() -> anyhow::Result<()> {
     let case = case("certs").await?;
     let cert = TestCertificate::generate("app.example.internal")?;
-    case.standin.import_certificate(VAULT, "pem-cert", &cert, CertFormat::Pem);
-    case.standin.import_certificate(VAULT, "pfx-cert", &cert, CertFormat::Pfx);
+    case.standin
+        .import_certificate(VAULT, "pem-cert", &cert, CertFormat::Pem);
+    case.standin
+        .import_certificate(VAULT, "pfx-cert", &cert, CertFormat::Pfx);
     let provider = case.provider().await?;
     let objects = [
         obj("pem-cert", "cert").field("objectAlias", "leaf.pem"),
         obj("pem-cert", "secret").field("objectAlias", "pem-bundle"),
         obj("pfx-cert", "secret").field("objectAlias", "pfx-as-pem"),
-        obj("pfx-cert", "secret").field("objectAlias", "bundle.pfx").field("objectFormat", "pfx").field("objectEncoding", "base64"),
-        obj("pfx-cert", "secret").field("objectAlias", "bundle.pfx.b64").field("objectFormat", "pfx"),
+        obj("pfx-cert", "secret")
+            .field("objectAlias", "bundle.pfx")
+            .field("objectFormat", "pfx")
+            .field("objectEncoding", "base64"),
+        obj("pfx-cert", "secret")
+            .field("objectAlias", "bundle.pfx.b64")
+            .field("objectFormat", "pfx"),
         obj("pfx-cert", "cert").field("objectAlias", "pfx-leaf.pem"),
         obj("pfx-cert", "key").field("objectAlias", "leaf-public.pem"),
     ];
 
-    let response = mount(&mut provider.client("azure").await?, case.request(&objects)?.build()?).await?;
+    let response = mount(
+        &mut provider.client("azure").await?,
+        case.request(&objects)?.build()?,
+    )
+    .await?;
     let chain = cert.chain_pem().concat();
     assert_eq!(text(&response, "leaf.pem"), cert.leaf_pem());
     assert_eq!(text(&response, "pfx-leaf.pem"), cert.leaf_pem());
     // A PEM certificate's secret is written as Key Vault keeps it: the key, then the chain.
-    assert_eq!(text(&response, "pem-bundle"), format!("{}{chain}", cert.private_key_pem()));
+    assert_eq!(
+        text(&response, "pem-bundle"),
+        format!("{}{chain}", cert.private_key_pem())
+    );
     // A PKCS#12 one is converted: the PKCS#8 key, then the chain leaf to root.
     let converted = text(&response, "pfx-as-pem");
-    let (key, certs) = converted.split_once("-----END PRIVATE KEY-----\n").ok_or_else(|| anyhow::anyhow!("no key block"))?;
+    let (key, certs) = converted
+        .split_once("-----END PRIVATE KEY-----\n")
+        .ok_or_else(|| anyhow::anyhow!("no key block"))?;
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{key}");
     assert_eq!(certs, chain);
     assert_eq!(file(&response, "bundle.pfx").contents, cert.pfx()?);
-    assert_eq!(text(&response, "bundle.pfx.b64"), BASE64.encode(cert.pfx()?));
-    assert_eq!(text(&response, "leaf-public.pem"), cert.key().public_key_pem());
+    assert_eq!(
+        text(&response, "bundle.pfx.b64"),
+        BASE64.encode(cert.pfx()?)
+    );
+    assert_eq!(
+        text(&response, "leaf-public.pem"),
+        cert.key().public_key_pem()
+    );
     Ok(())
 }
 
@@ -129,18 +193,32 @@ async fn encodings_aliases_and_file_permissions() -> anyhow::Result<()> {
     let objects = [
         obj("b64", "secret").field("objectEncoding", "base64"),
         obj("hex", "secret").field("objectEncoding", "HEX"),
-        obj("plain", "secret").field("objectAlias", "nested/dir/plain.txt").field("filePermission", "\"0600\""),
+        obj("plain", "secret")
+            .field("objectAlias", "nested/dir/plain.txt")
+            .field("filePermission", "\"0600\""),
         obj("plain", "secret").field("objectEncoding", "utf-8"),
     ];
 
-    let response = mount(&mut provider.client("azure").await?, case.request(&objects)?.permission(0o640).build()?).await?;
+    let response = mount(
+        &mut provider.client("azure").await?,
+        case.request(&objects)?.permission(0o640).build()?,
+    )
+    .await?;
     assert_eq!(text(&response, "b64"), "hello from base64");
     assert_eq!(text(&response, "hex"), "hello from hex");
     assert_eq!(text(&response, "nested/dir/plain.txt"), "plain text");
     assert_eq!(file(&response, "nested/dir/plain.txt").mode, 0o600);
-    assert_eq!(file(&response, "plain").mode, 0o640, "the volume's permission is the default");
+    assert_eq!(
+        file(&response, "plain").mode,
+        0o640,
+        "the volume's permission is the default"
+    );
     // One read per distinct object and version.
-    let reads = case.calls(AzureApi::KeyVault).iter().filter(|c| c.path.ends_with("/secrets/plain")).count();
+    let reads = case
+        .calls(AzureApi::KeyVault)
+        .iter()
+        .filter(|c| c.path.ends_with("/secrets/plain"))
+        .count();
     assert_eq!(reads, 1);
     Ok(())
 }

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use courier_tests::{
-    AZURE_TOKEN_AUDIENCE, AzureApi, AzureCall, AzureStandIn, FakeKubeApi, MountRequestBuilder, PodFixture,
-    ProviderBuilder, ProviderProcess, TokenIssuer,
+    AZURE_TOKEN_AUDIENCE, AzureApi, AzureCall, AzureStandIn, FakeKubeApi, MountRequestBuilder,
+    PodFixture, ProviderBuilder, ProviderProcess, TokenIssuer,
 };
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -39,15 +39,27 @@ pub(crate) fn client_id(n: u32, which: u32) -> String {
 
 /// A new case labelled `label`.
 pub(crate) async fn case(label: &str) -> anyhow::Result<Case> {
-    let issuer = ISSUER.get_or_try_init(|| async { TokenIssuer::new() }).await?;
+    let issuer = ISSUER
+        .get_or_try_init(|| async { TokenIssuer::new() })
+        .await?;
     let n = NEXT_CASE.fetch_add(1, Ordering::Relaxed);
     let pod = PodFixture::new(format!("ns-{label}-{n}"), SERVICE_ACCOUNT);
     let standin = AzureStandIn::start(issuer, TENANT)?;
     let kube = FakeKubeApi::start()?;
     kube.publish_issuer_keys(issuer);
     kube.put_pod_service_account(&pod, std::iter::empty::<(&str, &str)>());
-    let case = Case { client_id: client_id(n, 1), pod, issuer, standin, kube };
-    case.standin.federate(&case.client_id, case.pod.namespace(), case.pod.service_account());
+    let case = Case {
+        client_id: client_id(n, 1),
+        pod,
+        issuer,
+        standin,
+        kube,
+    };
+    case.standin.federate(
+        &case.client_id,
+        case.pod.namespace(),
+        case.pod.service_account(),
+    );
     case.standin.grant(VAULT, &case.client_id);
     Ok(case)
 }
@@ -81,14 +93,22 @@ impl Case {
     }
 
     /// Like [`request`](Self::request), for another pod and application.
-    pub(crate) fn request_for(&self, pod: &PodFixture, client_id: &str, objects: &[Obj]) -> anyhow::Result<MountRequestBuilder> {
+    pub(crate) fn request_for(
+        &self,
+        pod: &PodFixture,
+        client_id: &str,
+        objects: &[Obj],
+    ) -> anyhow::Result<MountRequestBuilder> {
         Ok(MountRequestBuilder::new(pod)
             .parameter("keyvaultName", VAULT)
             .parameter("tenantId", TENANT)
             .parameter("clientID", client_id)
             .parameter("usePodIdentity", "false")
             .parameter("objects", objects_yaml(objects))
-            .token(AZURE_TOKEN_AUDIENCE, self.issuer.token(pod, AZURE_TOKEN_AUDIENCE)?))
+            .token(
+                AZURE_TOKEN_AUDIENCE,
+                self.issuer.token(pod, AZURE_TOKEN_AUDIENCE)?,
+            ))
     }
 
     /// The stand-in's calls to `api`.
@@ -122,7 +142,9 @@ pub(crate) struct Obj {
 
 /// `objectName: name, objectType: kind`.
 pub(crate) fn obj(name: &str, kind: &str) -> Obj {
-    Obj { fields: vec![("objectName", quote(name)), ("objectType", quote(kind))] }
+    Obj {
+        fields: vec![("objectName", quote(name)), ("objectType", quote(kind))],
+    }
 }
 
 impl Obj {

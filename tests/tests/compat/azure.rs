@@ -12,7 +12,10 @@ use crate::azure_support::{Case, VAULT, case, obj};
 
 /// The request for `objects` written as the anchor's manifests write them (the `objects` text verbatim).
 fn request(case: &Case, objects: &str) -> anyhow::Result<courier_tests::MountRequestBuilder> {
-    Ok(case.request(&[obj("unused", "secret")])?.parameter("objects", objects).parameter("cloudName", ""))
+    Ok(case
+        .request(&[obj("unused", "secret")])?
+        .parameter("objects", objects)
+        .parameter("cloudName", ""))
 }
 
 // azure examples/keyvault-secrets/v1alpha1_secretproviderclass_secrets.yaml (its third object, whose
@@ -34,7 +37,11 @@ async fn keyvault_secrets_example() -> anyhow::Result<()> {
     objectVersion: ""
     objectAlias: "SECRET_ALIAS"           # [OPTIONAL] specify the filename of the object when written to disk.
 "#;
-    let response = mount(&mut provider.client("azure").await?, request(&case, objects)?.build()?).await?;
+    let response = mount(
+        &mut provider.client("azure").await?,
+        request(&case, objects)?.build()?,
+    )
+    .await?;
     assert_eq!(file_paths(&response), ["SECRET_ALIAS", "secret1"]);
     assert_eq!(text(&response, "secret1"), "value-1");
     assert_eq!(text(&response, "SECRET_ALIAS"), "value-2");
@@ -61,7 +68,11 @@ async fn keyvault_keys_example() -> anyhow::Result<()> {
     objectVersion: ""
     objectAlias: "KEY_ALIAS"              # [OPTIONAL] specify the filename of the object when written to disk.
 "#;
-    let response = mount(&mut provider.client("azure").await?, request(&case, objects)?.build()?).await?;
+    let response = mount(
+        &mut provider.client("azure").await?,
+        request(&case, objects)?.build()?,
+    )
+    .await?;
     assert_eq!(text(&response, "key1"), key1.public_key_pem());
     assert_eq!(text(&response, "KEY_ALIAS"), key2.public_key_pem());
     Ok(())
@@ -74,8 +85,10 @@ async fn keyvault_certs_example() -> anyhow::Result<()> {
     let case = case("compat-azure-certs").await?;
     let cert1 = TestCertificate::generate("cert1.example")?;
     let cert2 = TestCertificate::generate("cert2.example")?;
-    case.standin.import_certificate(VAULT, "cert1", &cert1, CertFormat::Pem);
-    case.standin.import_certificate(VAULT, "cert2-pfx", &cert2, CertFormat::Pfx);
+    case.standin
+        .import_certificate(VAULT, "cert1", &cert1, CertFormat::Pem);
+    case.standin
+        .import_certificate(VAULT, "cert2-pfx", &cert2, CertFormat::Pfx);
     let provider = case.provider().await?;
     let objects = r#"array:
   - |
@@ -106,12 +119,30 @@ async fn keyvault_certs_example() -> anyhow::Result<()> {
     objectFormat: pfx
     objectEncoding: base64                # the base64 decoded pfx binary
 "#;
-    let response = mount(&mut provider.client("azure").await?, request(&case, objects)?.parameter("useVMManagedIdentity", "false").build()?).await?;
+    let response = mount(
+        &mut provider.client("azure").await?,
+        request(&case, objects)?
+            .parameter("useVMManagedIdentity", "false")
+            .build()?,
+    )
+    .await?;
     assert_eq!(text(&response, "cert1"), cert1.leaf_pem());
-    assert_eq!(text(&response, "cert1-pub-key"), cert1.key().public_key_pem());
-    assert_eq!(text(&response, "cert1-secret"), format!("{}{}", cert1.private_key_pem(), cert1.chain_pem().concat()));
-    assert_eq!(text(&response, "cert2-secret-pfx"), BASE64.encode(cert2.pfx()?));
-    assert_eq!(file(&response, "cert2-secret-pfx-binary").contents, cert2.pfx()?);
+    assert_eq!(
+        text(&response, "cert1-pub-key"),
+        cert1.key().public_key_pem()
+    );
+    assert_eq!(
+        text(&response, "cert1-secret"),
+        format!("{}{}", cert1.private_key_pem(), cert1.chain_pem().concat())
+    );
+    assert_eq!(
+        text(&response, "cert2-secret-pfx"),
+        BASE64.encode(cert2.pfx()?)
+    );
+    assert_eq!(
+        file(&response, "cert2-secret-pfx-binary").contents,
+        cert2.pfx()?
+    );
     Ok(())
 }
 
@@ -124,8 +155,15 @@ async fn e2e_multiple_secret_versions() -> anyhow::Result<()> {
     case.secret("secret1", "secret");
     let provider = case.provider().await?;
     let objects = "array:\n  - |\n    objectName: secret1\n    objectType: secret\n    objectVersionHistory: 5\n  - |\n    objectName: secret1\n    objectType: secret\n    objectAlias: SECRET_1\n    objectVersionHistory: 5\n";
-    let response = mount(&mut provider.client("azure").await?, request(&case, objects)?.build()?).await?;
-    assert_eq!(file_paths(&response), ["SECRET_1/0", "SECRET_1/1", "secret1/0", "secret1/1"]);
+    let response = mount(
+        &mut provider.client("azure").await?,
+        request(&case, objects)?.build()?,
+    )
+    .await?;
+    assert_eq!(
+        file_paths(&response),
+        ["SECRET_1/0", "SECRET_1/1", "secret1/0", "secret1/1"]
+    );
     assert_eq!(text(&response, "secret1/0"), "secret");
     assert_eq!(text(&response, "SECRET_1/0"), "secret");
     assert_eq!(text(&response, "SECRET_1/1"), "old");
@@ -138,24 +176,77 @@ async fn refusals_of_the_azure_provider() -> anyhow::Result<()> {
     let case = case("compat-azure-refusals").await?;
     let provider = case.provider().await?;
     let mut client = provider.client("azure").await?;
-    let entry = |fields: &str| format!("array:\n  - |\n{}", fields.lines().map(|l| format!("    {l}\n")).collect::<String>());
+    let entry = |fields: &str| {
+        format!(
+            "array:\n  - |\n{}",
+            fields
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        )
+    };
     for (objects, words) in [
-        (entry("objectName: c\nobjectType: cert\nobjectFormat: pfx"), &["objectFormat", "PFX format only supported for objectType: secret"][..]),
-        (entry("objectName: k\nobjectType: key\nobjectEncoding: base64"), &["objectEncoding only supported for objectType: secret"][..]),
-        (entry("objectName: s\nobjectType: secret\nobjectEncoding: rot13"), &["objects[0].objectEncoding"][..]),
-        (entry("objectName: s\nobjectType: secret\nobjectFormat: der"), &["invalid objectFormat"][..]),
-        (entry("objectName: s\nobjectType: secret\nobjectAlias: ../escape"), &["objects[0].objectAlias"][..]),
-        (entry("objectName: s\nobjectType: blob"), &["Invalid vaultObjectTypes"][..]),
+        (
+            entry("objectName: c\nobjectType: cert\nobjectFormat: pfx"),
+            &[
+                "objectFormat",
+                "PFX format only supported for objectType: secret",
+            ][..],
+        ),
+        (
+            entry("objectName: k\nobjectType: key\nobjectEncoding: base64"),
+            &["objectEncoding only supported for objectType: secret"][..],
+        ),
+        (
+            entry("objectName: s\nobjectType: secret\nobjectEncoding: rot13"),
+            &["objects[0].objectEncoding"][..],
+        ),
+        (
+            entry("objectName: s\nobjectType: secret\nobjectFormat: der"),
+            &["invalid objectFormat"][..],
+        ),
+        (
+            entry("objectName: s\nobjectType: secret\nobjectAlias: ../escape"),
+            &["objects[0].objectAlias"][..],
+        ),
+        (
+            entry("objectName: s\nobjectType: blob"),
+            &["Invalid vaultObjectTypes"][..],
+        ),
     ] {
         let result = mount(&mut client, request(&case, &objects)?.build()?).await;
         assert_status(result, Code::InvalidArgument, words);
     }
-    let result = mount(&mut client, request(&case, &entry("objectName: s\nobjectType: secret"))?.parameter("keyvaultName", "k").build()?).await;
-    assert_status(result, Code::InvalidArgument, &["keyvaultName", "between 3 and 24"]);
-    let result = mount(&mut client, request(&case, &entry("objectName: s\nobjectType: secret"))?.parameter("usePodIdentity", "true").build()?).await;
+    let result = mount(
+        &mut client,
+        request(&case, &entry("objectName: s\nobjectType: secret"))?
+            .parameter("keyvaultName", "k")
+            .build()?,
+    )
+    .await;
+    assert_status(
+        result,
+        Code::InvalidArgument,
+        &["keyvaultName", "between 3 and 24"],
+    );
+    let result = mount(
+        &mut client,
+        request(&case, &entry("objectName: s\nobjectType: secret"))?
+            .parameter("usePodIdentity", "true")
+            .build()?,
+    )
+    .await;
     assert_status(result, Code::InvalidArgument, &["usePodIdentity"]);
-    let result = mount(&mut client, case.request(&[])?.without_parameter("objects").build()?).await;
+    let result = mount(
+        &mut client,
+        case.request(&[])?.without_parameter("objects").build()?,
+    )
+    .await;
     assert_status(result, Code::InvalidArgument, &["objects"]);
-    assert!(case.standin.calls().is_empty(), "refused before any call: {:?}", case.standin.calls());
+    assert!(
+        case.standin.calls().is_empty(),
+        "refused before any call: {:?}",
+        case.standin.calls()
+    );
     Ok(())
 }

@@ -376,7 +376,11 @@ mod tests {
                 .expect_err(&file);
             assert!(err.message.contains(expected), "{file}: {err}");
             let policy = expected.contains("below");
-            let kind = if policy { ErrorKind::Denied } else { ErrorKind::Invalid };
+            let kind = if policy {
+                ErrorKind::Denied
+            } else {
+                ErrorKind::Invalid
+            };
             assert_eq!(err.kind, kind, "{file}");
         }
     }

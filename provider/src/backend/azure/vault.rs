@@ -455,7 +455,12 @@ mod tests {
         ]);
         let order: Vec<&str> = sorted.iter().map(|v| v.version.as_str()).collect();
         assert_eq!(order, ["a", "b", "c", "d", "e"]);
-        let same_second = newest_first(vec![info("old", 5), info("mid", 5), info("new", 5), info("older", 4)]);
+        let same_second = newest_first(vec![
+            info("old", 5),
+            info("mid", 5),
+            info("new", 5),
+            info("older", 4),
+        ]);
         let order: Vec<&str> = same_second.iter().map(|v| v.version.as_str()).collect();
         assert_eq!(order, ["new", "mid", "old", "older"]);
     }
