@@ -10,21 +10,20 @@
 //! are plain REST on the provider's HTTP client (see the README for why not the
 //! Azure SDK crates).
 
+mod auth;
 mod cloud;
 mod config;
 mod convert;
 mod flags;
 mod login;
+mod objects;
 mod rest;
 mod service_account;
 mod vault;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-use futures::StreamExt as _;
 
 pub(crate) use cloud::parse_cloud_name;
 pub(crate) use config::{
@@ -33,15 +32,13 @@ pub(crate) use config::{
 };
 pub use flags::AzureArgs;
 
-use self::cloud::Endpoints;
-use self::login::{Credential, Principal, TokenKey};
+use self::login::TokenKey;
 use self::service_account::Annotations;
-use super::token::{TokenAdvice, token_error};
 use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
 use crate::identity::{CredentialCache, PodIdentity, TokenVerifier};
 use crate::kube_client::KubeClient;
 use crate::metrics::Metrics;
-use crate::plan::{Entry, Fetched, ObjectSpec};
+use crate::plan::{Fetched, ObjectSpec};
 use crate::secret::SecretString;
 use crate::singleflight::Flights;
 
@@ -180,230 +177,6 @@ impl Backend for AzureBackend {
 }
 
 impl AzureBackend {
-    /// The Key Vault token for the mount's identity.
-    async fn token(
-        &self,
-        config: &AzureConfig,
-        ends: &Endpoints,
-        identity: &PodIdentity,
-    ) -> Result<(SecretString, TokenKey), Error> {
-        let AzureAuth::Pod { client_id } = &config.auth;
-        let publish = (
-            identity.publish_secret("clientid"),
-            identity.publish_secret("clientsecret"),
-        );
-        if client_id.is_none()
-            && let (Some(sp_id), Some(sp_secret)) = publish
-        {
-            return self
-                .service_principal_token(config, ends, sp_id, sp_secret)
-                .await;
-        }
-        // Annotations are read only when the SecretProviderClass leaves something out.
-        let annotations = if client_id.is_none() || config.tenant.is_none() {
-            self.annotations(identity).await?
-        } else {
-            Annotations::default()
-        };
-        let client_id = client_id.clone().or(annotations.client_id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                BACKEND,
-                format!(
-                    "no clientID: set clientID in the SecretProviderClass, or annotate service account {}/{} with {}",
-                    identity.namespace(),
-                    identity.service_account(),
-                    service_account::CLIENT_ID_ANNOTATION
-                ),
-            )
-        })?;
-        let tenant = config.tenant.clone().or(annotations.tenant_id).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                BACKEND,
-                format!(
-                    "tenantId is not provided: set tenantID in the SecretProviderClass, or annotate service account \
-                     {}/{} with {}",
-                    identity.namespace(),
-                    identity.service_account(),
-                    service_account::TENANT_ID_ANNOTATION
-                ),
-            )
-        })?;
-        let checked = self
-            .state
-            .verifier
-            .check(identity, AUDIENCE)
-            .await
-            .map_err(|problem| {
-                token_error(
-                    problem,
-                    BACKEND,
-                    AUDIENCE,
-                    identity,
-                    TokenAdvice {
-                        missing_also: "",
-                        pod: "this pod".to_owned(),
-                    },
-                )
-            })?;
-        let principal = Principal::Pod {
-            namespace: identity.namespace().to_owned(),
-            service_account: identity.service_account().to_owned(),
-            scope: checked.scope,
-        };
-        self.access_token(
-            ends,
-            &tenant,
-            &client_id,
-            principal,
-            Credential::Assertion(checked.token.clone()),
-        )
-        .await
-    }
-
-    /// The token of the volume's `nodePublishSecretRef` service principal, if the operator allows it.
-    async fn service_principal_token(
-        &self,
-        config: &AzureConfig,
-        ends: &Endpoints,
-        client_id: &SecretString,
-        client_secret: &SecretString,
-    ) -> Result<(SecretString, TokenKey), Error> {
-        if !self.state.settings.allow_node_publish_secret {
-            return Err(Error::new(
-                ErrorKind::Denied,
-                BACKEND,
-                "the volume's nodePublishSecretRef holds a service principal (clientid/clientsecret), which would read \
-                 with credentials stored in the cluster instead of the pod's identity; use workload identity \
-                 (clientID), or ask the operator to start the provider with --azure-allow-node-publish-secret",
-            ));
-        }
-        let id = client_id.expose_secret().trim();
-        if !valid_client_id(id) {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                BACKEND,
-                "nodePublishSecretRef: clientid is not an application id",
-            ));
-        }
-        let tenant = config.tenant.clone().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Invalid,
-                BACKEND,
-                "tenantId is not provided: set tenantID in the SecretProviderClass",
-            )
-        })?;
-        let principal = login::secret_principal(client_secret);
-        self.access_token(
-            ends,
-            &tenant,
-            id,
-            principal,
-            Credential::Secret(client_secret.clone()),
-        )
-        .await
-    }
-
-    /// Reads every object, each distinct read once, concurrently with a bound.
-    async fn read_all(
-        &self,
-        plan: &Plan,
-        ends: &Endpoints,
-        token: &SecretString,
-        specs: &[ObjectSpec],
-    ) -> Result<Vec<Fetched>, Error> {
-        let mut unique: Vec<&AzureObject> = Vec::new();
-        for object in &plan.objects {
-            if !unique.contains(&object) {
-                unique.push(object);
-            }
-        }
-        let label = |object: &AzureObject| {
-            plan.objects
-                .iter()
-                .position(|o| o == object)
-                .and_then(|i| specs.get(i))
-        };
-        let reads: Vec<_> = unique
-            .iter()
-            .map(|&object| async move {
-                let read = self.read_object(ends, token, object).await;
-                (
-                    object.clone(),
-                    read.map_err(|e| match label(object) {
-                        Some(spec) => e.for_object(spec),
-                        None => e,
-                    }),
-                )
-            })
-            .collect();
-        let mut values: HashMap<AzureObject, Vec<(String, vault::Value)>> = HashMap::new();
-        let mut results = futures::stream::iter(reads).buffer_unordered(MAX_CONCURRENT_REQUESTS);
-        while let Some((object, read)) = results.next().await {
-            values.insert(object, read?);
-        }
-        specs
-            .iter()
-            .zip(&plan.objects)
-            .map(|(spec, object)| {
-                let read = values.get(object).ok_or_else(|| {
-                    Error::new(ErrorKind::Unavailable, BACKEND, "an object was not fetched")
-                        .for_object(spec)
-                })?;
-                Ok(fetched(object, read))
-            })
-            .collect()
-    }
-
-    /// One object: its version, or with `objectVersionHistory` its newest
-    /// versions (from `objectVersion` on), named `0..N-1`.
-    async fn read_object(
-        &self,
-        ends: &Endpoints,
-        token: &SecretString,
-        object: &AzureObject,
-    ) -> Result<Vec<(String, vault::Value)>, Error> {
-        let Some(history) = object.history else {
-            let value = self
-                .read(ends, token, object, object.version.as_deref())
-                .await?;
-            return Ok(vec![(String::new(), value)]);
-        };
-        let listed = vault::newest_first(self.versions(ends, token, object).await?);
-        let start = match &object.version {
-            None => 0,
-            Some(v) => listed.iter().position(|l| &l.version == v).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    BACKEND,
-                    format!(
-                        "objectVersion of {} is not among its enabled versions; check the version",
-                        object.describe()
-                    ),
-                )
-            })?,
-        };
-        let chosen: Vec<_> = listed
-            .into_iter()
-            .skip(start)
-            .take(history as usize)
-            .collect();
-        if chosen.is_empty() {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                BACKEND,
-                format!("{} has no enabled versions", object.describe()),
-            ));
-        }
-        let reads = chosen.iter().enumerate().map(|(i, info)| async move {
-            self.read(ends, token, object, Some(&info.version))
-                .await
-                .map(|value| (i.to_string(), value))
-        });
-        futures::future::try_join_all(reads).await
-    }
-
     /// A slot of the backend-wide concurrency limit.
     async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         Arc::clone(&self.state.limit)
@@ -453,29 +226,6 @@ impl AzureBackend {
                 })
             })
             .await
-    }
-}
-
-/// The fetched object: one value, or the history's versions as entries.
-fn fetched(object: &AzureObject, read: &[(String, vault::Value)]) -> Fetched {
-    match (object.history, read) {
-        (None, [(_, value)]) => Fetched::value(value.content.clone(), Some(value.version.clone())),
-        _ => {
-            let entries = read
-                .iter()
-                .map(|(name, value)| Entry {
-                    name: name.clone(),
-                    content: value.content.clone(),
-                    version_id: Some(value.version.clone()),
-                })
-                .collect();
-            let versions: Vec<&str> = read.iter().map(|(_, v)| v.version.as_str()).collect();
-            Fetched {
-                content: crate::secret::SecretBytes::new(Vec::new()),
-                version_id: Some(versions.join(",")),
-                entries: Some(entries),
-            }
-        }
     }
 }
 
