@@ -15,7 +15,7 @@ use courier_provider::testing::{MountContext, POD_NAMESPACE_KEY, SERVICE_ACCOUNT
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const SOCKETS: [&str; 5] = ["vault", "openbao", "courier", "aws", "gcp"];
+const SOCKETS: [&str; 6] = ["vault", "openbao", "courier", "aws", "gcp", "azure"];
 
 fn text(value: Option<&Value>, default: &str) -> String {
     match value {

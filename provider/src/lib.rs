@@ -42,7 +42,9 @@
 //!    driver's provider name, `gcp` for `gcp.sock`) to that dialect, and, for the
 //!    native socket, the `backend: gcp` value in `provider/src/dialect/native.rs`.
 //! 5. **Wiring**: its settings in `provider/src/main.rs` (flags, then the
-//!    `gcp` field of [`BackendSettings`]).
+//!    `gcp` field of [`BackendSettings`]). A backend with many flags keeps them
+//!    in a `clap::Args` struct in its folder, flattened into main's, so that
+//!    main stays short (`azure`'s `AzureArgs`).
 //! 6. **The offline check**: its arm in `describe` in `provider/src/check/mod.rs`
 //!    (the audience and the backend facts `courier-provider check` reports); the
 //!    match is exhaustive, so the compiler points at it.
@@ -83,6 +85,7 @@ mod version;
 // What the provider binary wires together.
 pub use backend::Settings as BackendSettings;
 pub use backend::aws::{AwsSettings, DEFAULT_ROLE_CACHE};
+pub use backend::azure::{AzureArgs, AzureSettings};
 pub use backend::gcp::{DEFAULT_ANNOTATION_CACHE, GcpEndpoints, GcpSettings};
 pub use backend::vault::{DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION, VaultSettings};
 pub use check::run_cli as run_check;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use courier_provider::{
-    AwsSettings, BackendSettings, DEFAULT_ANNOTATION_CACHE, GcpEndpoints, GcpSettings, ConnectionLimits, Core, DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION,
+    AwsSettings, AzureArgs, BackendSettings, DEFAULT_ANNOTATION_CACHE, GcpEndpoints, GcpSettings, ConnectionLimits, Core, DEFAULT_BACKEND_CONCURRENCY, DEFAULT_LEASE_REUSE_FRACTION,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_ROLE_CACHE, DEFAULT_TEMPLATE_MEMORY, DEFAULT_TEMPLATE_RENDERERS, BoundSocket, Defaults,
     LogFormat, Health, Metrics, ProviderName, ProviderService, Sandbox, Settings, TEMPLATE_CHILD_ARG, Timeouts,
     TokenVerification, VaultSettings, VerifierSettings, Versioner,
@@ -120,6 +120,9 @@ struct Args {
     /// the same for every pod on the node. Off by default.
     #[arg(long, env = "COURIER_GCP_ALLOW_PROVIDER_ADC", default_value_t = false, action = clap::ArgAction::Set)]
     gcp_allow_provider_adc: bool,
+
+    #[command(flatten)]
+    azure: AzureArgs,
 
     /// Verify service-account tokens against the cluster's issuer keys (read from the Kubernetes API
     /// at `/openid/v1/jwks`) before any cached login or credential is used for them. `auto`: verify
@@ -295,6 +298,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 annotation_cache: DEFAULT_ANNOTATION_CACHE,
                 concurrency: args.backend_concurrency,
             },
+            azure: args.azure.settings(args.backend_concurrency),
         },
         tokens: VerifierSettings {
             mode: args.token_verification,

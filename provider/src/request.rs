@@ -102,8 +102,10 @@ impl MountContext {
         let pod_uid = attributes.get(POD_UID_KEY).cloned().unwrap_or_default();
         let spc = attributes.get(SPC_KEY).cloned().unwrap_or_default();
 
+        let publish_secrets = std::mem::take(&mut secrets).into_iter().map(|(k, v)| (k, SecretString::new(v))).collect();
         Ok(Self {
-            identity: PodIdentity::new(namespace, pod_name, pod_uid, service_account, tokens),
+            identity: PodIdentity::new(namespace, pod_name, pod_uid, service_account, tokens)
+                .with_publish_secrets(publish_secrets),
             attributes,
             default_mode,
             spc,

@@ -23,7 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// Every dialect, by the socket name that selects it.
-const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws"];
+const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "azure"];
 
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {

@@ -46,6 +46,23 @@ GOOD: dict[str, dict[str, Any]] = {
         },
         "driver": {"enabled": True},
     },
+    "azure-workload-identity": {
+        "providers": ["azure", "courier"],
+        "vault": {"enabled": False},
+        "driver": {"enabled": True},
+    },
+    "azure-clientid-only": {
+        "azure": {
+            "enabled": True,
+            "serviceAccountAnnotations": False,
+            "authorityHost": "https://login.microsoftonline.us/",
+            "keyvaultEndpoint": "https://{vault}.privatelink.vaultcore.azure.net",
+            "cloudEnvHostDir": "/etc/kubernetes/azure-clouds",
+            "allowNodePublishSecret": True,
+            "constructPemChain": False,
+        },
+        "tokenVerification": {"mode": "off"},
+    },
     "gcp-provider-adc": {
         "gcp": {"enabled": True, "workloadPool": "my-project.svc.id.goog", "allowProviderAdc": True},
         "rbac": {"create": False},
@@ -135,6 +152,8 @@ GOOD: dict[str, dict[str, Any]] = {
 BAD_SCHEMA: list[tuple[str, dict[str, Any]]] = [
     ("unknown provider", {"providers": ["gcs"]}),
     ("gcp workloadPool not a pool", {"gcp": {"enabled": True, "workloadPool": "my-project"}}),
+    ("azure keyvaultEndpoint without {vault}", {"azure": {"enabled": True, "keyvaultEndpoint": "https://kv.example"}}),
+    ("azure authorityHost over http", {"azure": {"enabled": True, "authorityHost": "http://login.example"}}),
     ("unknown republishErrors", {"driver": {"republishErrors": "maybe"}}),
     ("unknown top-level key", {"provider": ["courier"]}),
     ("unknown nested key", {"driver": {"syncSecrets": {"enabled": True}}}),

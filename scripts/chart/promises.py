@@ -40,7 +40,13 @@ def backends(v: dict[str, Any]) -> dict[str, bool]:
         "openbao": v["openbao"]["enabled"] or "openbao" in p,
         "aws": v["aws"]["enabled"] or "aws" in p,
         "gcp": v["gcp"]["enabled"] or "gcp" in p,
+        "azure": v["azure"]["enabled"] or "azure" in p,
     }
+
+
+def reads_service_accounts(v: dict[str, Any]) -> bool:
+    b = backends(v)
+    return b["aws"] or b["gcp"] or (b["azure"] and v["azure"]["serviceAccountAnnotations"])
 
 
 def audiences(v: dict[str, Any]) -> list[str]:
@@ -56,6 +62,8 @@ def audiences(v: dict[str, Any]) -> list[str]:
             want.append("pods.eks.amazonaws.com")
     if b["gcp"]:
         want.append(v["gcp"]["workloadPool"])
+    if b["azure"]:
+        want.append("api://AzureADTokenExchange")
     for a in v["driver"]["extraTokenAudiences"]:
         if a not in want:
             want.append(a)
@@ -108,8 +116,12 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
     r.equal("provider: runs as root for the socket dir", sc.get("runAsUser"), 0)
     r.equal("provider: seccomp RuntimeDefault", sc.get("seccompProfile"), {"type": "RuntimeDefault"})
     r.check("provider: no hostNetwork/hostPID", not pod.get("hostNetwork") and not pod.get("hostPID"))
-    wants_api = backends(v)["aws"] or backends(v)["gcp"] or v["tokenVerification"]["mode"] != "off"
-    r.equal("provider: API token only for AWS, GCP or token verification", pod.get("automountServiceAccountToken"), wants_api)
+    wants_api = reads_service_accounts(v) or v["tokenVerification"]["mode"] != "off"
+    r.equal(
+        "provider: API token only for AWS, GCP, Azure annotations or token verification",
+        pod.get("automountServiceAccountToken"),
+        wants_api,
+    )
 
     env = env_of(c)
     r.equal("provider: COURIER_PROVIDERS", env.get("COURIER_PROVIDERS"), ",".join(v["providers"]))
@@ -151,6 +163,24 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
         env.get("COURIER_GCP_ALLOW_PROVIDER_ADC"),
         "true" if v["gcp"]["allowProviderAdc"] else None,
     )
+    azure = backends(v)["azure"]
+    azure_env = {
+        "AZURE_AUTHORITY_HOST": v["azure"]["authorityHost"] or None,
+        "COURIER_AZURE_KEYVAULT_ENDPOINT": v["azure"]["keyvaultEndpoint"] or None,
+        "COURIER_AZURE_CLOUD_ENV_DIR": v["azure"]["cloudEnvHostDir"] or None,
+        "COURIER_AZURE_ALLOW_NODE_PUBLISH_SECRET": "true" if v["azure"]["allowNodePublishSecret"] else None,
+        "COURIER_AZURE_CONSTRUCT_PEM_CHAIN": None if v["azure"]["constructPemChain"] else "false",
+    }
+    for name, want in azure_env.items():
+        r.equal(f"provider: {name} only with Azure and when set", env.get(name), want if azure else None)
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    want_cloud_dir = v["azure"]["cloudEnvHostDir"] if azure and v["azure"]["cloudEnvHostDir"] else None
+    got = mounts.get("azure-cloud-env")
+    r.equal(
+        "provider: Azure cloud files mounted read-only only when set",
+        (got["mountPath"], got.get("readOnly")) if got else None,
+        (want_cloud_dir, True) if want_cloud_dir else None,
+    )
     r.check("provider: runs courier-provider", c.get("command") == ["/usr/local/bin/courier-provider"])
 
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
@@ -168,7 +198,12 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
         and volumes.get(pd["name"], {}).get("hostPath") == {"path": v["providersDir"], "type": "DirectoryOrCreate"},
     )
     host_paths = [vol["hostPath"]["path"] for vol in volumes.values() if "hostPath" in vol]
-    r.equal("provider: no hostPath but providersDir", host_paths, [v["providersDir"]])
+    cloud_dir = v["azure"]["cloudEnvHostDir"] if backends(v)["azure"] else ""
+    r.equal(
+        "provider: no hostPath but providersDir (and Azure's cloud file directory when set)",
+        host_paths,
+        [v["providersDir"]] + ([cloud_dir] if cloud_dir else []),
+    )
     r.check(
         "provider: no mount propagation",
         all("mountPropagation" not in m for m in c.get("volumeMounts", [])),
@@ -203,8 +238,8 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
 def provider_rbac(r: Report, v: dict[str, Any], out: Rendered) -> None:
     roles = [o for o in out.component("provider") if o["kind"] in ("ClusterRole", "Role")]
     bindings = [o for o in out.component("provider") if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
-    if (backends(v)["aws"] or backends(v)["gcp"]) and v["rbac"]["create"]:
-        r.equal("provider RBAC: one ClusterRole with AWS or GCP", [o["kind"] for o in roles], ["ClusterRole"])
+    if reads_service_accounts(v) and v["rbac"]["create"]:
+        r.equal("provider RBAC: one ClusterRole with AWS, GCP or Azure annotations", [o["kind"] for o in roles], ["ClusterRole"])
         if roles:
             r.equal("provider RBAC: only get serviceaccounts", roles[0]["rules"], PROVIDER_ROLE_RULES)
         r.equal("provider RBAC: one binding", len(bindings), 1)
@@ -584,7 +619,7 @@ def secret_sync(r: Report, v: dict[str, Any], out: Rendered) -> None:
         ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "list"),
         ("secrets-store.csi.x-k8s.io", "secretproviderclasses", "watch"),
     ]
-    if backends(v)["aws"] or backends(v)["gcp"]:
+    if reads_service_accounts(v):
         want.append(("", "serviceaccounts", "get"))
     r.equal("secretSync: ClusterRole grants exactly what it uses", grants, sorted(want))
     r.check(

@@ -18,7 +18,7 @@ const CORPUS: &str = "tests/corpus/mount_requests.jsonl";
 /// within it.
 pub const MOUNT_TIMEOUT: &str = "8s";
 /// Sockets the provider serves; `custom` is any other name, which takes the native parameters.
-pub const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "gcp", "custom"];
+pub const SOCKETS: &[&str] = &["vault", "openbao", "courier", "aws", "gcp", "azure", "custom"];
 /// Audiences the driver passes tokens for in a default case.
 const AUDIENCES: &[&str] = &[
     "vault",
@@ -26,6 +26,7 @@ const AUDIENCES: &[&str] = &[
     "sts.amazonaws.com",
     "pods.eks.amazonaws.com",
     GCP_POOL,
+    "api://AzureADTokenExchange",
 ];
 /// The workload pool of the corpus provider (`--gcp-workload-pool`), also a default token's audience.
 const GCP_POOL: &str = "corpus.svc.id.goog";
@@ -63,7 +64,7 @@ pub struct CorpusCase {
     pub known_issue: Option<String>,
 }
 
-/// What a corpus provider talks to: its Vault address, AWS and Google endpoints, Kubernetes API and Pod Identity agent all
+/// What a corpus provider talks to: its Vault address, AWS, Google and Azure endpoints, Kubernetes API and Pod Identity agent all
 /// point at closed ports, so no case needs a backend. Keep it alive as long as the provider it configured.
 #[derive(Debug)]
 pub struct CorpusSetup {
@@ -109,6 +110,10 @@ impl CorpusSetup {
             .arg(GCP_POOL)
             .arg("--gcp-identity-provider")
             .arg("https://container.googleapis.com/v1/projects/corpus/locations/l/clusters/c")
+            .arg("--azure-authority-host")
+            .arg(closed_port_url()?)
+            .arg("--azure-keyvault-endpoint")
+            .arg(format!("{}/vaults/{{vault}}", closed_port_url()?))
             .arg("--mount-timeout")
             .arg(MOUNT_TIMEOUT);
         for socket in SOCKETS {

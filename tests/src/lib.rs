@@ -29,6 +29,7 @@
 //! Fixtures fail loudly, never skip, when a server cannot start; they only ever contact 127.0.0.1.
 
 mod aws_proxy;
+mod azure_standin;
 pub mod calls;
 pub mod corpus;
 mod fake_provider;
@@ -63,6 +64,10 @@ mod vault_proxy;
 mod watchdog;
 
 pub use aws_proxy::{AwsCall, AwsFault, AwsProxy, IssuedCredentials, STS_AUDIENCE};
+pub use azure_standin::{
+    AZURE_TOKEN_AUDIENCE, AzureApi, AzureCall, AzureStandIn, CertFormat, KEYVAULT_RESOURCE, KEYVAULT_SCOPE, TestCertificate,
+    TestKey,
+};
 pub use fake_provider::{FakeAnswer, FakeFile, FakeProvider, ReceivedMount};
 pub use drongo::Drongo;
 pub use gcp_standin::{Checksum, GKE_IDENTITY_PROVIDER, GcpApi, GcpCall, GcpStandIn, NODE_SERVICE_ACCOUNT, crc32c};

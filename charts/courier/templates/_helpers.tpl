@@ -67,7 +67,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Backends ---------------------------------------------------------------------------- */}}
 
 {{/*
-Which backends are on, as JSON {"vault":bool,"openbao":bool,"aws":bool,"gcp":bool}: a backend is on when
+Which backends are on, as JSON {"vault":bool,"openbao":bool,"aws":bool,"gcp":bool,"azure":bool}: a backend is on when
 its `enabled` value is true or its compatibility socket is in `providers`.
 */}}
 {{- define "courier.backends" -}}
@@ -77,6 +77,7 @@ its `enabled` value is true or its compatibility socket is in `providers`.
       "openbao" (or .Values.openbao.enabled (has "openbao" $p))
       "aws" (or .Values.aws.enabled (has "aws" $p))
       "gcp" (or .Values.gcp.enabled (has "gcp" $p))
+      "azure" (or .Values.azure.enabled (has "azure" $p))
     | toJson }}
 {{- end }}
 
@@ -94,6 +95,7 @@ enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
 {{- if .Values.aws.podIdentity }}{{ $auds = append $auds "pods.eks.amazonaws.com" }}{{ end }}
 {{- end }}
 {{- if $b.gcp }}{{ $auds = append $auds .Values.gcp.workloadPool }}{{ end }}
+{{- if $b.azure }}{{ $auds = append $auds "api://AzureADTokenExchange" }}{{ end }}
 {{- $auds = concat $auds .Values.driver.extraTokenAudiences | uniq }}
 {{- toJson $auds }}
 {{- end }}
@@ -101,8 +103,8 @@ enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
 {{/* Checks that the schema cannot express; rendered once, from the provider DaemonSet. */}}
 {{- define "courier.validate" -}}
 {{- $b := include "courier.backends" . | fromJson }}
-{{- if not (or $b.vault $b.openbao $b.aws $b.gcp) }}
-{{- fail "no backend is enabled: set vault.enabled, openbao.enabled, aws.enabled or gcp.enabled, or list vault, openbao, aws or gcp in providers" }}
+{{- if not (or $b.vault $b.openbao $b.aws $b.gcp $b.azure) }}
+{{- fail "no backend is enabled: set vault.enabled, openbao.enabled, aws.enabled, gcp.enabled or azure.enabled, or list vault, openbao, aws, gcp or azure in providers" }}
 {{- end }}
 {{- if and $b.gcp (not .Values.gcp.workloadPool) }}
 {{- fail "gcp.workloadPool is required with GCP: the driver must request pod tokens for PROJECT_ID.svc.id.goog" }}
@@ -116,4 +118,10 @@ enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
 {{- if and .Values.driver.enabled (eq (int .Values.driver.livenessProbe.port) (int .Values.driver.metricsPort)) }}
 {{- fail "driver.metricsPort must differ from driver.livenessProbe.port: both listen in the driver pod" }}
 {{- end }}
+{{- end }}
+
+{{/* Whether the provider reads pods' service accounts (IRSA, GKE, Entra workload identity annotations). */}}
+{{- define "courier.readsServiceAccounts" -}}
+{{- $b := include "courier.backends" . | fromJson }}
+{{- if or $b.aws $b.gcp (and $b.azure .Values.azure.serviceAccountAnnotations) }}true{{ end }}
 {{- end }}

@@ -11,6 +11,7 @@
 mod registry;
 mod token;
 pub(crate) mod aws;
+pub(crate) mod azure;
 pub(crate) mod gcp;
 pub(crate) mod vault;
 

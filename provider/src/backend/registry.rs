@@ -101,4 +101,5 @@ backends! {
     Vault => vault::VaultBackend,
     Aws => aws::AwsBackend,
     Gcp => gcp::GcpBackend,
+    Azure => azure::AzureBackend,
 }

@@ -115,15 +115,15 @@ pub(crate) struct ClassReport {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BackendReport {
-    /// `vault`, `openbao` or `aws`.
+    /// `vault`, `openbao`, `aws`, `gcp` or `azure`.
     pub name: &'static str,
-    /// Vault/OpenBao address.
+    /// Vault/OpenBao address; the Key Vault name for Azure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// Vault/OpenBao auth mount path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_mount: Option<String>,
-    /// Vault/OpenBao role.
+    /// Vault/OpenBao role; the Entra application (`clientID`) for Azure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// AWS region.
@@ -308,6 +308,17 @@ fn describe(class: &mut ClassReport, plan: &MountPlan, default_mode: u32) {
                 address: None,
                 auth_mount: None,
                 role: None,
+                region: None,
+            });
+        }
+        Plan::Azure(azure) => {
+            // Entra workload identity: the driver must request this audience.
+            class.audiences.push(crate::backend::azure::AUDIENCE.to_owned());
+            class.backend = Some(BackendReport {
+                name: plan.backend.name(),
+                address: Some(azure.config.vault.clone()),
+                auth_mount: None,
+                role: azure.config.auth_client_id().map(str::to_owned),
                 region: None,
             });
         }

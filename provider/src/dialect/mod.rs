@@ -7,6 +7,7 @@
 //! [`MountPlan`]; every error names the parameter and object it is about.
 
 mod aws;
+mod azure;
 mod bounded_yaml;
 mod gcp;
 mod native;
@@ -38,6 +39,8 @@ pub enum Dialect {
     Aws,
     /// GoogleCloudPlatform/secrets-store-csi-driver-provider-gcp's parameters.
     Gcp,
+    /// Azure/secrets-store-csi-driver-provider-azure's parameters.
+    Azure,
 }
 
 impl Dialect {
@@ -49,6 +52,7 @@ impl Dialect {
             "openbao" => Self::OpenBao,
             "aws" => Self::Aws,
             "gcp" => Self::Gcp,
+            "azure" => Self::Azure,
             _ => Self::Native,
         }
     }
@@ -62,6 +66,7 @@ impl Dialect {
             Self::OpenBao => "openbao",
             Self::Aws => "aws",
             Self::Gcp => "gcp",
+            Self::Azure => "azure",
         }
     }
 
@@ -79,6 +84,7 @@ impl Dialect {
             Self::OpenBao => vault::parse(attributes, Flavor::OpenBao, vault::Socket::Compatible, defaults),
             Self::Aws => aws::parse(attributes, aws::Flavor::Compatible, defaults),
             Self::Gcp => gcp::parse(attributes),
+            Self::Azure => azure::parse(attributes),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Courier's native parameters: `backend` picks the backend (`vault`, the default,
-//! `openbao`, `aws` or `gcp`); the other keys are those of the chosen backend's
-//! provider (vault-csi-provider keys in their `vault*`, `openbao*` and `bao*`
-//! spellings, the AWS provider's keys plus `roleArn`, or the GCP provider's).
+//! `openbao`, `aws`, `gcp` or `azure`); the other keys are those of the chosen
+//! backend's provider (vault-csi-provider keys in their `vault*`, `openbao*` and
+//! `bao*` spellings, the AWS provider's keys plus `roleArn`, the GCP provider's,
+//! or the Azure provider's).
 
 use std::collections::BTreeMap;
 
-use super::{Defaults, Error, MountPlan, aws, gcp, vault};
+use super::{Defaults, Error, MountPlan, aws, azure, gcp, vault};
 use crate::backend::vault::Flavor;
 
 pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Result<MountPlan, Error> {
@@ -15,8 +16,9 @@ pub(super) fn parse(attrs: &BTreeMap<String, String>, defaults: &Defaults) -> Re
         Some("openbao") => Flavor::OpenBao,
         Some("aws") => return aws::parse(attrs, aws::Flavor::Native, defaults),
         Some("gcp") => return gcp::parse(attrs),
+        Some("azure") => return azure::parse(attrs),
         Some(other) => {
-            return Err(Error::new("backend", format!("{other:?} is not supported; use vault, openbao, aws or gcp")));
+            return Err(Error::new("backend", format!("{other:?} is not supported; use vault, openbao, aws, gcp or azure")));
         }
     };
     vault::parse(attrs, flavor, vault::Socket::Native, defaults)
@@ -47,5 +49,7 @@ mod tests {
         assert_eq!(vault.config.audience, "vault");
         let aws_attrs = attrs(&[("backend", "aws"), ("objects", "- {objectName: a, objectType: ssmparameter}")]);
         assert!(matches!(parse(&aws_attrs, &d).expect("valid").backend, Plan::Aws(_)));
+        let azure_attrs = attrs(&[("backend", "azure"), ("keyvaultName", "kv1"), ("objects", "array:\n  - |\n    objectName: s\n    objectType: secret\n")]);
+        assert!(matches!(parse(&azure_attrs, &d).expect("valid").backend, Plan::Azure(_)));
     }
 }

@@ -75,6 +75,22 @@ impl std::fmt::Debug for RawObject {
 }
 
 impl RawObject {
+    /// An entry of `list` at `index` parsed elsewhere (the Azure provider's
+    /// `objects` holds each entry as a YAML string of its own).
+    pub(super) fn from_fields(list: &'static str, index: usize, fields: Map<String, Value>) -> Self {
+        Self { index, list, fields }
+    }
+
+    /// The YAML limits every list is parsed with.
+    pub(super) fn limits() -> bounded_yaml::Limits {
+        bounded_yaml::Limits {
+            max_entries: MAX_OBJECTS,
+            max_nodes: MAX_YAML_VALUES,
+            max_text_bytes: MAX_OBJECTS_YAML_BYTES,
+            max_depth: MAX_YAML_DEPTH,
+        }
+    }
+
     fn field(&self, name: &str) -> String {
         format!("{}[{}].{name}", self.list, self.index)
     }

@@ -34,6 +34,9 @@ pub struct PodIdentity {
     pub(super) pod_uid: String,
     pub(super) service_account: String,
     tokens: TokenMap,
+    /// The volume's `nodePublishSecretRef` Secret, as the driver passes it (the
+    /// tokens removed); only a backend whose operator allowed it reads them.
+    publish_secrets: BTreeMap<String, SecretString>,
 }
 
 impl PodIdentity {
@@ -46,7 +49,21 @@ impl PodIdentity {
         service_account: String,
         tokens: TokenMap,
     ) -> Self {
-        Self { namespace, pod_name, pod_uid, service_account, tokens }
+        Self { namespace, pod_name, pod_uid, service_account, tokens, publish_secrets: BTreeMap::new() }
+    }
+
+    /// Adds the volume's `nodePublishSecretRef` values.
+    #[must_use]
+    pub fn with_publish_secrets(mut self, secrets: BTreeMap<String, SecretString>) -> Self {
+        self.publish_secrets = secrets;
+        self
+    }
+
+    /// The `nodePublishSecretRef` value under `key`, its name matched
+    /// case-insensitively (as the anchors read `clientid`/`ClientID`).
+    #[must_use]
+    pub(crate) fn publish_secret(&self, key: &str) -> Option<&SecretString> {
+        self.publish_secrets.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
     }
 
     /// The pod's namespace (also the service account's).

@@ -16,6 +16,7 @@ async fn debug_of_a_populated_core_shows_no_cached_value() {
                 concurrency: 4,
             },
             gcp: crate::backend::gcp::GcpSettings { concurrency: 4, ..Default::default() },
+            azure: crate::backend::azure::AzureSettings { concurrency: 4, ..Default::default() },
         },
     };
     let core = Core::new(Versioner::random(), settings, Metrics::shared());
@@ -33,9 +34,11 @@ async fn debug_of_a_populated_core_shows_no_cached_value() {
     core.backends.aws.seed_for_test(aws_secret, aws_session);
     let gcp_token = "ya29.gcp-token-canary-4b1e";
     core.backends.gcp.seed_for_test(gcp_token);
+    let azure_token = "eyJ0eXAi.azure-token-canary-93d0";
+    core.backends.azure.seed_for_test(azure_token);
 
     for shown in [format!("{core:?}"), format!("{core:#?}")] {
-        for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session, gcp_token] {
+        for seeded in [vault_token, secret_value, lease_id, "v-user-canary", aws_secret, aws_session, gcp_token, azure_token] {
             assert!(!shown.contains(seeded), "Debug of Core shows {seeded:?}:\n{shown}");
         }
         assert!(!shown.contains("canary"), "{shown}");

@@ -13,6 +13,7 @@ use crate::{SOCKETS, Verdict, assert_safe_path, check, defaults, safe_path};
 
 /// Parameter names every dialect reads, and some none does.
 const KEYS: &[&str] = &[
+    "keyvaultName",
     "roleName",
     "objects",
     "templates",
@@ -176,7 +177,8 @@ fn parameter_value(key: &'static str) -> BoxedStrategy<String> {
         prop::sample::select(values).prop_map(str::to_owned).boxed()
     };
     let plausible = match key {
-        "backend" => pick(&["vault", "openbao", "aws", "gcp", ""]),
+        "backend" => pick(&["vault", "openbao", "aws", "gcp", "azure", ""]),
+        "keyvaultName" => pick(&["kv-1", "kv", "kv.evil"]),
         "vaultSkipTLSVerify" | "shareLeases" | "revokeOnUnmount" | "usePodIdentity" => {
             pick(&["true", "false", "yes"])
         }

@@ -1,0 +1,79 @@
+use super::*;
+
+#[test]
+fn reads_key_vault_and_entra_errors() {
+    let kv = AzureError::read(
+        StatusCode::FORBIDDEN,
+        br#"{"error":{"code":"Forbidden","message":"The user does not have secrets get permission on key vault 'kv1'.\nmore","innererror":{"code":"AccessDenied"}}}"#,
+    );
+    assert_eq!(
+        kv.describe(),
+        "HTTP 403 Forbidden (AccessDenied): The user does not have secrets get permission on key vault 'kv1'."
+    );
+    assert_eq!(kv.kind(), ErrorKind::Denied);
+    let entra = AzureError::read(
+        StatusCode::BAD_REQUEST,
+        br#"{"error":"invalid_request","error_description":"AADSTS70021: No matching federated identity record found.\r\nTrace ID: 1\r\nCorrelation ID: 2","error_codes":[70021]}"#,
+    );
+    assert_eq!(entra.aadsts, Some(70021));
+    assert_eq!(
+        entra.describe(),
+        "HTTP 400 invalid_request: AADSTS70021: No matching federated identity record found."
+    );
+    assert_eq!(entra.kind(), ErrorKind::Denied);
+    let junk = AzureError::read(StatusCode::NOT_FOUND, b"<html>");
+    assert_eq!(
+        (junk.kind(), junk.describe()),
+        (ErrorKind::NotFound, "HTTP 404".to_owned())
+    );
+    let hostile = AzureError::read(
+        StatusCode::BAD_REQUEST,
+        format!(
+            r#"{{"error":{{"code":"a b\u0007","message":"{}"}}}}"#,
+            "x".repeat(5000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(hostile.code, None);
+    assert_eq!(hostile.message.len(), MAX_ERROR_TEXT);
+    assert_eq!(
+        AzureError::read(StatusCode::TOO_MANY_REQUESTS, b"").kind(),
+        ErrorKind::Unavailable
+    );
+}
+
+#[test]
+fn retry_after_is_read_and_capped() {
+    let headers = |pairs: &[(&'static str, &str)]| {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().expect("header"));
+        }
+        map
+    };
+    assert_eq!(
+        retry_after(&headers(&[("retry-after", "2")])),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(
+        retry_after(&headers(&[("retry-after", "86400")])),
+        Some(MAX_RETRY_AFTER)
+    );
+    assert_eq!(
+        retry_after(&headers(&[("retry-after-ms", "150"), ("retry-after", "9")])),
+        Some(Duration::from_millis(150))
+    );
+    assert_eq!(
+        retry_after(&headers(&[(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT"
+        )])),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        retry_after(&headers(&[("retry-after", "soon")])),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(retry_after(&headers(&[])), None);
+    assert!(httpdate("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
+}

@@ -1,0 +1,80 @@
+//! The Kubernetes service account's Entra workload identity annotations
+//! (`azure.workload.identity/client-id`, `azure.workload.identity/tenant-id`),
+//! read through the Kubernetes API when the SecretProviderClass names no
+//! `clientID` or tenant.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+
+use super::{BACKEND, valid_client_id, valid_tenant};
+use crate::backend::{Error, ErrorKind};
+use crate::kube_client::KubeClient;
+
+/// The annotation naming the Entra application (or managed identity) the service account acts as.
+pub(crate) const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
+/// The annotation naming the tenant of that application.
+pub(crate) const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+
+/// What a service account's annotations say about its Entra identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Annotations {
+    pub(super) client_id: Option<String>,
+    pub(super) tenant_id: Option<String>,
+}
+
+/// Reads `namespace/name` and its workload identity annotations.
+pub(super) async fn annotations(
+    kube: &Arc<KubeClient>,
+    namespace: &str,
+    name: &str,
+) -> Result<Annotations, Error> {
+    let client = kube.get().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            BACKEND,
+            format!("cannot build a Kubernetes client to read service account {namespace}/{name} (in-cluster config or KUBECONFIG)"),
+        )
+        .caused_by(e)
+    })?;
+    let api: Api<ServiceAccount> = Api::namespaced(client, namespace);
+    let account = api.get_opt(name).await.map_err(|e| {
+        let (kind, hint) = match &e {
+            kube::Error::Api(status) if status.code == 403 => (
+                ErrorKind::Denied,
+                "the provider's service account needs 'get' on serviceaccounts (the chart grants it when Azure is enabled), \
+                 or set clientID and tenantID in the SecretProviderClass",
+            ),
+            _ => (ErrorKind::Unavailable, "check that the Kubernetes API is reachable from the provider"),
+        };
+        Error::new(kind, BACKEND, format!("cannot read service account {namespace}/{name}; {hint}")).caused_by(e)
+    })?;
+    let Some(account) = account else {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            BACKEND,
+            format!("service account {namespace}/{name} does not exist in the Kubernetes API"),
+        ));
+    };
+    let annotations = account.metadata.annotations.unwrap_or_default();
+    let read = |key: &str, valid: fn(&str) -> bool| -> Result<Option<String>, Error> {
+        match annotations
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(None),
+            Some(v) if valid(v) => Ok(Some(v.to_owned())),
+            Some(_) => Err(Error::new(
+                ErrorKind::Invalid,
+                BACKEND,
+                format!("service account {namespace}/{name}: annotation {key} is not a valid id"),
+            )),
+        }
+    };
+    Ok(Annotations {
+        client_id: read(CLIENT_ID_ANNOTATION, valid_client_id)?,
+        tenant_id: read(TENANT_ID_ANNOTATION, valid_tenant)?,
+    })
+}
