@@ -588,9 +588,34 @@ def secret_sync(r: Report, v: dict[str, Any], out: Rendered) -> None:
         r.equal("secretSync: the audiences asked for", audiences, s["tokenAudiences"])
     env = {e["name"] for e in controller.get("env", [])}
     r.check("secretSync: POD_NAME and POD_NAMESPACE from the downward API", {"POD_NAME", "POD_NAMESPACE"} <= env)
+    # The sidecar serves the same SecretProviderClasses as the node's provider: same backend settings.
+    sidecar = container(deployment, "provider")
+    node = out.named("DaemonSet", RELEASE)
+    if node is not None:
+        node_env = {e["name"]: e.get("value") for e in container(node, "provider").get("env", [])}
+        sidecar_env = {e["name"]: e.get("value") for e in sidecar.get("env", [])}
+        backend_env = {
+            k: val for k, val in node_env.items()
+            if k.startswith(("VAULT_", "AWS_", "AZURE_", "COURIER_GCP_", "COURIER_AZURE_", "COURIER_POD_IDENTITY"))
+            or k in {e["name"] for e in v["extraEnv"]}
+        }
+        r.equal(
+            "secretSync: the provider sidecar has the DaemonSet's backend settings and extraEnv",
+            {k: sidecar_env.get(k) for k in backend_env},
+            backend_env,
+        )
+        r.equal("secretSync: the provider sidecar has extraArgs", sidecar.get("args", []), list(v["extraArgs"]))
+        mounts = {m["name"] for m in sidecar.get("volumeMounts", [])}
+        r.check(
+            "secretSync: the provider sidecar mounts extraVolumeMounts",
+            {m["name"] for m in v["extraVolumeMounts"]} <= mounts,
+        )
     volumes = {vol["name"]: vol for vol in pod.get("volumes", [])}
     r.check("secretSync: provider sockets in the pod, not on the host", "emptyDir" in volumes.get("providers-dir", {}))
-    r.check("secretSync: no hostPath", not any("hostPath" in vol for vol in volumes.values()))
+    r.check(
+        "secretSync: no hostPath but the operator's own extraVolumes",
+        not any("hostPath" in vol for name, vol in volumes.items() if name not in {e["name"] for e in v["extraVolumes"]}),
+    )
     for c in pod["containers"]:
         sc = c.get("securityContext", {})
         r.equal(f"secretSync {c['name']}: drops ALL capabilities", sc.get("capabilities"), {"drop": ["ALL"]})

@@ -125,3 +125,58 @@ enabled backend (two for AWS with Pod Identity) plus driver.extraTokenAudiences.
 {{- $b := include "courier.backends" . | fromJson }}
 {{- if or $b.aws $b.gcp (and $b.azure .Values.azure.serviceAccountAnnotations) }}true{{ end }}
 {{- end }}
+
+
+{{- /*
+The backends' settings, as environment of a courier-provider container: the node's DaemonSet and
+the SecretSync controller's sidecar serve the same SecretProviderClasses, so they get the same.
+*/}}
+{{- define "courier.backendEnv" -}}
+{{- $b := include "courier.backends" . | fromJson }}
+{{- with .Values.vault.address }}
+- name: VAULT_ADDR
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.aws.region }}
+- name: AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.aws.podIdentityAgentUrl }}
+- name: COURIER_POD_IDENTITY_AGENT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.gcp.workloadPool }}
+- name: COURIER_GCP_WORKLOAD_POOL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.gcp.identityProvider }}
+- name: COURIER_GCP_IDENTITY_PROVIDER
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.gcp.allowProviderAdc }}
+- name: COURIER_GCP_ALLOW_PROVIDER_ADC
+  value: "true"
+{{- end }}
+{{- if $b.azure }}
+{{- with .Values.azure.authorityHost }}
+- name: AZURE_AUTHORITY_HOST
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.azure.keyvaultEndpoint }}
+- name: COURIER_AZURE_KEYVAULT_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.azure.cloudEnvHostDir }}
+- name: COURIER_AZURE_CLOUD_ENV_DIR
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.azure.allowNodePublishSecret }}
+- name: COURIER_AZURE_ALLOW_NODE_PUBLISH_SECRET
+  value: "true"
+{{- end }}
+{{- if not .Values.azure.constructPemChain }}
+- name: COURIER_AZURE_CONSTRUCT_PEM_CHAIN
+  value: "false"
+{{- end }}
+{{- end }}
+{{- end }}
