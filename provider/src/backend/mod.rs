@@ -8,7 +8,9 @@
 //! listed once in the `backends!` registration below; the registration makes
 //! its typed [`Plan`] variant, its field of [`Settings`] and its dispatch.
 
+mod annotations;
 mod registry;
+mod rest;
 mod token;
 pub(crate) mod aws;
 pub(crate) mod azure;

@@ -32,6 +32,24 @@ impl AzureBackend {
                 .service_principal_token(config, ends, sp_id, sp_secret)
                 .await;
         }
+        // The token first: nothing is read for a pod whose token is not verified.
+        let checked = self
+            .state
+            .verifier
+            .check(identity, AUDIENCE)
+            .await
+            .map_err(|problem| {
+                token_error(
+                    problem,
+                    BACKEND,
+                    AUDIENCE,
+                    identity,
+                    TokenAdvice {
+                        missing_also: "",
+                        pod: "this pod".to_owned(),
+                    },
+                )
+            })?;
         // Annotations are read only when the SecretProviderClass leaves something out.
         let annotations = if client_id.is_none() || config.tenant.is_none() {
             self.annotations(identity).await?
@@ -63,23 +81,6 @@ impl AzureBackend {
                 ),
             )
         })?;
-        let checked = self
-            .state
-            .verifier
-            .check(identity, AUDIENCE)
-            .await
-            .map_err(|problem| {
-                token_error(
-                    problem,
-                    BACKEND,
-                    AUDIENCE,
-                    identity,
-                    TokenAdvice {
-                        missing_also: "",
-                        pod: "this pod".to_owned(),
-                    },
-                )
-            })?;
         let principal = Principal::Pod {
             namespace: identity.namespace().to_owned(),
             service_account: identity.service_account().to_owned(),

@@ -23,8 +23,6 @@ use crate::singleflight::Role;
 
 /// Tokens are dropped this long before they expire, so a mount never starts with one about to lapse.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
-/// Time allowed to read a service account's annotations.
-const ANNOTATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client assertion type of a federated (workload identity) token request.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -192,44 +190,13 @@ impl AzureBackend {
 
     /// The service account's workload identity annotations (cached briefly).
     pub(super) async fn annotations(&self, identity: &PodIdentity) -> Result<Annotations, Error> {
-        let key = (
-            identity.namespace().to_owned(),
-            identity.service_account().to_owned(),
-        );
-        if let Some(found) = self.state.annotations.get(&key) {
-            return Ok(found);
-        }
-        let state = Arc::clone(&self.state);
-        let (ns, sa) = key.clone();
-        let (found, _) = self
-            .state
-            .annotation_reads
-            .run(
-                key,
-                || async move {
-                    // As for tokens: a lookup that ended just before this one joined has cached its answer.
-                    if let Some(found) = state.annotations.get(&(ns.clone(), sa.clone())) {
-                        return Ok(found);
-                    }
-                    let read = tokio::time::timeout(ANNOTATION_TIMEOUT, service_account::annotations(&state.kube, &ns, &sa))
-                        .await
-                        .map_err(|_| {
-                            Error::new(
-                                ErrorKind::Unavailable,
-                                BACKEND,
-                                format!(
-                                    "reading service account {ns}/{sa} from the Kubernetes API took over \
-                                     {ANNOTATION_TIMEOUT:?}; check the API server is reachable and healthy"
-                                ),
-                            )
-                        })??;
-                    state.annotations.insert((ns, sa), read.clone(), state.settings.annotation_cache);
-                    Ok(read)
-                },
-                || Err(Error::new(ErrorKind::Unavailable, BACKEND, "a shared service-account lookup was aborted")),
-            )
-            .await;
-        found
+        let kube = Arc::clone(&self.state.kube);
+        self.state
+            .annotations
+            .get(identity.namespace(), identity.service_account(), self.state.settings.annotation_cache, |ns, sa| async move {
+                service_account::annotations(&kube, &ns, &sa).await
+            })
+            .await
     }
 }
 

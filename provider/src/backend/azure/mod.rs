@@ -34,6 +34,7 @@ pub use flags::AzureArgs;
 
 use self::login::TokenKey;
 use self::service_account::Annotations;
+use super::annotations::AnnotationReads;
 use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
 use crate::identity::{CredentialCache, PodIdentity, TokenVerifier};
 use crate::kube_client::KubeClient;
@@ -103,8 +104,7 @@ struct State {
     kube: Arc<KubeClient>,
     tokens: CredentialCache<TokenKey, SecretString>,
     logins: Flights<TokenKey, Shared<SecretString>>,
-    annotations: CredentialCache<(String, String), Annotations>,
-    annotation_reads: Flights<(String, String), Shared<Annotations>>,
+    annotations: AnnotationReads<Annotations>,
     /// Built on first use: a node that never mounts from Azure loads no CA certificates for it.
     http: tokio::sync::OnceCell<reqwest::Client>,
     limit: Arc<tokio::sync::Semaphore>,
@@ -143,8 +143,7 @@ impl Backend for AzureBackend {
                 kube: Arc::clone(&shared.kube),
                 tokens: CredentialCache::default(),
                 logins: Flights::default(),
-                annotations: CredentialCache::default(),
-                annotation_reads: Flights::default(),
+                annotations: AnnotationReads::new(BACKEND),
                 http: tokio::sync::OnceCell::new(),
             }),
         }

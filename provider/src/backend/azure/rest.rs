@@ -1,40 +1,23 @@
-//! Azure's REST calls on the provider's HTTP client: bounded answers, listed
-//! retries that honour `Retry-After`, and the error shapes of Key Vault and of
+//! Azure's REST calls (on the shared `backend::rest` transport: bounded answers,
+//! retries that honour `Retry-After`), and the error shapes of Key Vault and of
 //! Entra's token endpoint read as data.
 
 use std::time::Duration;
 
-use rand::Rng as _;
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use super::BACKEND;
+use crate::backend::rest::{self, Policy};
+pub(super) use crate::backend::rest::Answer;
 use crate::backend::{Error, ErrorKind};
 
 /// Largest answer read: a Key Vault secret is at most 25 KiB and a certificate
 /// bundle a few KiB, so this leaves room for the envelope and a page of
 /// versions, and refuses anything absurd before it is held in memory.
 pub(super) const MAX_ANSWER_BYTES: usize = 1024 * 1024;
-/// Time allowed for one HTTP exchange; the mount's own deadline bounds the retries.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// Attempts for a call that failed to connect or answered 429/5xx.
-const ATTEMPTS: u32 = 4;
-/// First pause between attempts without a `Retry-After`, doubled each time,
-/// with up to as much again of jitter.
-const BACKOFF: Duration = Duration::from_millis(200);
-/// Longest pause a `Retry-After` may ask for; a longer one is cut to this (the
-/// mount's deadline still bounds the whole).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Longest piece of Azure's own error text repeated in our messages.
 const MAX_ERROR_TEXT: usize = 300;
-
-/// An HTTP answer whose body may hold a secret or a token: wiped on drop.
-pub(super) struct Answer {
-    pub(super) status: StatusCode,
-    pub(super) body: Zeroizing<Vec<u8>>,
-}
 
 impl Answer {
     /// The error Azure put into a non-2xx answer.
@@ -179,164 +162,27 @@ impl std::fmt::Display for AzureError {
 
 impl std::error::Error for AzureError {}
 
-/// Why no answer arrived.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum CallError {
-    /// The connection or the exchange failed.
-    #[error("the request failed")]
-    Transport(#[source] reqwest::Error),
-    /// The answer was larger than [`MAX_ANSWER_BYTES`].
-    #[error("the answer is larger than {MAX_ANSWER_BYTES} bytes")]
-    TooLarge,
-}
+/// How Azure is called: a few more attempts than elsewhere, as Key Vault
+/// throttles per vault and says for how long.
+const POLICY: Policy = Policy {
+    backend: BACKEND,
+    max_answer_bytes: MAX_ANSWER_BYTES,
+    attempts: 4,
+    backoff: Duration::from_millis(200),
+    unreachable_hint: "check the endpoint (cloudName, --azure-keyvault-endpoint, --azure-authority-host), its CA \
+                       (--azure-ca-file) and that it is reachable from the node",
+    too_large_hint: "the endpoint is not Azure's, or answered something else",
+};
 
 /// Sends the request `build` makes, retrying connect failures, 429 and 5xx
 /// (after the pause Azure asks for, capped); `what` names the call in errors.
-pub(super) async fn send(
-    build: impl Fn() -> reqwest::RequestBuilder,
-    what: &str,
-) -> Result<Answer, Error> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let last = attempt >= ATTEMPTS;
-        let pause = match once(build().timeout(REQUEST_TIMEOUT)).await {
-            Ok((answer, _)) if last || !retryable(answer.status) => return Ok(answer),
-            Ok((_, asked)) => asked.unwrap_or_else(|| backoff(attempt)),
-            Err(CallError::Transport(e)) if !last && (e.is_connect() || e.is_timeout()) => {
-                backoff(attempt)
-            }
-            Err(e) => {
-                let kind = match &e {
-                    CallError::Transport(t) if t.is_timeout() => ErrorKind::Timeout,
-                    CallError::Transport(_) => ErrorKind::Unavailable,
-                    CallError::TooLarge => ErrorKind::Invalid,
-                };
-                let after = if attempt > 1 {
-                    format!(" after {attempt} attempts")
-                } else {
-                    String::new()
-                };
-                let hint = match &e {
-                    CallError::TooLarge => {
-                        "the endpoint is not Azure's, or answered something else"
-                    }
-                    CallError::Transport(_) => {
-                        "check the endpoint (cloudName, --azure-keyvault-endpoint, --azure-authority-host), its CA \
-                         (--azure-ca-file) and that it is reachable from the node"
-                    }
-                };
-                return Err(Error::new(
-                    kind,
-                    BACKEND,
-                    format!("{what} failed{after}: {e}; {hint}"),
-                )
-                .caused_by(e));
-            }
-        };
-        tracing::debug!(
-            backend = BACKEND,
-            call = what,
-            attempt,
-            pause_ms = pause.as_millis() as u64,
-            "retrying"
-        );
-        tokio::time::sleep(pause).await;
-    }
-}
-
-/// Exponential backoff with jitter for attempt `attempt` (1-based).
-fn backoff(attempt: u32) -> Duration {
-    let pause = BACKOFF * 2u32.pow(attempt.saturating_sub(1).min(8));
-    let jitter = rand::rng().random_range(0..=u64::try_from(pause.as_millis()).unwrap_or(u64::MAX));
-    pause + Duration::from_millis(jitter)
-}
-
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-/// The pause an answer asks for: `retry-after-ms`, `x-ms-retry-after-ms`, or
-/// `Retry-After` in seconds or as an HTTP date; capped at [`MAX_RETRY_AFTER`].
-pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let asked = if let Some(ms) = text("retry-after-ms")
-        .or_else(|| text("x-ms-retry-after-ms"))
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        Duration::from_millis(ms)
-    } else {
-        let value = text("retry-after")?;
-        match value.parse::<u64>() {
-            Ok(seconds) => Duration::from_secs(seconds),
-            Err(_) => humantime::parse_rfc3339_weak(value)
-                .ok()
-                .or_else(|| httpdate(value))
-                .and_then(|at| at.duration_since(std::time::SystemTime::now()).ok())
-                .unwrap_or_default(),
-        }
-    };
-    Some(asked.min(MAX_RETRY_AFTER))
-}
-
-/// An IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`) as a time.
-fn httpdate(value: &str) -> Option<std::time::SystemTime> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = months.iter().position(|m| m == month)? + 1;
-    humantime::parse_rfc3339_weak(&format!("{year}-{month:02}-{day:0>2}T{time}Z")).ok()
-}
-
-async fn once(request: reqwest::RequestBuilder) -> Result<(Answer, Option<Duration>), CallError> {
-    let mut response = request.send().await.map_err(CallError::Transport)?;
-    let status = response.status();
-    let asked = retry_after(response.headers());
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(CallError::TooLarge);
-    }
-    let mut body = Zeroizing::new(Vec::new());
-    while let Some(chunk) = response.chunk().await.map_err(CallError::Transport)? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(CallError::TooLarge);
-        }
-        // Grow by hand so no copy of a secret is left behind in a freed buffer.
-        if body.capacity() < body.len() + chunk.len() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity(
-                (body.len() + chunk.len()).max(body.capacity() * 2),
-            ));
-            bigger.extend_from_slice(&body);
-            body = bigger;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((Answer { status, body }, asked))
+pub(super) async fn send(build: impl Fn() -> reqwest::RequestBuilder, what: &str) -> Result<Answer, Error> {
+    rest::send(&POLICY, build, what).await
 }
 
 /// An `Authorization: Bearer` value that HTTP logs never print.
 pub(super) fn bearer(token: &str) -> Result<reqwest::header::HeaderValue, Error> {
-    let mut value =
-        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            Error::new(
-                ErrorKind::Unavailable,
-                BACKEND,
-                "an access token is not a valid header value",
-            )
-        })?;
-    value.set_sensitive(true);
-    Ok(value)
+    rest::bearer(BACKEND, token)
 }
 
 #[cfg(test)]

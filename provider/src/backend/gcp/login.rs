@@ -24,8 +24,6 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Lifetime asked of IAM Credentials (its default, and the most without an org policy change).
 const IMPERSONATION_LIFETIME: &str = "3600s";
-/// Time allowed to read a service account's annotations.
-const ANNOTATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// An audience of this form is a full workload identity pool provider, sent to STS as is.
 const POOL_PROVIDER_PREFIX: &str = "//iam.googleapis.com/";
 
@@ -175,41 +173,13 @@ impl GcpBackend {
 
     /// The service account's impersonation target, from its annotation (cached briefly).
     async fn impersonation(&self, identity: &PodIdentity) -> Result<Option<Impersonation>, Error> {
-        let key = (identity.namespace().to_owned(), identity.service_account().to_owned());
-        if let Some(found) = self.state.annotations.get(&key) {
-            return Ok(found);
-        }
-        let state = Arc::clone(&self.state);
-        let (ns, sa) = key.clone();
-        let (found, _) = self
-            .state
-            .annotation_reads
-            .run(
-                key,
-                || async move {
-                    // As for tokens: a lookup that ended just before this one joined has cached its answer.
-                    if let Some(found) = state.annotations.get(&(ns.clone(), sa.clone())) {
-                        return Ok(found);
-                    }
-                    let read = tokio::time::timeout(ANNOTATION_TIMEOUT, service_account::impersonation(&state.kube, &ns, &sa))
-                        .await
-                        .map_err(|_| {
-                            Error::new(
-                                ErrorKind::Unavailable,
-                                BACKEND,
-                                format!(
-                                    "reading service account {ns}/{sa} from the Kubernetes API took over \
-                                     {ANNOTATION_TIMEOUT:?}; check the API server is reachable and healthy"
-                                ),
-                            )
-                        })??;
-                    state.annotations.insert((ns, sa), read.clone(), state.settings.annotation_cache);
-                    Ok(read)
-                },
-                || Err(Error::new(ErrorKind::Unavailable, BACKEND, "a shared service-account lookup was aborted")),
-            )
-            .await;
-        found
+        let kube = Arc::clone(&self.state.kube);
+        self.state
+            .annotations
+            .get(identity.namespace(), identity.service_account(), self.state.settings.annotation_cache, |ns, sa| async move {
+                service_account::impersonation(&kube, &ns, &sa).await
+            })
+            .await
     }
 }
 

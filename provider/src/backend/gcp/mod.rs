@@ -26,6 +26,7 @@ pub(crate) use config::{Extract, GcpAuth, GcpConfig, GcpObject, Resource, Resour
 use self::login::TokenKey;
 use self::service_account::Impersonation;
 use super::token::{TokenAdvice, token_error};
+use super::annotations::AnnotationReads;
 use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
 use crate::identity::{CredentialCache, PodIdentity, TokenVerifier};
 use crate::kube_client::KubeClient;
@@ -108,8 +109,7 @@ struct State {
     kube: Arc<KubeClient>,
     tokens: CredentialCache<TokenKey, SecretString>,
     exchanges: Flights<TokenKey, Shared<SecretString>>,
-    annotations: CredentialCache<(String, String), Option<Impersonation>>,
-    annotation_reads: Flights<(String, String), Shared<Option<Impersonation>>>,
+    annotations: AnnotationReads<Option<Impersonation>>,
     /// Built on first use: a node that never mounts from Google does not load CA certificates for it.
     http: tokio::sync::OnceCell<reqwest::Client>,
     limit: Arc<tokio::sync::Semaphore>,
@@ -148,8 +148,7 @@ impl Backend for GcpBackend {
                 kube: Arc::clone(&shared.kube),
                 tokens: CredentialCache::default(),
                 exchanges: Flights::default(),
-                annotations: CredentialCache::default(),
-                annotation_reads: Flights::default(),
+                annotations: AnnotationReads::new(BACKEND),
                 http: tokio::sync::OnceCell::new(),
             }),
         }
