@@ -86,3 +86,39 @@ impl<V: Clone + Send + Sync + 'static> AnnotationReads<V> {
         found
     }
 }
+
+/// The annotations of service account `namespace/name`, read through the
+/// Kubernetes API for `backend`; `denied_hint` says what to do when the
+/// provider may not read service accounts. A missing account is an error.
+pub(crate) async fn read(
+    kube: &crate::kube_client::KubeClient,
+    backend: &'static str,
+    namespace: &str,
+    name: &str,
+    denied_hint: &'static str,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let client = kube.get().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            backend,
+            format!("cannot build a Kubernetes client to read service account {namespace}/{name} (in-cluster config or KUBECONFIG)"),
+        )
+        .caused_by(e)
+    })?;
+    let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client, namespace);
+    let account = api.get_opt(name).await.map_err(|e| {
+        let (kind, hint) = match &e {
+            kube::Error::Api(status) if status.code == 403 => (ErrorKind::Denied, denied_hint),
+            _ => (ErrorKind::Unavailable, "check that the Kubernetes API is reachable from the provider"),
+        };
+        Error::new(kind, backend, format!("cannot read service account {namespace}/{name}; {hint}")).caused_by(e)
+    })?;
+    let Some(account) = account else {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            backend,
+            format!("service account {namespace}/{name} does not exist in the Kubernetes API"),
+        ));
+    };
+    Ok(account.metadata.annotations.unwrap_or_default())
+}

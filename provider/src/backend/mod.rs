@@ -8,7 +8,7 @@
 //! listed once in the `backends!` registration below; the registration makes
 //! its typed [`Plan`] variant, its field of [`Settings`] and its dispatch.
 
-mod annotations;
+pub(crate) mod annotations;
 mod registry;
 mod rest;
 mod token;

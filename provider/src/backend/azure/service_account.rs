@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Api;
 
 use super::{BACKEND, valid_client_id, valid_tenant};
+use crate::backend::annotations;
 use crate::backend::{Error, ErrorKind};
 use crate::kube_client::KubeClient;
 
@@ -30,34 +29,8 @@ pub(super) async fn annotations(
     namespace: &str,
     name: &str,
 ) -> Result<Annotations, Error> {
-    let client = kube.get().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!("cannot build a Kubernetes client to read service account {namespace}/{name} (in-cluster config or KUBECONFIG)"),
-        )
-        .caused_by(e)
-    })?;
-    let api: Api<ServiceAccount> = Api::namespaced(client, namespace);
-    let account = api.get_opt(name).await.map_err(|e| {
-        let (kind, hint) = match &e {
-            kube::Error::Api(status) if status.code == 403 => (
-                ErrorKind::Denied,
-                "the provider's service account needs 'get' on serviceaccounts (the chart grants it when Azure is enabled), \
-                 or set clientID and tenantID in the SecretProviderClass",
-            ),
-            _ => (ErrorKind::Unavailable, "check that the Kubernetes API is reachable from the provider"),
-        };
-        Error::new(kind, BACKEND, format!("cannot read service account {namespace}/{name}; {hint}")).caused_by(e)
-    })?;
-    let Some(account) = account else {
-        return Err(Error::new(
-            ErrorKind::Invalid,
-            BACKEND,
-            format!("service account {namespace}/{name} does not exist in the Kubernetes API"),
-        ));
-    };
-    let annotations = account.metadata.annotations.unwrap_or_default();
+    let annotations = annotations::read(kube, BACKEND, namespace, name, "the provider's service account needs 'get' on serviceaccounts (the chart grants it when Azure is enabled), \
+         or set clientID and tenantID in the SecretProviderClass").await?;
     let read = |key: &str, valid: fn(&str) -> bool| -> Result<Option<String>, Error> {
         match annotations
             .get(key)

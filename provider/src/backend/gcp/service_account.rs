@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Api;
 
 use super::BACKEND;
+use crate::backend::annotations;
 use crate::backend::{Error, ErrorKind};
 use crate::kube_client::KubeClient;
 
@@ -37,33 +36,7 @@ fn valid_account(email: &str) -> bool {
 
 /// Reads `namespace/name` and its impersonation annotations.
 pub(super) async fn impersonation(kube: &Arc<KubeClient>, namespace: &str, name: &str) -> Result<Option<Impersonation>, Error> {
-    let client = kube.get().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            BACKEND,
-            format!("cannot build a Kubernetes client to read service account {namespace}/{name} (in-cluster config or KUBECONFIG)"),
-        )
-        .caused_by(e)
-    })?;
-    let api: Api<ServiceAccount> = Api::namespaced(client, namespace);
-    let account = api.get_opt(name).await.map_err(|e| {
-        let (kind, hint) = match &e {
-            kube::Error::Api(status) if status.code == 403 => (
-                ErrorKind::Denied,
-                "the provider's service account needs 'get' on serviceaccounts (the chart grants it when GCP is enabled)",
-            ),
-            _ => (ErrorKind::Unavailable, "check that the Kubernetes API is reachable from the provider"),
-        };
-        Error::new(kind, BACKEND, format!("cannot read service account {namespace}/{name}; {hint}")).caused_by(e)
-    })?;
-    let Some(account) = account else {
-        return Err(Error::new(
-            ErrorKind::Invalid,
-            BACKEND,
-            format!("service account {namespace}/{name} does not exist in the Kubernetes API"),
-        ));
-    };
-    let annotations = account.metadata.annotations.unwrap_or_default();
+    let annotations = annotations::read(kube, BACKEND, namespace, name, "the provider's service account needs 'get' on serviceaccounts (the chart grants it when GCP is enabled)").await?;
     let Some(target) = annotations.get(GSA_ANNOTATION).map(|t| t.trim()).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
