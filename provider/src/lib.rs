@@ -26,6 +26,10 @@
 //!    `backend::Error`s with an `ErrorKind` and, where there is one, the typed
 //!    cause as their source (`Error::caused_by`); a token the pod cannot use is
 //!    reported with `backend::token::token_error`. It never sees gRPC or tonic.
+//!    A backend that speaks plain HTTP uses `backend::rest` (bounded answers,
+//!    retries honouring `Retry-After`, typed transport errors) with its own
+//!    `Policy`, and one that reads service-account annotations uses
+//!    `backend::annotations` (one cached, shared, time-bounded read).
 //!    Add its dependencies to `provider/Cargo.toml`.
 //! 2. **One registration line** in `provider/src/backend/registry.rs`:
 //!    `Gcp => gcp::GcpBackend,` in the `backends!` call. It generates the
