@@ -129,6 +129,8 @@ struct Inner {
 struct Client {
     object_id: String,
     subjects: BTreeSet<String>,
+    /// Client secrets (service-principal credentials) the app accepts.
+    secrets: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,7 +251,19 @@ impl AzureStandIn {
             .lock()
             .clients
             .entry(client_id.to_owned())
-            .or_insert_with(|| Client { object_id: crate::pod::random_uid(), subjects: BTreeSet::new() });
+            .or_insert_with(|| Client {
+                object_id: crate::pod::random_uid(),
+                subjects: BTreeSet::new(),
+                secrets: BTreeSet::new(),
+            });
+    }
+
+    /// Registers the app `client_id` (if new) and a client secret it accepts, as a service principal's credential.
+    pub fn add_client_secret(&self, client_id: &str, secret: &str) {
+        self.register_client(client_id);
+        if let Some(client) = self.state.lock().clients.get_mut(client_id) {
+            client.secrets.insert(secret.to_owned());
+        }
     }
 
     /// An access policy for `client_id` on `vault`: get and list on secrets, keys and certificates.

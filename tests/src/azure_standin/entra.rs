@@ -148,8 +148,9 @@ fn exchange(state: &Shared, tenant: &str, form: &BTreeMap<String, String>) -> Re
     let Some(scope) = form.get("scope") else {
         return missing(state, "scope");
     };
-    let client = state.lock().clients.get(client_id).map(|c| (c.object_id.clone(), c.subjects.clone()));
-    let Some((object_id, subjects)) = client else {
+    let client =
+        state.lock().clients.get(client_id).map(|c| (c.object_id.clone(), c.subjects.clone(), c.secrets.clone()));
+    let Some((object_id, subjects, secrets)) = client else {
         let description = format!(
             "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
         );
@@ -170,6 +171,19 @@ fn exchange(state: &Shared, tenant: &str, form: &BTreeMap<String, String>) -> Re
                 refuse(state, StatusCode::BAD_REQUEST, "invalid_scope", 1002012, &description)
             }
         };
+    }
+    if let Some(secret) = form.get("client_secret") {
+        if form.contains_key("client_assertion") {
+            let description = "Only one type of client credential may be sent: 'client_assertion' or 'client_secret'.";
+            return refuse(state, StatusCode::BAD_REQUEST, "invalid_request", 90014, description);
+        }
+        if !secrets.contains(secret) {
+            let description = format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            );
+            return refuse(state, StatusCode::UNAUTHORIZED, "invalid_client", 7000215, &description);
+        }
+        return issue(state, client_id, &object_id, now());
     }
     let (Some(assertion_type), Some(assertion)) = (form.get("client_assertion_type"), form.get("client_assertion"))
     else {
@@ -226,7 +240,12 @@ fn exchange(state: &Shared, tenant: &str, form: &BTreeMap<String, String>) -> Re
         );
         return refuse(state, StatusCode::BAD_REQUEST, "invalid_request", 700213, &description);
     }
-    match mint(state, client_id, &object_id, now) {
+    issue(state, client_id, &object_id, now)
+}
+
+/// The token answer for `client_id`, or a server error if none could be minted.
+fn issue(state: &Shared, client_id: &str, object_id: &str, now: i64) -> Reply {
+    match mint(state, client_id, object_id, now) {
         Some(access_token) => Reply::json(
             StatusCode::OK,
             json!({

@@ -220,6 +220,29 @@ async fn requests_are_checked_before_the_assertion() {
 }
 
 #[tokio::test]
+async fn a_client_secret_is_a_service_principals_credential() {
+    let setup = Setup::new();
+    let url = setup.standin.token_url();
+    let with_secret = |secret: &'static str| {
+        [("grant_type", "client_credentials"), ("client_id", CLIENT), ("scope", KEYVAULT_SCOPE), ("client_secret", secret)]
+    };
+    // The app has no secret yet: any secret is invalid.
+    assert_entra_error(&setup.post_form(&url, &with_secret("s3cret")).await, 401, "invalid_client", 7000215);
+    setup.standin.add_client_secret(CLIENT, "s3cret");
+    assert_entra_error(&setup.post_form(&url, &with_secret("other")).await, 401, "invalid_client", 7000215);
+    let (status, body) = setup.post_form(&url, &with_secret("s3cret")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(!body.to_string().contains("s3cret"));
+    // Both credentials at once is refused.
+    let assertion = setup.assertion();
+    let mut both = with_secret("s3cret").to_vec();
+    both.extend([("client_assertion_type", JWT_BEARER), ("client_assertion", assertion.as_str())]);
+    assert_entra_error(&setup.post_form(&url, &both).await, 400, "invalid_request", 90014);
+    assert_eq!(setup.standin.issued_tokens().len(), 1);
+}
+
+#[tokio::test]
 async fn token_requests_can_be_throttled_then_served() {
     let setup = Setup::new();
     setup.standin.throttle_token(2, 3);

@@ -171,8 +171,8 @@ async fn node_publish_secret_mode_is_refused_unless_the_operator_allows_it() -> 
     );
     drop(provider);
 
-    // Allowed: the service principal logs in with its secret (this stand-in knows only federated credentials, so
-    // Entra refuses it; the request went out as that client).
+    // Allowed: the service principal logs in with its secret. A secret Entra does not know for the app is refused
+    // with Entra's reason and nothing of the secret.
     let allowed = case
         .provider_builder(&["azure"])
         .arg("--azure-allow-node-publish-secret=true")
@@ -182,11 +182,19 @@ async fn node_publish_secret_mode_is_refused_unless_the_operator_allows_it() -> 
     let status = assert_status(
         result,
         Code::PermissionDenied,
-        &["Entra refused", "nodePublishSecretRef"],
+        &["Entra refused", "nodePublishSecretRef", "AADSTS7000215"],
     );
     assert!(!status.message().contains("sp-secret-canary"));
     let calls = case.calls(AzureApi::Token);
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].client_id.as_deref(), Some(case.client_id.as_str()));
+
+    // Once the app accepts that secret, the mount reads as the service principal.
+    case.standin.add_client_secret(&case.client_id, "sp-secret-canary-51c2");
+    let response = mount(&mut allowed.client("azure").await?, build()?).await?;
+    assert_eq!(text(&response, "db"), "one");
+    let calls = case.calls(AzureApi::Token);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1].status, 200, "{calls:?}");
     Ok(())
 }
