@@ -199,22 +199,24 @@ async fn exchange(state: &State, http: &reqwest::Client, audience: &str, token: 
     count(state, "token_exchange", answer.as_ref().is_ok_and(|a| a.status.is_success()), started);
     let answer = answer?;
     if !answer.status.is_success() {
-        let google = answer.google_error();
-        let kind = if google.kind() == ErrorKind::Unavailable { ErrorKind::Unavailable } else { ErrorKind::Denied };
-        return Err(Error::new(
-            kind,
-            BACKEND,
+        return Err(refused(&answer, |google| {
             format!(
-                "Google's STS refused the pod's token for audience {audience:?} ({}); check the workload pool \
-                 ('audience' parameter or --gcp-workload-pool) and --gcp-identity-provider match the cluster",
-                google.describe()
-            ),
-        )
-        .caused_by(google));
+                "Google's STS refused the pod's token for audience {audience:?} ({google}); check the workload pool \
+                 ('audience' parameter or --gcp-workload-pool) and --gcp-identity-provider match the cluster"
+            )
+        }));
     }
     let parsed: StsAnswer = parse(&answer, "STS")?;
     let expires = SystemTime::now() + Duration::from_secs(parsed.expires_in.unwrap_or(0));
     Ok((SecretString::new(parsed.access_token), expires))
+}
+
+/// A refusal by STS or IAM Credentials: unavailable if Google said so, else
+/// denied; `message` gets Google's own description.
+fn refused(answer: &Answer, message: impl FnOnce(String) -> String) -> Error {
+    let google = answer.google_error();
+    let kind = if google.kind() == ErrorKind::Unavailable { ErrorKind::Unavailable } else { ErrorKind::Denied };
+    Error::new(kind, BACKEND, message(google.describe())).caused_by(google)
 }
 
 /// The Google service account `target` impersonated with the federated token.
@@ -237,19 +239,13 @@ async fn impersonate(
     count(state, "impersonate", answer.as_ref().is_ok_and(|a| a.status.is_success()), started);
     let answer = answer?;
     if !answer.status.is_success() {
-        let google = answer.google_error();
-        let kind = if google.kind() == ErrorKind::Unavailable { ErrorKind::Unavailable } else { ErrorKind::Denied };
-        return Err(Error::new(
-            kind,
-            BACKEND,
+        return Err(refused(&answer, |google| {
             format!(
-                "impersonating {} was refused ({}); check the Google service account grants \
+                "impersonating {} was refused ({google}); check the Google service account grants \
                  roles/iam.workloadIdentityUser to this Kubernetes service account's principal",
-                target.target,
-                google.describe()
-            ),
-        )
-        .caused_by(google));
+                target.target
+            )
+        }));
     }
     let parsed: IamAnswer = parse(&answer, "IAM Credentials")?;
     // An unreadable expiry is not cached: the next mount asks again.
