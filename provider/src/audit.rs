@@ -3,6 +3,15 @@
 
 use std::time::Duration;
 
+/// One object of the audit line's `objects` (keys in alphabetical order, as
+/// they have always been written).
+#[derive(serde::Serialize)]
+struct ObjectLine<'a> {
+    id: &'a str,
+    outcome: &'static str,
+    version: Option<&'a str>,
+}
+
 /// What a mount did, filled in as the mount proceeds.
 #[derive(Debug, Default)]
 pub(crate) struct AuditRecord {
@@ -26,18 +35,17 @@ impl AuditRecord {
     /// Writes the record. `failure` is the error kind label and message of a failed mount.
     pub(crate) fn emit(&self, provider: &str, failure: Option<(&'static str, &str)>, duration: Duration) {
         let outcome = failure.map_or("ok", |(kind, _)| kind);
-        let objects: Vec<serde_json::Value> = self
+        let objects: Vec<ObjectLine<'_>> = self
             .objects
             .iter()
-            .map(|(id, version)| {
-                serde_json::json!({
-                    "id": id,
-                    "version": version,
-                    "outcome": if version.is_some() { "served" } else { "not_served" },
-                })
+            .map(|(id, version)| ObjectLine {
+                id,
+                outcome: if version.is_some() { "served" } else { "not_served" },
+                version: version.as_deref(),
             })
             .collect();
-        let objects = serde_json::Value::Array(objects).to_string();
+        // Strings and an enum of words: serialising cannot fail.
+        let objects = serde_json::to_string(&objects).unwrap_or_default();
         tracing::info!(
             target: "audit",
             pod_namespace = %self.namespace,

@@ -19,7 +19,7 @@ use crate::authority;
 use crate::connection::TrackStreamsLayer;
 use crate::listener::{self, ConnectionLimits};
 use crate::backend::{self, Backends};
-use crate::dialect::{Defaults, Dialect};
+use crate::dialect::{Defaults, Dialect, ParsedPlans};
 use crate::identity::{TokenVerifier, VerifierSettings};
 use crate::kube_client::KubeClient;
 use crate::metrics::{Metrics, MountLabels, MountLatencyLabels};
@@ -54,6 +54,8 @@ pub struct Core {
     backends: Backends,
     versioner: Versioner,
     defaults: Defaults,
+    /// Plans of small parameter sets, by parameters.
+    plans: ParsedPlans,
     mount_timeout: Duration,
     templates: Option<Sandbox>,
     verifier: Arc<TokenVerifier>,
@@ -91,6 +93,7 @@ impl Core {
             verifier,
             versioner,
             defaults: settings.defaults,
+            plans: ParsedPlans::default(),
             mount_timeout: settings.mount_timeout,
             templates: settings.templates,
             parse_permits: tokio::sync::Semaphore::new(COSTLY_PARSES),
@@ -171,11 +174,12 @@ impl ProviderService {
 
         // Hostile YAML (alias bombs, huge inputs) costs CPU before the budget stops
         // it: such parameters are parsed off the async workers so other mounts go on
-        // meanwhile; ordinary ones inline, without a thread hand-off per mount.
+        // meanwhile; ordinary ones inline, without a thread hand-off per mount, and
+        // kept for the next mount of the same parameters.
         let yaml: Vec<&String> = ["objects", "templates"].iter().filter_map(|k| ctx.attributes.get(*k)).collect();
         let costly = yaml.iter().map(|y| y.len()).sum::<usize>() > INLINE_PARSE_BYTES || yaml.iter().any(|y| y.contains('*'));
         let plan = if !costly {
-            self.dialect.parse(&ctx.attributes, &self.core.defaults)?
+            self.core.plans.parse(self.dialect, &ctx.attributes, &self.core.defaults)?
         } else {
             let _permit = self
                 .core
@@ -192,6 +196,7 @@ impl ProviderService {
             })
                 .await
                 .map_err(MountError::ParserStopped)??
+                .into()
         };
         let backend_name = plan.backend.name();
         span.record("backend", backend_name);
@@ -269,7 +274,8 @@ impl CsiDriverProvider for ProviderService {
             Ok(response) => {
                 let elapsed = record.record(None);
                 let duration_ms = elapsed.as_millis() as u64;
-                tracing::info!(objects = response.object_version.len(), duration_ms, "mount served");
+                // The audit line (info) already records every mount and its outcome.
+                tracing::debug!(objects = response.object_version.len(), duration_ms, "mount served");
                 Ok(Response::new(response))
             }
             Err(e) => {

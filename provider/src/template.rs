@@ -106,6 +106,10 @@ fn secret_value(content: &[u8]) -> Value {
 /// but not for values a template builds in between: the provider runs templates
 /// through [`crate::sandbox`], a child process with a memory limit.
 pub fn render_all(templates: &[TemplateSpec], objects: &[(String, &SecretBytes)]) -> Result<Vec<SecretBytes>, TemplateError> {
+    if templates.is_empty() {
+        // No environment and no context of secret values to build.
+        return Ok(Vec::new());
+    }
     let mut out = Vec::with_capacity(templates.len());
     let mut renderer = Renderer::new(objects);
     for t in templates {

@@ -155,6 +155,11 @@ impl OpenBao {
         self.port
     }
 
+    /// The server's process id (for reading its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The CA certificate of a TLS server (`vault-ca.pem`), `None` for plain HTTP.
     pub fn ca_path(&self) -> Option<&Path> {
         self.ca_path.as_deref()

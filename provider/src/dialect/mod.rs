@@ -12,6 +12,7 @@ mod bounded_yaml;
 mod gcp;
 mod native;
 mod objects;
+mod parsed;
 mod vault;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ use crate::plan::ObjectSpec;
 use crate::object_path::ObjectPath;
 use crate::template::{self, TemplateSpec};
 use crate::backend::vault::Flavor;
+
+pub(crate) use self::parsed::ParsedPlans;
 
 /// The most objects one mount may list.
 pub(crate) const MAX_OBJECTS: usize = 1000;

@@ -147,6 +147,12 @@ impl IssuerKeyCache {
         }
     }
 
+    /// The key set in use, unless it has grown old (then the next
+    /// [`keys`](Self::keys) fetches again).
+    pub(super) fn current(&self) -> Option<Arc<IssuerKeys>> {
+        self.fresh(None)
+    }
+
     fn cached(&self) -> Option<(Arc<IssuerKeys>, Instant)> {
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }

@@ -12,6 +12,7 @@
 mod cache;
 mod issuer;
 mod pod;
+mod verified;
 mod verify;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub(crate) use self::cache::CredentialCache;
 use self::issuer::IssuerKeyCache;
 use self::pod::audiences;
 pub(crate) use self::pod::{PodIdentity, TokenMap};
+use self::verified::VerifiedTokens;
 use self::verify::Expected;
 use crate::kube_client::KubeClient;
 use crate::secret::SecretString;
@@ -103,13 +105,18 @@ pub struct VerifierSettings {
 pub(crate) struct TokenVerifier {
     mode: TokenVerification,
     keys: Arc<IssuerKeyCache>,
+    verified: VerifiedTokens,
 }
 
 impl TokenVerifier {
     /// A verifier reading keys through `client` (built on first use).
     #[must_use]
     pub(crate) fn new(settings: VerifierSettings, client: Arc<KubeClient>) -> Self {
-        Self { mode: settings.mode, keys: Arc::new(IssuerKeyCache::new(client, settings.issuers)) }
+        Self {
+            mode: settings.mode,
+            keys: Arc::new(IssuerKeyCache::new(client, settings.issuers)),
+            verified: VerifiedTokens::default(),
+        }
     }
 
     /// Starts loading the issuer keys in the background (unless verification is
@@ -133,20 +140,32 @@ impl TokenVerifier {
     /// [`TokenVerification::Required`]), the scope is the exact token, after
     /// the unverified claims were checked so an obviously foreign token is
     /// refused early.
+    ///
+    /// A token verified before for the same pod and audience, against the key
+    /// set still current, is not verified again while its `exp`/`nbf` hold
+    /// ([`verified`]).
     pub(crate) async fn check<'a>(&self, identity: &'a PodIdentity, audience: &str) -> Result<CheckedToken<'a>, TokenProblem> {
         let token = identity.token(audience).ok_or(TokenProblem::Missing)?;
         if self.mode != TokenVerification::Off {
+            let expected = Expected {
+                audience,
+                namespace: &identity.namespace,
+                service_account: &identity.service_account,
+                pod_name: &identity.pod_name,
+                pod_uid: &identity.pod_uid,
+            };
+            let digest = verified::digest(token.expose_secret(), &expected);
+            if let Some(keys) = self.keys.current()
+                && let Some(uid) = self.verified.get(&digest, &keys, unix_now())
+            {
+                return Ok(CheckedToken { token, scope: CredentialScope::ServiceAccount { uid } });
+            }
             let kid = verify::key_id(token.expose_secret())?;
             match self.keys.keys(kid.as_deref()).await {
                 Some(keys) => {
-                    let expected = Expected {
-                        audience,
-                        namespace: &identity.namespace,
-                        service_account: &identity.service_account,
-                        pod_name: &identity.pod_name,
-                        pod_uid: &identity.pod_uid,
-                    };
-                    let uid = verify::verify(token.expose_secret(), &keys, &expected)?;
+                    let verified = verify::verify(token.expose_secret(), &keys, &expected)?;
+                    let uid = verified.uid.clone();
+                    self.verified.insert(digest, &keys, verified, unix_now());
                     return Ok(CheckedToken { token, scope: CredentialScope::ServiceAccount { uid } });
                 }
                 None if self.mode == TokenVerification::Required => return Err(TokenProblem::KeysUnavailable),

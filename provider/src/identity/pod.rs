@@ -37,6 +37,8 @@ pub struct PodIdentity {
     /// The volume's `nodePublishSecretRef` Secret, as the driver passes it (the
     /// tokens removed); only a backend whose operator allowed it reads them.
     publish_secrets: BTreeMap<String, SecretString>,
+    /// [`Self::log_label`], computed on first use (it reads the token's claims).
+    label: std::sync::OnceLock<String>,
 }
 
 impl PodIdentity {
@@ -49,7 +51,15 @@ impl PodIdentity {
         service_account: String,
         tokens: TokenMap,
     ) -> Self {
-        Self { namespace, pod_name, pod_uid, service_account, tokens, publish_secrets: BTreeMap::new() }
+        Self {
+            namespace,
+            pod_name,
+            pod_uid,
+            service_account,
+            tokens,
+            publish_secrets: BTreeMap::new(),
+            label: std::sync::OnceLock::new(),
+        }
     }
 
     /// Adds the volume's `nodePublishSecretRef` values.
@@ -116,15 +126,17 @@ impl PodIdentity {
 
     /// A short, stable, non-reversible label for logs: never the token.
     #[must_use]
-    pub fn log_label(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.namespace.as_bytes());
-        h.update([0]);
-        h.update(self.service_account.as_bytes());
-        h.update([0]);
-        h.update(self.service_account_uid().as_bytes());
-        let digest = h.finalize();
-        hex::encode(&digest[..6])
+    pub fn log_label(&self) -> &str {
+        self.label.get_or_init(|| {
+            let mut h = Sha256::new();
+            h.update(self.namespace.as_bytes());
+            h.update([0]);
+            h.update(self.service_account.as_bytes());
+            h.update([0]);
+            h.update(self.service_account_uid().as_bytes());
+            let digest = h.finalize();
+            hex::encode(&digest[..6])
+        })
     }
 }
 

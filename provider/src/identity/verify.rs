@@ -163,10 +163,26 @@ pub(super) struct Expected<'a> {
     pub(super) pod_uid: &'a str,
 }
 
+/// What a verified token yields: the service account's UID, and the token's
+/// validity period, checked again whenever the verification is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Verified {
+    /// The service account's UID from the claims (empty if absent).
+    pub(super) uid: String,
+    /// The token's `exp`.
+    pub(super) expires: u64,
+    /// The token's `nbf`, if it has one.
+    pub(super) not_before: Option<u64>,
+}
+
 /// The claims that matter once the signature holds.
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Required and checked by the JWT library; optional here so a token without
+    /// it is reported as such rather than as unreadable.
+    exp: Option<u64>,
+    nbf: Option<u64>,
     #[serde(rename = "kubernetes.io")]
     kubernetes: Option<KubernetesClaims>,
 }
@@ -193,8 +209,8 @@ pub(super) fn key_id(token: &str) -> Result<Option<String>, TokenProblem> {
     Ok(header.kid)
 }
 
-/// Verifies `token` against `keys` and `expected`; the service account's UID on success.
-pub(super) fn verify(token: &str, keys: &IssuerKeys, expected: &Expected<'_>) -> Result<String, TokenProblem> {
+/// Verifies `token` against `keys` and `expected`.
+pub(super) fn verify(token: &str, keys: &IssuerKeys, expected: &Expected<'_>) -> Result<Verified, TokenProblem> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::UnsupportedHeader)?;
     if !ACCEPTED.contains(&header.alg) {
         return Err(TokenProblem::UnsupportedHeader);
@@ -245,7 +261,7 @@ fn problem_of(kind: &jsonwebtoken::errors::ErrorKind, token: &str) -> TokenProbl
     }
 }
 
-fn check_claims(claims: &Claims, expected: &Expected<'_>) -> Result<String, TokenProblem> {
+fn check_claims(claims: &Claims, expected: &Expected<'_>) -> Result<Verified, TokenProblem> {
     let subject = format!("system:serviceaccount:{}:{}", expected.namespace, expected.service_account);
     if claims.sub != subject {
         return Err(TokenProblem::WrongSubject { expected: subject, found: claims.sub.clone() });
@@ -269,8 +285,15 @@ fn check_claims(claims: &Claims, expected: &Expected<'_>) -> Result<String, Toke
     {
         return Err(TokenProblem::WrongPod);
     }
-    Ok(account.and_then(|a| a.uid.clone()).unwrap_or_default())
+    let Some(expires) = claims.exp else {
+        return Err(TokenProblem::MissingClaim("exp".to_owned()));
+    };
+    Ok(Verified {
+        uid: account.and_then(|a| a.uid.clone()).unwrap_or_default(),
+        expires,
+        not_before: claims.nbf,
+    })
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -113,7 +113,8 @@ async fn main() -> anyhow::Result<()> {
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             println!(
                 "P1 ({label}): mount p50 {:.2} ms, floor p50 {:.2} ms, ratio {:.2}; p99 {:.2} / {:.2} ms; \
-                 inside the provider {:.2} ms, one backend read {:.2} ms",
+                 inside the provider {:.2} ms, one backend read {:.2} ms; CPU per mount: provider {:.2} ms, \
+                 client {:.2} ms, OpenBao {:.2} ms; CPU per floor round {:.2} ms, OpenBao {:.2} ms",
                 ms(p1.mount.p50),
                 ms(p1.floor.p50),
                 ms(p1.mount.p50) / ms(p1.floor.p50),
@@ -121,6 +122,11 @@ async fn main() -> anyhow::Result<()> {
                 ms(p1.floor.p99),
                 ms(p1.server_mean),
                 p1.read_mean.map_or(0.0, ms),
+                ms(p1.cpu.provider),
+                ms(p1.cpu.client),
+                ms(p1.cpu.server_mount),
+                ms(p1.cpu.floor),
+                ms(p1.cpu.server_floor),
             );
         }
         return Ok(());
@@ -570,6 +576,38 @@ struct WarmMount {
     server_mean: Duration,
     /// Mean latency of one backend read as the provider measured it.
     read_mean: Option<Duration>,
+    /// CPU time per timed mount and per floor round.
+    cpu: CpuPerRound,
+}
+
+/// CPU time spent per P1 round: by the provider for one mount, by this process sending that mount (the driver's
+/// side), and by this process sending the floor's direct reads.
+struct CpuPerRound {
+    provider: Duration,
+    client: Duration,
+    floor: Duration,
+    /// OpenBao's CPU time answering one mount's reads, and one floor round's.
+    server_mount: Duration,
+    server_floor: Duration,
+}
+
+/// CPU time used so far by all live threads of process `pid`, from `/proc/<pid>/task/*/schedstat` (nanoseconds,
+/// unlike the clock ticks of `/proc/<pid>/stat`).
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("no threads of {pid}"))? {
+        let path = task?.path().join("schedstat");
+        // A thread can end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(&path) else { continue };
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .context("empty schedstat")?
+            .parse()
+            .with_context(|| format!("{} is not a number", path.display()))?;
+        total += ns;
+    }
+    Ok(Duration::from_nanos(total))
 }
 
 /// P1: one identity's mount of 10 objects, repeated on a warm provider, interleaved with its floor (the same 10
@@ -585,20 +623,34 @@ async fn measure_warm_mount(env: &Env, static_reuse: Option<&str>) -> anyhow::Re
         direct.round().await?;
     }
     let before = provider.metrics().await?;
+    let me = std::process::id();
+    let provider_cpu = cpu_time(provider.pid())?;
+    let bao = env.bao.pid();
+    let (mut client_cpu, mut floor_cpu) = (Duration::ZERO, Duration::ZERO);
+    let (mut bao_mount_cpu, mut bao_floor_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut mounts = Vec::with_capacity(P1_REPEATS);
     let mut floor = Vec::with_capacity(P1_REPEATS);
     for _ in 0..P1_REPEATS {
         let request = request.clone();
+        let bao_cpu = cpu_time(bao)?;
+        let cpu = cpu_time(me)?;
         let started = Instant::now();
         let response = mount_once(&mut client, request).await?;
         mounts.push(started.elapsed());
+        client_cpu += cpu_time(me)?.saturating_sub(cpu);
+        bao_mount_cpu += cpu_time(bao)?.saturating_sub(bao_cpu);
         if response.files.len() != OBJECTS {
             bail!("a mount returned {} files", response.files.len());
         }
+        let bao_cpu = cpu_time(bao)?;
+        let cpu = cpu_time(me)?;
         let started = Instant::now();
         direct.round().await?;
         floor.push(started.elapsed());
+        floor_cpu += cpu_time(me)?.saturating_sub(cpu);
+        bao_floor_cpu += cpu_time(bao)?.saturating_sub(bao_cpu);
     }
+    let provider_cpu = cpu_time(provider.pid())?.saturating_sub(provider_cpu);
     let after = provider.metrics().await?;
     let delta =
         |name: &str, labels: &[(&str, &str)]| after.sum(name, labels) - before.sum(name, labels);
@@ -621,6 +673,13 @@ async fn measure_warm_mount(env: &Env, static_reuse: Option<&str>) -> anyhow::Re
         backend_requests,
         server_mean,
         read_mean,
+        cpu: CpuPerRound {
+            provider: provider_cpu / P1_REPEATS as u32,
+            client: client_cpu / P1_REPEATS as u32,
+            floor: floor_cpu / P1_REPEATS as u32,
+            server_mount: bao_mount_cpu / P1_REPEATS as u32,
+            server_floor: bao_floor_cpu / P1_REPEATS as u32,
+        },
     })
 }
 

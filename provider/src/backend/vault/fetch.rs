@@ -59,7 +59,7 @@ impl VaultBackend {
             jwt: checked.token.clone(),
             service_account: format!("{}/{}", identity.namespace(), identity.service_account()),
             pod_uid: identity.pod_uid().to_owned(),
-            identity_label: identity.log_label(),
+            identity_label: identity.log_label().to_owned(),
             endpoint: self.state.clients.endpoint(cfg).await?,
             key: TokenKey {
                 address: cfg.address.clone(),

@@ -8,13 +8,13 @@ use super::*;
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
-struct Signer {
+pub(in crate::identity) struct Signer {
     kid: String,
     key: EncodingKey,
     jwk: Value,
 }
 
-fn signer(kid: &str) -> Signer {
+pub(in crate::identity) fn signer(kid: &str) -> Signer {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).expect("key");
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).expect("key");
     let point = pair.public_key().as_ref();
@@ -30,7 +30,7 @@ fn now() -> u64 {
     super::super::unix_now()
 }
 
-fn claims() -> Value {
+pub(in crate::identity) fn claims() -> Value {
     let now = now();
     json!({
         "iss": ISSUER, "sub": "system:serviceaccount:team-a:app", "aud": ["vault"],
@@ -43,31 +43,35 @@ fn claims() -> Value {
     })
 }
 
-fn sign(signer: &Signer, claims: &Value) -> String {
+pub(in crate::identity) fn sign(signer: &Signer, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(signer.kid.clone());
     jsonwebtoken::encode(&header, claims, &signer.key).expect("sign")
 }
 
-fn keys(signers: &[&Signer]) -> IssuerKeys {
+pub(in crate::identity) fn keys(signers: &[&Signer]) -> IssuerKeys {
     let doc = json!({"keys": signers.iter().map(|s| s.jwk.clone()).collect::<Vec<_>>()});
     IssuerKeys::from_jwks(doc.to_string().as_bytes(), vec![ISSUER.to_owned()]).expect("keys")
 }
 
-const EXPECTED: Expected<'static> =
+pub(in crate::identity) const EXPECTED: Expected<'static> =
     Expected { audience: "vault", namespace: "team-a", service_account: "app", pod_name: "app-0", pod_uid: "pod-1" };
 
 #[test]
 fn a_genuine_token_verifies_and_yields_the_account_uid() {
     let s = signer("k1");
-    assert_eq!(verify(&sign(&s, &claims()), &keys(&[&s]), &EXPECTED), Ok("sa-1".to_owned()));
+    let c = claims();
+    let verified = verify(&sign(&s, &c), &keys(&[&s]), &EXPECTED).expect("verifies");
+    assert_eq!(verified.uid, "sa-1");
+    assert_eq!(verified.expires, c["exp"].as_u64().expect("exp"));
+    assert_eq!(verified.not_before, c["nbf"].as_u64());
 }
 
 #[test]
 fn forged_and_mismatched_tokens_are_refused() {
     let s = signer("k1");
     let keys = keys(&[&s]);
-    let check = |c: Value| verify(&sign(&s, &c), &keys, &EXPECTED);
+    let check = |c: Value| verify(&sign(&s, &c), &keys, &EXPECTED).map(|v| v.uid);
 
     let mut c = claims();
     c["exp"] = json!(now() - 2 * CLOCK_LEEWAY_SECS);
