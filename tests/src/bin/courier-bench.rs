@@ -266,13 +266,19 @@ async fn main() -> anyhow::Result<()> {
     ] {
         println!(
             "- P1 ({label}): {} backend requests during the {P1_REPEATS} timed mounts; mean mount time inside the \
-             provider {:.2} ms{}.",
+             provider {:.2} ms{}. CPU per mount: provider {:.2} ms, client {:.2} ms, OpenBao {:.2} ms; per floor \
+             round: client {:.2} ms, OpenBao {:.2} ms (on this machine all of them share its cores).",
             p1.backend_requests,
             ms(p1.server_mean),
             p1.read_mean.map_or_else(String::new, |d| format!(
                 ", mean backend read inside the provider {:.2} ms",
                 ms(d)
-            ))
+            )),
+            ms(p1.cpu.provider),
+            ms(p1.cpu.client),
+            ms(p1.cpu.server_mount),
+            ms(p1.cpu.floor),
+            ms(p1.cpu.server_floor),
         );
     }
     println!(
