@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use aws_sdk_secretsmanager::config::Credentials;
 
 use super::credentials::{self, AGENT_URL_IPV4, AGENT_URL_IPV6, EXPIRY_MARGIN};
-use super::{AwsAuth, AwsBackend, AwsConfig, BACKEND, CredentialKey, ROLE_LOOKUP_TIMEOUT, service_account};
+use super::{AwsAuth, AwsBackend, AwsConfig, BACKEND, CredentialKey, service_account};
 use crate::backend::{Error, ErrorKind};
 use crate::identity::{CredentialScope, PodIdentity};
 use crate::metrics::{LoginLabels, OperationLabels, RequestLabels};
@@ -99,40 +99,14 @@ impl AwsBackend {
 
     /// The IAM role of the pod's service account, from its annotation (cached briefly).
     async fn role_of(&self, identity: &PodIdentity) -> Result<String, Error> {
-        let key = (identity.namespace().to_owned(), identity.service_account().to_owned());
-        let role = match self.state.roles.get(&key) {
-            Some(role) => role,
-            None => {
-                let state = Arc::clone(&self.state);
-                let (ns, sa) = key.clone();
-                let (role, _) = self
-                    .state
-                    .role_lookups
-                    .run(
-                        key.clone(),
-                        || async move {
-                            // The Kubernetes client retries 429/5xx on its own; bound the whole lookup.
-                            let role = tokio::time::timeout(ROLE_LOOKUP_TIMEOUT, state.kube.role_arn(&ns, &sa))
-                                .await
-                                .map_err(|_| {
-                                    Error::new(
-                                        ErrorKind::Unavailable,
-                                        BACKEND,
-                                        format!(
-                                            "reading service account {ns}/{sa} from the Kubernetes API took over {ROLE_LOOKUP_TIMEOUT:?}; \
-                                             check the API server is reachable and healthy"
-                                        ),
-                                    )
-                                })??;
-                            state.roles.insert((ns, sa), role.clone(), state.settings.role_cache);
-                            Ok(role)
-                        },
-                        || Err(Error::new(ErrorKind::Unavailable, BACKEND, "a shared service-account lookup was aborted")),
-                    )
-                    .await;
-                role?
-            }
-        };
+        let kube = Arc::clone(&self.state.kube);
+        let role = self
+            .state
+            .roles
+            .get(identity.namespace(), identity.service_account(), self.state.settings.role_cache, |ns, sa| async move {
+                service_account::role_arn(&kube, &ns, &sa).await
+            })
+            .await?;
         role.ok_or_else(|| {
             Error::new(
                 ErrorKind::Invalid,
@@ -140,8 +114,8 @@ impl AwsBackend {
                 format!(
                     "service account {}/{} has no {} annotation; annotate it with the IAM role to assume, or use \
                      usePodIdentity: \"true\"",
-                    key.0,
-                    key.1,
+                    identity.namespace(),
+                    identity.service_account(),
                     service_account::ROLE_ARN_ANNOTATION
                 ),
             )

@@ -32,7 +32,7 @@ pub(crate) type Settings = AwsSettings;
 
 use self::errors::{Failure, classify};
 use self::ssm::ssm_batches;
-use self::service_account::Kube;
+use super::annotations::AnnotationReads;
 use super::{Backend, BackendPlan, Deps, Error, ErrorKind};
 use crate::plan::{Fetched, ObjectSpec};
 use super::token::{TokenAdvice, token_error};
@@ -50,8 +50,6 @@ const SSM_BATCH: usize = 10;
 const MAX_CONCURRENT_REQUESTS: usize = 16;
 /// How long a service account's role annotation is trusted.
 pub const DEFAULT_ROLE_CACHE: Duration = Duration::from_secs(60);
-/// Time allowed to read a service account's role annotation.
-const ROLE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for one AWS call (the SDK retries within it).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -88,9 +86,9 @@ struct State {
     base: Mutex<HashMap<String, aws_config::SdkConfig>>,
     credentials: CredentialCache<CredentialKey, Credentials>,
     inflight: Flights<CredentialKey, Shared<(Credentials, SystemTime)>>,
-    roles: CredentialCache<(String, String), Option<String>>,
-    role_lookups: Flights<(String, String), Shared<Option<String>>>,
-    kube: Kube,
+    /// Service accounts' role annotations (IRSA).
+    roles: AnnotationReads<Option<String>>,
+    kube: Arc<KubeClient>,
     /// The Pod Identity agent's client, built on first use: building one loads the system's CA certificates,
     /// which a node that never uses Pod Identity should not pay for at start-up or hold in memory.
     http: tokio::sync::OnceCell<reqwest::Client>,
@@ -166,9 +164,8 @@ impl AwsBackend {
                 base: Mutex::new(HashMap::new()),
                 credentials: CredentialCache::default(),
                 inflight: Flights::default(),
-                roles: CredentialCache::default(),
-                role_lookups: Flights::default(),
-                kube: Kube::new(kube),
+                roles: AnnotationReads::new(BACKEND),
+                kube,
                 http: tokio::sync::OnceCell::new(),
             }),
         }
