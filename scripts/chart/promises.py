@@ -30,6 +30,11 @@ SECRETS_RULE = {
     "resources": ["secrets"],
     "verbs": ["get", "create", "update"],
 }
+# Where the chart mounts the Azure CA ConfigMap, and the file COURIER_AZURE_CA_FILE names.
+AZURE_CA_DIR = "/etc/courier/azure-ca"
+AZURE_CA_FILE = f"{AZURE_CA_DIR}/ca.crt"
+# Volumes backing files the backends' settings name.
+BACKEND_VOLUMES = ("azure-cloud-env", "azure-ca")
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CSIDriver", "CustomResourceDefinition"}
 
 
@@ -170,6 +175,7 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
         "COURIER_AZURE_CLOUD_ENV_DIR": v["azure"]["cloudEnvHostDir"] or None,
         "COURIER_AZURE_ALLOW_NODE_PUBLISH_SECRET": "true" if v["azure"]["allowNodePublishSecret"] else None,
         "COURIER_AZURE_CONSTRUCT_PEM_CHAIN": None if v["azure"]["constructPemChain"] else "false",
+        "COURIER_AZURE_CA_FILE": AZURE_CA_FILE if v["azure"]["caConfigMap"] else None,
     }
     for name, want in azure_env.items():
         r.equal(f"provider: {name} only with Azure and when set", env.get(name), want if azure else None)
@@ -180,6 +186,20 @@ def provider(r: Report, v: dict[str, Any], out: Rendered) -> None:
         "provider: Azure cloud files mounted read-only only when set",
         (got["mountPath"], got.get("readOnly")) if got else None,
         (want_cloud_dir, True) if want_cloud_dir else None,
+    )
+    got = mounts.get("azure-ca")
+    r.equal(
+        "provider: Azure CA ConfigMap mounted read-only where COURIER_AZURE_CA_FILE points, only when set",
+        (got["mountPath"], got.get("readOnly")) if got else None,
+        (AZURE_CA_DIR, True) if azure and v["azure"]["caConfigMap"] else None,
+    )
+    ca_volume = {vol["name"]: vol for vol in pod.get("volumes", [])}.get("azure-ca")
+    r.equal(
+        "provider: Azure CA volume is the named ConfigMap's key as ca.crt",
+        ca_volume.get("configMap") if ca_volume else None,
+        {"name": v["azure"]["caConfigMap"], "items": [{"key": v["azure"]["caConfigMapKey"], "path": "ca.crt"}]}
+        if azure and v["azure"]["caConfigMap"]
+        else None,
     )
     r.check("provider: runs courier-provider", c.get("command") == ["/usr/local/bin/courier-provider"])
 
@@ -610,11 +630,24 @@ def secret_sync(r: Report, v: dict[str, Any], out: Rendered) -> None:
             "secretSync: the provider sidecar mounts extraVolumeMounts",
             {m["name"] for m in v["extraVolumeMounts"]} <= mounts,
         )
+        # The files those settings point at: the same mounts, from the same volumes.
+        node_pod = node["spec"]["template"]["spec"]
+        node_mounts = {m["name"]: m for m in container(node, "provider").get("volumeMounts", [])}
+        node_volumes = {vol["name"]: vol for vol in node_pod.get("volumes", [])}
+        sidecar_mounts = {m["name"]: m for m in sidecar.get("volumeMounts", [])}
+        sidecar_volumes = {vol["name"]: vol for vol in pod.get("volumes", [])}
+        for name in BACKEND_VOLUMES:
+            r.equal(f"secretSync: the provider sidecar mounts {name} as the DaemonSet does", sidecar_mounts.get(name), node_mounts.get(name))
+            r.equal(f"secretSync: volume {name} as the DaemonSet's", sidecar_volumes.get(name), node_volumes.get(name))
     volumes = {vol["name"]: vol for vol in pod.get("volumes", [])}
     r.check("secretSync: provider sockets in the pod, not on the host", "emptyDir" in volumes.get("providers-dir", {}))
     r.check(
-        "secretSync: no hostPath but the operator's own extraVolumes",
-        not any("hostPath" in vol for name, vol in volumes.items() if name not in {e["name"] for e in v["extraVolumes"]}),
+        "secretSync: no hostPath but the operator's own extraVolumes (and Azure's cloud file directory when set)",
+        not any(
+            "hostPath" in vol
+            for name, vol in volumes.items()
+            if name not in {e["name"] for e in v["extraVolumes"]} | {"azure-cloud-env"}
+        ),
     )
     for c in pod["containers"]:
         sc = c.get("securityContext", {})

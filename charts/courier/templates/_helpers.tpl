@@ -170,6 +170,10 @@ the SecretSync controller's sidecar serve the same SecretProviderClasses, so the
 - name: COURIER_AZURE_CLOUD_ENV_DIR
   value: {{ . | quote }}
 {{- end }}
+{{- if .Values.azure.caConfigMap }}
+- name: COURIER_AZURE_CA_FILE
+  value: /etc/courier/azure-ca/ca.crt
+{{- end }}
 {{- if .Values.azure.allowNodePublishSecret }}
 - name: COURIER_AZURE_ALLOW_NODE_PUBLISH_SECRET
   value: "true"
@@ -178,5 +182,42 @@ the SecretSync controller's sidecar serve the same SecretProviderClasses, so the
 - name: COURIER_AZURE_CONSTRUCT_PEM_CHAIN
   value: "false"
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{- /*
+Files the backends' settings point at (Azure's custom cloud files and CA), as volume mounts of a
+courier-provider container and as volumes of its pod: the node's DaemonSet and the SecretSync
+controller's sidecar get the same, since they get the same settings (courier.backendEnv).
+*/}}
+{{- define "courier.backendVolumeMounts" -}}
+{{- $b := include "courier.backends" . | fromJson }}
+{{- if and $b.azure .Values.azure.cloudEnvHostDir }}
+- name: azure-cloud-env
+  mountPath: {{ .Values.azure.cloudEnvHostDir }}
+  readOnly: true
+{{- end }}
+{{- if and $b.azure .Values.azure.caConfigMap }}
+- name: azure-ca
+  mountPath: /etc/courier/azure-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "courier.backendVolumes" -}}
+{{- $b := include "courier.backends" . | fromJson }}
+{{- if and $b.azure .Values.azure.cloudEnvHostDir }}
+- name: azure-cloud-env
+  hostPath:
+    path: {{ .Values.azure.cloudEnvHostDir }}
+    type: Directory
+{{- end }}
+{{- if and $b.azure .Values.azure.caConfigMap }}
+- name: azure-ca
+  configMap:
+    name: {{ .Values.azure.caConfigMap }}
+    items:
+      - key: {{ .Values.azure.caConfigMapKey }}
+        path: ca.crt
 {{- end }}
 {{- end }}
