@@ -185,64 +185,43 @@ async fn refusals_of_the_azure_provider() -> anyhow::Result<()> {
                 .collect::<String>()
         )
     };
-    for (objects, words) in [
+    let secret = entry("objectName: s\nobjectType: secret");
+    let refused = [
         (
-            entry("objectName: c\nobjectType: cert\nobjectFormat: pfx"),
+            request(&case, &entry("objectName: c\nobjectType: cert\nobjectFormat: pfx"))?,
             &[
                 "objectFormat",
                 "PFX format only supported for objectType: secret",
             ][..],
         ),
         (
-            entry("objectName: k\nobjectType: key\nobjectEncoding: base64"),
+            request(&case, &entry("objectName: k\nobjectType: key\nobjectEncoding: base64"))?,
             &["objectEncoding only supported for objectType: secret"][..],
         ),
         (
-            entry("objectName: s\nobjectType: secret\nobjectEncoding: rot13"),
+            request(&case, &entry("objectName: s\nobjectType: secret\nobjectEncoding: rot13"))?,
             &["objects[0].objectEncoding"][..],
         ),
         (
-            entry("objectName: s\nobjectType: secret\nobjectFormat: der"),
+            request(&case, &entry("objectName: s\nobjectType: secret\nobjectFormat: der"))?,
             &["invalid objectFormat"][..],
         ),
         (
-            entry("objectName: s\nobjectType: secret\nobjectAlias: ../escape"),
+            request(&case, &entry("objectName: s\nobjectType: secret\nobjectAlias: ../escape"))?,
             &["objects[0].objectAlias"][..],
         ),
         (
-            entry("objectName: s\nobjectType: blob"),
+            request(&case, &entry("objectName: s\nobjectType: blob"))?,
             &["Invalid vaultObjectTypes"][..],
         ),
-    ] {
-        let result = mount(&mut client, request(&case, &objects)?.build()?).await;
+        (request(&case, &secret)?.parameter("keyvaultName", "k"), &["keyvaultName", "between 3 and 24"][..]),
+        (request(&case, &secret)?.parameter("usePodIdentity", "true"), &["usePodIdentity"][..]),
+        (case.request(&[])?.without_parameter("objects"), &["objects"][..]),
+    ];
+    for (builder, words) in refused {
+        let result = mount(&mut client, builder.build()?).await;
         assert_status(result, Code::InvalidArgument, words);
     }
-    let result = mount(
-        &mut client,
-        request(&case, &entry("objectName: s\nobjectType: secret"))?
-            .parameter("keyvaultName", "k")
-            .build()?,
-    )
-    .await;
-    assert_status(
-        result,
-        Code::InvalidArgument,
-        &["keyvaultName", "between 3 and 24"],
-    );
-    let result = mount(
-        &mut client,
-        request(&case, &entry("objectName: s\nobjectType: secret"))?
-            .parameter("usePodIdentity", "true")
-            .build()?,
-    )
-    .await;
-    assert_status(result, Code::InvalidArgument, &["usePodIdentity"]);
-    let result = mount(
-        &mut client,
-        case.request(&[])?.without_parameter("objects").build()?,
-    )
-    .await;
-    assert_status(result, Code::InvalidArgument, &["objects"]);
     assert!(
         case.standin.calls().is_empty(),
         "refused before any call: {:?}",

@@ -57,6 +57,15 @@ fn spc(name: &str, provider: &str, parameters: &BTreeMap<String, String>) -> Val
     })
 }
 
+/// A manifest written to `dir/name` and checked with `--output json`: the file, the process output and the report.
+fn check_manifest(dir: &tempfile::TempDir, name: &str, manifest: &str) -> anyhow::Result<(std::path::PathBuf, Output, Value)> {
+    let file = dir.path().join(name);
+    std::fs::write(&file, manifest)?;
+    let output = run_check(&["--output", "json", file.to_str().context("path")?])?;
+    let report = json_report(&output)?;
+    Ok((file, output, report))
+}
+
 fn json_report(output: &Output) -> anyhow::Result<Value> {
     serde_json::from_slice(&output.stdout).with_context(|| {
         format!(
@@ -188,11 +197,8 @@ spec:
 #[test]
 fn reports_dialect_backend_files_modes_and_audiences_as_json() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let file = dir.path().join("classes.yaml");
-    std::fs::write(&file, GOOD)?;
-    let output = run_check(&["--output", "json", file.to_str().context("path")?])?;
+    let (file, output, report) = check_manifest(&dir, "classes.yaml", GOOD)?;
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let report = json_report(&output)?;
     assert_eq!(report["skipped"], json!(1), "the ConfigMap is skipped: {report}");
     assert_eq!((report["valid"].clone(), report["invalid"].clone()), (json!(2), json!(0)));
     let vault = &report["classes"][0];
@@ -267,11 +273,8 @@ spec:
 #[test]
 fn reports_the_gcp_dialect_its_files_modes_and_audience() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let file = dir.path().join("gcp.yaml");
-    std::fs::write(&file, GCP)?;
-    let output = run_check(&["--output", "json", file.to_str().context("path")?])?;
+    let (_, output, report) = check_manifest(&dir, "gcp.yaml", GCP)?;
     assert_eq!(output.status.code(), Some(1), "one class is invalid: {}", String::from_utf8_lossy(&output.stderr));
-    let report = json_report(&output)?;
     assert_eq!((report["valid"].clone(), report["invalid"].clone()), (json!(2), json!(1)), "{report}");
 
     let app = &report["classes"][0];
@@ -301,14 +304,12 @@ fn reports_the_gcp_dialect_its_files_modes_and_audience() -> anyhow::Result<()> 
 #[test]
 fn manifest_errors_and_exit_codes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let (_, output, report) = check_manifest(
+        &dir,
+        "bad.yaml",
         "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: flags}\nspec:\n  provider: vault\n  parameters:\n    roleName: app\n    vaultSkipTLSVerify: true\n    objects: \"- objectName: a\\n  secretPath: secret/data/a\\n\"\n---\napiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: noprovider}\nspec: {parameters: {roleName: app}}\n",
     )?;
-    let output = run_check(&["--output", "json", bad.to_str().context("path")?])?;
     assert_eq!(output.status.code(), Some(1));
-    let report = json_report(&output)?;
     assert_eq!(
         report["classes"][0]["errors"],
         json!([{"code": "Manifest", "message": "spec.parameters.vaultSkipTLSVerify: must be a string, found a boolean (quote it)"}])

@@ -4,10 +4,17 @@ use serde_json::json;
 
 use super::*;
 use crate::identity::TokenProblem;
-use crate::identity::verify::tests::{EXPECTED, claims, keys, sign, signer};
+use crate::identity::verify::tests::{EXPECTED, Signer, claims, keys, sign, signer};
 use crate::identity::verify::verify;
 
 const NOW: u64 = 1_800_000_000;
+
+/// A signer, the key set publishing it, and an empty cache.
+fn setup() -> (Signer, Arc<IssuerKeys>, VerifiedTokens) {
+    let s = signer("k1");
+    let keys_now = Arc::new(keys(&[&s]));
+    (s, keys_now, VerifiedTokens::default())
+}
 
 fn verified(expires: u64, not_before: Option<u64>) -> Verified {
     Verified { uid: "sa-1".to_owned(), expires, not_before }
@@ -15,9 +22,7 @@ fn verified(expires: u64, not_before: Option<u64>) -> Verified {
 
 #[test]
 fn a_verification_is_reused_only_for_the_same_token_pod_audience_and_key_set() {
-    let s = signer("k1");
-    let keys_now = Arc::new(keys(&[&s]));
-    let cache = VerifiedTokens::default();
+    let (s, keys_now, cache) = setup();
     let token = sign(&s, &claims());
     let checked = verify(&token, &keys_now, &EXPECTED).expect("genuine");
     // The token's claims are stamped with the real clock.
@@ -60,9 +65,7 @@ fn fields_cannot_run_into_each_other() {
 
 #[test]
 fn a_reused_verification_ends_with_the_token() {
-    let s = signer("k1");
-    let keys_now = Arc::new(keys(&[&s]));
-    let cache = VerifiedTokens::default();
+    let (_, keys_now, cache) = setup();
     let key = digest("token", &EXPECTED);
     cache.insert(key, &keys_now, verified(NOW + 600, Some(NOW - 10)), NOW);
     assert!(cache.get(&key, &keys_now, NOW + 600).is_some(), "within the leeway after exp");
@@ -74,9 +77,7 @@ fn a_reused_verification_ends_with_the_token() {
 
 #[test]
 fn the_cache_is_bounded_and_drops_what_can_no_longer_be_used_first() {
-    let s = signer("k1");
-    let keys_now = Arc::new(keys(&[&s]));
-    let cache = VerifiedTokens::default();
+    let (_, keys_now, cache) = setup();
     let live = digest("live", &EXPECTED);
     cache.insert(live, &keys_now, verified(NOW + 600, None), NOW);
     for i in 1..MAX_ENTRIES {
@@ -96,9 +97,7 @@ fn the_cache_is_bounded_and_drops_what_can_no_longer_be_used_first() {
 
 #[test]
 fn debug_shows_no_token_material() {
-    let s = signer("k1");
-    let keys_now = Arc::new(keys(&[&s]));
-    let cache = VerifiedTokens::default();
+    let (s, keys_now, cache) = setup();
     let token = sign(&s, &json!({"sub": "x"}));
     let key = digest(&token, &EXPECTED);
     cache.insert(key, &keys_now, verified(NOW + 600, None), NOW);

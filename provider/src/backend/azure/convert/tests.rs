@@ -21,6 +21,11 @@ fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// A new EC P-256 private key in `dir/file`.
+fn ec_key(dir: &Path, file: &str) {
+    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", file]);
+}
+
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).expect("read")
 }
@@ -51,18 +56,7 @@ fn chain(dir: &Path) -> Chain {
     )
     .expect("write");
     for name in ["root", "intermediate", "leaf"] {
-        openssl(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                &format!("{name}.key"),
-            ],
-        );
+        ec_key(dir, &format!("{name}.key"));
     }
     openssl(
         dir,
@@ -208,18 +202,7 @@ fn public_keys_match_openssl() {
     };
     assert_eq!(public_key_pem(&rsa).expect("rsa"), read(d, "rsa.pub"));
 
-    openssl(
-        d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            "ec.key",
-        ],
-    );
+    ec_key(d, "ec.key");
     openssl(d, &["pkey", "-in", "ec.key", "-pubout", "-out", "ec.pub"]);
     let spki = der_of(&read(d, "ec.pub"));
     let point = &spki[spki.len() - 65..];
